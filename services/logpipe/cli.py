@@ -1,0 +1,197 @@
+"""`logpipe` command line: run services, start the embedded broker, one-shot tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import Any, Callable
+
+from logpipe import __version__
+
+# Service name -> module; each module has app.create_app(settings) and settings.Settings.
+# The order is the start order of `run all` (producers of data last).
+SERVICES = ("ingest", "embedder", "vectorizer", "analyzer", "gateway", "generator")
+
+log = logging.getLogger("logpipe.cli")
+
+
+def service_available(name: str) -> bool:
+    try:
+        importlib.import_module(f"logpipe.{name}.app")
+        return True
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(f"logpipe.{name}"):
+            return False
+        raise
+
+
+def load_service(name: str) -> tuple[Callable[..., Any], type]:
+    app_module = importlib.import_module(f"logpipe.{name}.app")
+    settings_module = importlib.import_module(f"logpipe.{name}.settings")
+    return app_module.create_app, settings_module.Settings
+
+
+async def serve(apps: list[tuple[str, Any, Any]], stop: asyncio.Event | None = None) -> None:
+    """Run several ASGI apps, one uvicorn server each, in this event loop, until stopped."""
+    import uvicorn
+
+    servers = []
+    for name, app, settings in apps:
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                                access_log=False, lifespan="on", ws_ping_interval=20)
+        server = uvicorn.Server(config)
+        # One signal handler for the whole process (below), not one per server.
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        servers.append((name, server))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    tasks = []
+    # Start in order so that a consumer exists before the generator produces.
+    for name, server in servers:
+        task = asyncio.create_task(server.serve(), name=f"serve-{name}")
+        tasks.append(task)
+        while not server.started and not task.done():
+            await asyncio.sleep(0.05)
+        if task.done():
+            stop.set()
+            break
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for _, server in reversed(servers):
+        server.should_exit = True
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    waiter.cancel()
+    for (name, _), result in zip(servers, results):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            log.error("service %s stopped with %r", name, result)
+    failed = [name for (name, server), task in zip(servers, tasks) if not server.started]
+    if failed:
+        raise SystemExit(f"could not start: {', '.join(failed)} (see the log above)")
+
+
+def run_services(names: list[str], overrides: dict[str, dict[str, Any]] | None = None) -> None:
+    from logpipe.core.logging import configure_logging
+    from logpipe.core.settings import CommonSettings
+
+    common = CommonSettings()
+    configure_logging("logpipe" if len(names) > 1 else names[0], common.log_level, common.log_format)
+    apps = []
+    for name in names:
+        create_app, settings_cls = load_service(name)
+        settings = settings_cls(**(overrides or {}).get(name, {}))
+        apps.append((name, create_app(settings), settings))
+    asyncio.run(serve(apps))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    if args.service == "all":
+        names = [name for name in SERVICES if service_available(name)]
+        overrides: dict[str, dict[str, Any]] = {}
+        if args.generate:
+            overrides["generator"] = {"autostart": True}
+        run_services(names, overrides)
+    else:
+        if args.service not in SERVICES:
+            raise SystemExit(f"unknown service {args.service!r}; choose one of: {', '.join(SERVICES)}, all")
+        if not service_available(args.service):
+            raise SystemExit(f"service {args.service!r} is not part of this build yet")
+        overrides = {"generator": {"autostart": True}} if args.generate and args.service == "generator" else {}
+        run_services([args.service], overrides)
+
+
+def cmd_broker(args: argparse.Namespace) -> None:
+    from logpipe.core.broker import run_broker_forever
+
+    run_broker_forever(port=args.port, partitions=args.partitions)
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from logpipe.core.dev import run_dev
+
+    run_dev(port=args.broker_port, partitions=args.partitions, generate=not args.no_generator)
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    from logpipe.core.schemas import ensure_all
+
+    asyncio.run(ensure_all(topics=not args.no_topics))
+    print("schemas ready")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logpipe", description="AI-powered log analysis")
+    parser.add_argument("--version", action="version", version=f"logpipe {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one service, or every service in one process (`all`)")
+    run.add_argument("service", help=f"{' | '.join(SERVICES)} | all")
+    run.add_argument("--generate", action="store_true", help="start the generator producing at once")
+    run.set_defaults(func=cmd_run)
+
+    broker = sub.add_parser("broker", help="start the embedded Kafka-compatible broker (Tansu) and create topics")
+    broker.add_argument("--port", type=int, default=None, help="listen port (default from KAFKA_BOOTSTRAP_SERVERS, 9092)")
+    broker.add_argument("--partitions", type=int, default=None, help="partitions per topic (default 4)")
+    broker.set_defaults(func=cmd_broker)
+
+    dev = sub.add_parser("dev", help="broker + every service + generator on one machine (what `make dev` runs)")
+    dev.add_argument("--broker-port", type=int, default=None)
+    dev.add_argument("--partitions", type=int, default=None)
+    dev.add_argument("--no-generator", action="store_true")
+    dev.set_defaults(func=cmd_dev)
+
+    schema = sub.add_parser("schema", help="create topics, tables and collections (idempotent)")
+    schema.add_argument("--no-topics", action="store_true")
+    schema.set_defaults(func=cmd_schema)
+
+    for register in _EXTENSIONS:
+        register(sub)
+    return parser
+
+
+def _register_patterns(sub) -> None:
+    try:
+        module = importlib.import_module("logpipe.core.patterns.cli")
+    except ModuleNotFoundError:
+        return
+    module.register(sub)
+
+
+def _register_analyze(sub) -> None:
+    try:
+        module = importlib.import_module("logpipe.analyzer.cli")
+    except ModuleNotFoundError:
+        return
+    module.register(sub)
+
+
+def _register_tokens(sub) -> None:
+    try:
+        module = importlib.import_module("logpipe.gateway.cli")
+    except ModuleNotFoundError:
+        return
+    module.register(sub)
+
+
+# Subcommands owned by a feature live next to it: `patterns`, `analyze`, `tokens`.
+_EXTENSIONS = (_register_patterns, _register_analyze, _register_tokens)
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

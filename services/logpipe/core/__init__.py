@@ -1,0 +1,1 @@
+"""Code shared by every logpipe service: record schema, settings, logging, metrics, topics, health."""

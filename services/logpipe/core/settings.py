@@ -1,0 +1,49 @@
+"""Settings shared by every service. Only settings read the environment.
+
+Shared addresses (`KAFKA_BOOTSTRAP_SERVERS`, `CLICKHOUSE_URL`, ...) carry no prefix; each
+service's own settings subclass `ServiceSettings` with an env prefix such as `INGEST_`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def shared(default, name: str, **kwargs):
+    """A field read from an unprefixed variable, whatever the service's prefix."""
+    return Field(default, validation_alias=AliasChoices(name, name.lower()), **kwargs)
+
+
+class CommonSettings(BaseSettings):
+    """Addresses of the external systems; the defaults are the embedded, one-machine ones."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = shared("127.0.0.1:9092", "KAFKA_BOOTSTRAP_SERVERS")
+    data_dir: Path = shared(Path("data"), "LOGPIPE_DATA_DIR")
+    # Empty means the embedded in-process ClickHouse (chdb) under DATA_DIR/clickhouse.
+    clickhouse_url: str = shared("", "CLICKHOUSE_URL")
+    clickhouse_database: str = shared("logpipe", "CLICKHOUSE_DATABASE")
+    log_ttl_days: int = shared(90, "LOG_TTL_DAYS", ge=1, le=36500)
+    topic_prefix: str = shared("", "TOPIC_PREFIX")
+    pipeline: str = shared("default", "LOGPIPE_PIPELINE")
+    qdrant_url: str = shared("", "QDRANT_URL")
+    qdrant_collection: str = shared("log_embeddings", "QDRANT_COLLECTION")
+    database_url: str = shared("", "DATABASE_URL")
+    redis_url: str = shared("", "REDIS_URL")
+    log_level: str = shared("INFO", "LOG_LEVEL")
+    log_format: str = shared("json", "LOG_FORMAT")
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse_url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+
+class ServiceSettings(CommonSettings):
+    """Base of every service's settings: where it listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000

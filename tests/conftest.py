@@ -1,0 +1,56 @@
+"""Fixtures shared by every test: the real embedded broker (Tansu) and real ClickHouse (chdb).
+
+chdb allows one data directory per process, so the whole test session shares one, and each
+test gets its own database in it. Tests that need a second process use their own directory.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    """A real Tansu broker on a free port for the whole session."""
+    from logpipe.core.broker import EmbeddedBroker, free_port
+
+    broker = EmbeddedBroker(port=free_port()).start()
+    yield broker.bootstrap_servers
+    broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A fresh topic namespace per test, so tests never see each other's records."""
+    return f"t{uuid.uuid4().hex[:10]}-"
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap, topic_prefix):
+    from logpipe.core.topics import Topics, ensure_topics
+
+    names = Topics(topic_prefix)
+    await ensure_topics(kafka_bootstrap, names, partitions=4)
+    return names
+
+
+@pytest.fixture(scope="session")
+def chdb_dsn(tmp_path_factory) -> str:
+    return f"chdb://{tmp_path_factory.mktemp('clickhouse')}"
+
+
+@pytest.fixture
+def clickhouse(chdb_dsn):
+    """A real (embedded) ClickHouse with the logpipe schema in a database of its own."""
+    from logpipe.stores.clickhouse import ClickHouseStore
+
+    store = ClickHouseStore(chdb_dsn, database=f"test_{uuid.uuid4().hex[:12]}")
+    store.apply_schema(ttl_days=90)
+    yield store
+    store.command(f"DROP DATABASE IF EXISTS {store.database} SYNC")
