@@ -1,0 +1,346 @@
+"""The ClickHouse log query layer: filters, keyset pagination, totals, rates.
+
+Shared here (not in a service) because the gateway, the analyzer and tools all read logs.
+SQL is built by pure functions (unit-tested without a database) and run by `search_logs`
+and friends against a `ClickHouseStore`.
+
+Pagination is keyset on (timestamp DESC, record_id DESC): a cursor names the last row
+seen, so new logs arriving never shift or repeat a page. The newest-first scan runs over
+widening time windows, so "the latest 100 logs" reads minutes of data, not months.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from logpipe.core.record import (
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    RECORD_FIELDS,
+    Level,
+    format_timestamp,
+    normalize_level,
+    to_utc_ms,
+)
+
+LOG_COLUMNS = (*RECORD_FIELDS, "record_id", "attributes", "pattern_id", "pipeline")
+# Widths of the successive windows of a newest-first scan; the last one is unbounded.
+WINDOW_STEPS = (timedelta(minutes=2), timedelta(minutes=30), timedelta(hours=6),
+                timedelta(days=2), timedelta(days=16), timedelta(days=128))
+MAX_CONTAINS_LENGTH = 500
+MAX_FILTER_VALUES = 50
+
+
+class QueryError(ValueError):
+    """A filter or cursor that cannot be answered; the message says why (HTTP 400)."""
+
+
+@dataclass
+class LogFilter:
+    levels: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # exclusive
+    contains: str | None = None  # case-insensitive substring of the message
+    trace_id: str | None = None
+    pattern_id: int | None = None
+    pipeline: str | None = None
+
+    def validated(self) -> "LogFilter":
+        levels = []
+        for value in self.levels:
+            level = normalize_level(value)
+            if level is None:
+                raise QueryError(f"unknown level {value!r}; use one of {', '.join(Level)}")
+            levels.append(level.value)
+        if len(levels) > MAX_FILTER_VALUES or len(self.services) > MAX_FILTER_VALUES:
+            raise QueryError(f"at most {MAX_FILTER_VALUES} values per filter")
+        # Stored times lie in 1970..2200, so bounds outside it are clamped rather than refused.
+        start = min(max(to_utc_ms(self.start), MIN_TIMESTAMP), MAX_TIMESTAMP) if self.start else None
+        end = min(max(to_utc_ms(self.end), MIN_TIMESTAMP), MAX_TIMESTAMP) if self.end else None
+        if start and end and start >= end:
+            raise QueryError("start must be before end")
+        if self.contains is not None and len(self.contains) > MAX_CONTAINS_LENGTH:
+            raise QueryError(f"contains is longer than {MAX_CONTAINS_LENGTH} characters")
+        if self.pattern_id is not None and not 0 <= self.pattern_id < 2**64:
+            raise QueryError("pattern_id must be an unsigned 64-bit integer")
+        return LogFilter(sorted(set(levels)), sorted({s for s in self.services if s}), start, end,
+                         self.contains or None, self.trace_id or None, self.pattern_id, self.pipeline or None)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    timestamp_ms: int
+    record_id: str
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.timestamp_ms, self.record_id])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "Cursor":
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            timestamp_ms, record_id = orjson.loads(raw)
+        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            raise QueryError("invalid cursor: pass back the next_cursor of a previous page") from exc
+        if not isinstance(timestamp_ms, int) or isinstance(timestamp_ms, bool) or not isinstance(record_id, str):
+            raise QueryError("invalid cursor: pass back the next_cursor of a previous page")
+        if not 0 <= timestamp_ms < 7_258_118_400_000:
+            raise QueryError("invalid cursor: timestamp out of range")
+        return cls(timestamp_ms, record_id)
+
+
+def _ms(value: datetime) -> int:
+    value = to_utc_ms(value)
+    return int(value.timestamp() * 1000)
+
+
+def where_clause(log_filter: LogFilter) -> tuple[list[str], dict[str, Any]]:
+    """Conditions and parameters for a validated filter (server-side bound, never interpolated)."""
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    if log_filter.services:
+        names = []
+        for index, service in enumerate(log_filter.services):
+            params[f"service_{index}"] = service
+            names.append(f"{{service_{index}:String}}")
+        conditions.append(f"service IN ({', '.join(names)})")
+    if log_filter.levels:
+        names = []
+        for index, level in enumerate(log_filter.levels):
+            params[f"level_{index}"] = level
+            names.append(f"{{level_{index}:String}}")
+        conditions.append(f"level IN ({', '.join(names)})")
+    if log_filter.start:
+        params["start_ms"] = _ms(log_filter.start)
+        conditions.append("timestamp >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')")
+    if log_filter.end:
+        params["end_ms"] = _ms(log_filter.end)
+        conditions.append("timestamp < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')")
+    if log_filter.contains:
+        params["contains"] = log_filter.contains
+        conditions.append("positionCaseInsensitiveUTF8(message, {contains:String}) > 0")
+    if log_filter.trace_id:
+        params["trace_id"] = log_filter.trace_id
+        conditions.append("trace_id = {trace_id:String}")
+    if log_filter.pattern_id is not None:
+        params["pattern_id"] = log_filter.pattern_id
+        conditions.append("pattern_id = {pattern_id:UInt64}")
+    if log_filter.pipeline:
+        params["pipeline"] = log_filter.pipeline
+        conditions.append("pipeline = {pipeline:String}")
+    return conditions, params
+
+
+def page_sql(table: str, log_filter: LogFilter, limit: int, cursor: Cursor | None,
+             window: tuple[datetime | None, datetime | None] = (None, None)) -> tuple[str, dict[str, Any]]:
+    """One page, newest first, after `cursor`, inside `window` = [low, high)."""
+    conditions, params = where_clause(log_filter)
+    low, high = window
+    if low is not None:
+        params["window_low_ms"] = _ms(low)
+        conditions.append("timestamp >= fromUnixTimestamp64Milli({window_low_ms:Int64}, 'UTC')")
+    if high is not None:
+        params["window_high_ms"] = _ms(high)
+        conditions.append("timestamp < fromUnixTimestamp64Milli({window_high_ms:Int64}, 'UTC')")
+    if cursor is not None:
+        params["cursor_ms"] = cursor.timestamp_ms
+        params["cursor_id"] = cursor.record_id
+        # The plain bound lets ClickHouse prune parts and granules; the tuple makes it exact.
+        conditions.append("timestamp <= fromUnixTimestamp64Milli({cursor_ms:Int64}, 'UTC')")
+        conditions.append("(timestamp, record_id) < (fromUnixTimestamp64Milli({cursor_ms:Int64}, 'UTC'), "
+                          "{cursor_id:String})")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    params["limit"] = int(limit)
+    sql = (f"SELECT {', '.join(LOG_COLUMNS)} FROM {table} {where} "
+           "ORDER BY timestamp DESC, record_id DESC LIMIT {limit:UInt32}")
+    return sql, params
+
+
+def count_sql(table: str, log_filter: LogFilter) -> tuple[str, dict[str, Any]]:
+    conditions, params = where_clause(log_filter)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"SELECT count() FROM {table} {where}", params
+
+
+def scan_windows(log_filter: LogFilter, cursor: Cursor | None, now: datetime) -> list[tuple[datetime | None, datetime | None]]:
+    """Disjoint [low, high) windows, newest first, that together cover the filter's range."""
+    high: datetime | None = log_filter.end
+    if cursor is not None:
+        cursor_time = datetime.fromtimestamp(cursor.timestamp_ms / 1000, tz=timezone.utc)
+        # The cursor row itself is excluded by the tuple condition; the window must include its ms.
+        cursor_high = cursor_time + timedelta(milliseconds=1)
+        high = cursor_high if high is None else min(high, cursor_high)
+    low_bound = log_filter.start
+    anchor = high or now
+    windows: list[tuple[datetime | None, datetime | None]] = []
+    upper = high
+    for step in WINDOW_STEPS:
+        lower = anchor - step
+        if low_bound is not None and lower <= low_bound:
+            break
+        if upper is not None and lower >= upper:
+            continue
+        windows.append((lower, upper))
+        upper = lower
+    windows.append((low_bound, upper))
+    return windows
+
+
+def format_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["timestamp"] = format_timestamp(row["timestamp"])
+    out["attributes"] = dict(row.get("attributes") or {})
+    out["pattern_id"] = int(row.get("pattern_id") or 0)
+    out["http_status"] = int(row["http_status"]) if row.get("http_status") is not None else None
+    out["duration_ms"] = float(row["duration_ms"]) if row.get("duration_ms") is not None else None
+    return out
+
+
+@dataclass
+class LogPage:
+    logs: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int | None
+
+
+async def search_logs(store, log_filter: LogFilter, limit: int = 100, cursor: str | None = None,
+                      with_total: bool = True, now: datetime | None = None) -> LogPage:
+    """A page of logs, newest first, with the cursor of the next page and the filter's total."""
+    if limit < 1:
+        raise QueryError("limit must be at least 1")
+    log_filter = log_filter.validated()
+    after = Cursor.decode(cursor) if cursor else None
+    table = store.table("logs")
+    rows: list[dict[str, Any]] = []
+    wanted = limit + 1  # one extra row tells whether a next page exists
+    now = now or datetime.now(timezone.utc)
+    for window in scan_windows(log_filter, after, now):
+        sql, params = page_sql(table, log_filter, wanted - len(rows), after, window)
+        rows.extend(await store.aquery_dicts(sql, params))
+        if len(rows) >= wanted:
+            break
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    # A record delivered twice can sit in two unmerged parts until ClickHouse folds it;
+    # the copies are adjacent in this order, so the reader sees it once.
+    logs: list[dict[str, Any]] = []
+    last_key = None
+    for row in rows:
+        key = (row["timestamp"], row["record_id"])
+        if key == last_key:
+            continue
+        last_key = key
+        logs.append(format_row(row))
+    next_cursor = None
+    if has_more and rows:
+        last = rows[-1]
+        next_cursor = Cursor(_ms(last["timestamp"]), last["record_id"]).encode()
+    total = None
+    if with_total:
+        sql, params = count_sql(table, log_filter)
+        total = int((await store.aquery(sql, params))[0][0])
+    return LogPage(logs, next_cursor, total)
+
+
+def rates_sql(table: str, pipeline: str | None) -> tuple[str, dict[str, Any]]:
+    """Logs and errors in the last 1 and 5 minutes, and the newest timestamp."""
+    params: dict[str, Any] = {}
+    extra = ""
+    if pipeline:
+        params["pipeline"] = pipeline
+        extra = " AND pipeline = {pipeline:String}"
+    sql = (
+        "SELECT countIf(timestamp >= now64(3) - INTERVAL 1 MINUTE) AS logs_1m, "
+        "countIf(timestamp >= now64(3) - INTERVAL 1 MINUTE AND level IN ('ERROR', 'FATAL')) AS errors_1m, "
+        "count() AS logs_5m, countIf(level IN ('ERROR', 'FATAL')) AS errors_5m, "
+        "max(timestamp) AS newest "
+        f"FROM {table} WHERE timestamp >= now64(3) - INTERVAL 5 MINUTE{extra}"
+    )
+    return sql, params
+
+
+async def log_rates(store, pipeline: str | None = None) -> dict[str, Any]:
+    sql, params = rates_sql(store.table("logs"), pipeline)
+    rows = await store.aquery_dicts(sql, params)
+    row = rows[0] if rows else {}
+    logs_1m, errors_1m = int(row.get("logs_1m") or 0), int(row.get("errors_1m") or 0)
+    logs_5m, errors_5m = int(row.get("logs_5m") or 0), int(row.get("errors_5m") or 0)
+    return {
+        "logs_per_second_1m": round(logs_1m / 60, 3),
+        "logs_per_second_5m": round(logs_5m / 300, 3),
+        "errors_per_second_1m": round(errors_1m / 60, 3),
+        "error_ratio_5m": round(errors_5m / logs_5m, 4) if logs_5m else 0.0,
+        "logs_last_5m": logs_5m,
+        "errors_last_5m": errors_5m,
+    }
+
+
+async def storage_used(store) -> dict[str, Any]:
+    """Bytes on disk and rows of every logpipe table in the store's database."""
+    rows = await store.aquery_dicts(
+        "SELECT table, sum(bytes_on_disk) AS bytes, sum(data_uncompressed_bytes) AS uncompressed, "
+        "sum(rows) AS rows FROM system.parts WHERE active AND database = {database:String} GROUP BY table",
+        {"database": store.database})
+    tables = {row["table"]: {"bytes_on_disk": int(row["bytes"]), "uncompressed_bytes": int(row["uncompressed"]),
+                             "rows": int(row["rows"])} for row in rows}
+    return {"bytes_on_disk": sum(t["bytes_on_disk"] for t in tables.values()),
+            "logs_rows": tables.get("logs", {}).get("rows", 0), "tables": tables}
+
+
+def services_sql(table: str, pipeline: str | None, window_minutes: int) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = {"minutes": int(window_minutes)}
+    extra = ""
+    if pipeline:
+        params["pipeline"] = pipeline
+        extra = " AND pipeline = {pipeline:String}"
+    sql = (
+        "SELECT service, count() AS logs, countIf(level IN ('ERROR', 'FATAL')) AS errors, "
+        "countIf(level = 'WARN') AS warnings, max(timestamp) AS last_seen, "
+        "countIf(timestamp >= now64(3) - INTERVAL 1 MINUTE) AS logs_1m "
+        f"FROM {table} WHERE timestamp >= now64(3) - toIntervalMinute({{minutes:UInt32}}){extra} "
+        "GROUP BY service ORDER BY service"
+    )
+    return sql, params
+
+
+def service_status(logs: int, errors: int, last_seen_age_s: float | None, window_s: float) -> str:
+    """healthy / degraded / failing from the error ratio; silent when nothing came lately."""
+    if not logs or last_seen_age_s is None or last_seen_age_s > window_s:
+        return "silent"
+    ratio = errors / logs
+    if ratio >= 0.25:
+        return "failing"
+    if ratio >= 0.05:
+        return "degraded"
+    return "healthy"
+
+
+async def service_stats(store, pipeline: str | None = None, window_minutes: int = 15,
+                        now: datetime | None = None) -> list[dict[str, Any]]:
+    sql, params = services_sql(store.table("logs"), pipeline, window_minutes)
+    now = now or datetime.now(timezone.utc)
+    out = []
+    for row in await store.aquery_dicts(sql, params):
+        last_seen = to_utc_ms(row["last_seen"]) if row.get("last_seen") else None
+        age = (now - last_seen).total_seconds() if last_seen else None
+        logs, errors = int(row["logs"]), int(row["errors"])
+        out.append({
+            "service": row["service"],
+            "status": service_status(logs, errors, age, window_minutes * 60),
+            "logs": logs,
+            "errors": errors,
+            "warnings": int(row["warnings"]),
+            "logs_per_second": round(logs / (window_minutes * 60), 3),
+            "logs_per_second_1m": round(int(row["logs_1m"]) / 60, 3),
+            "error_ratio": round(errors / logs, 4) if logs else 0.0,
+            "last_seen": format_timestamp(last_seen) if last_seen else None,
+        })
+    return out

@@ -1,0 +1,1 @@
+"""The gateway: public REST and WebSocket API, standard ingest protocols, access control."""

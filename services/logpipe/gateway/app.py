@@ -1,0 +1,122 @@
+"""The gateway app: REST + WebSocket API over ClickHouse, Kafka and SQL; serves the dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from logpipe.core.health import Health
+from logpipe.core.http import create_service_app
+from logpipe.core.topics import Topics
+from logpipe.gateway import routers
+from logpipe.gateway.auth import Authenticator, open_engine
+from logpipe.gateway.protocols import ProtocolError
+from logpipe.gateway.service import ScopeError
+from logpipe.gateway.settings import Settings
+from logpipe.gateway.streams import KafkaOffsets, RecordProducer, TopicTail, decode_event, decode_raw_log
+from logpipe.gateway.service import Fanout
+from logpipe.core.query import QueryError
+from logpipe.stores import sql
+from logpipe.stores.clickhouse import ClickHouseStore
+
+log = logging.getLogger(__name__)
+
+API_DESCRIPTION = """\
+The logpipe API. Every endpoint except `/health` and `/metrics` needs an API token:
+`Authorization: Bearer lpt_...` (WebSockets may pass `?token=`). Scopes: `read` (queries,
+live tail), `ingest` (the ingest protocols), `admin` (everything). Create tokens with
+`logpipe tokens create`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    health = Health("gateway")
+    topics = Topics(settings.topic_prefix)
+
+    async def lifespan(app: FastAPI):
+        store = ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database)
+        if settings.apply_schema:
+            await asyncio.to_thread(store.apply_schema, settings.log_ttl_days)
+        engine = await asyncio.to_thread(open_engine, settings)
+        await asyncio.to_thread(sql.init_db, engine)
+        producer = RecordProducer(settings.kafka_bootstrap_servers, topics.raw_logs,
+                                  max_request_size=settings.max_body_bytes,
+                                  compression=settings.kafka_compression, timeout_s=settings.produce_timeout_s)
+        live = Fanout()
+        events = Fanout()
+        state = app.state
+        state.store, state.sql_engine, state.producer = store, engine, producer
+        state.live_fanout, state.events_fanout = live, events
+        state.live_tail = TopicTail(settings.kafka_bootstrap_servers, topics.raw_logs, live, decode_raw_log)
+        state.events_tail = TopicTail(settings.kafka_bootstrap_servers, topics.novel_errors, events, decode_event)
+        state.offsets = KafkaOffsets(settings.kafka_bootstrap_servers)
+        state.authenticator = Authenticator(engine, settings.token_cache_s)
+        state.anomaly_poller = None
+        health.add("clickhouse", store.aping)
+        health.add("kafka", producer.ping, critical=False)
+        health.add("sql", lambda: sql.ping(engine), critical=False)
+        try:
+            await producer.start()
+        except Exception as exc:  # noqa: BLE001 - queries work without Kafka; ingest retries
+            log.warning("Kafka is not reachable yet (%s); ingest answers 503 until it is", exc)
+        try:
+            yield
+        finally:
+            poller = state.anomaly_poller
+            if poller is not None:
+                poller.cancel()
+            await state.live_tail.stop()
+            await state.events_tail.stop()
+            await state.offsets.close()
+            await producer.stop()
+
+    app = create_service_app("gateway", health, lifespan, description=API_DESCRIPTION)
+    app.state.settings = settings
+    app.state.topics = topics
+
+    if settings.cors_origin_list:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=False,
+                           allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type", "Content-Encoding"])
+
+    @app.exception_handler(ProtocolError)
+    async def _protocol_error(_request: Request, exc: ProtocolError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(QueryError)
+    async def _query_error(_request: Request, exc: QueryError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(ScopeError)
+    async def _scope_error(_request: Request, exc: ScopeError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
+    for router in routers.ALL:
+        app.include_router(router)
+
+    mount_dashboard(app, Path(settings.frontend_dir))
+    return app
+
+
+def mount_dashboard(app: FastAPI, folder: Path) -> None:
+    """Serve the built dashboard at / when it exists; client-side routes fall back to index.html."""
+    index = folder / "index.html"
+    if not index.is_file():
+        return
+    assets = StaticFiles(directory=folder, html=True)
+
+    @app.get("/{path:path}", include_in_schema=False)
+    async def dashboard(path: str, request: Request):
+        if path.startswith(("api/", "ws/", "v1/", "loki/")):
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        candidate = (folder / path).resolve()
+        if path and candidate.is_file() and folder.resolve() in candidate.parents:
+            return await assets.get_response(path, request.scope)
+        return FileResponse(index)

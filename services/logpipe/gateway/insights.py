@@ -1,0 +1,129 @@
+"""Reads of what the analyzer wrote to the SQL store: reports, their patterns, anomalies.
+
+The tables are defined once in `stores/sql.py`; the gateway only reads them (and the
+anomaly poller turns new rows into /ws/events messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from logpipe.core.record import format_timestamp
+from logpipe.gateway.service import Fanout
+from logpipe.stores.sql import Anomaly, ErrorPattern, NightlyReport
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("low", "medium", "high", "critical")
+REPORT_SUMMARY_FIELDS = ("id", "pipeline", "status", "trigger", "created_at", "started_at", "finished_at",
+                         "window_start", "window_end", "window_hours", "services", "summary", "summary_model",
+                         "llm_model", "error", "total_logs", "total_errors", "anomaly_count",
+                         "analysis_seconds", "llm_seconds")
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    return value
+
+
+def row_dict(row: Any, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    names = fields or tuple(row.__class__.model_fields)
+    return {name: _json(getattr(row, name)) for name in names}
+
+
+def list_reports(engine: Engine, *, pipeline: str | None, start: datetime | None, end: datetime | None,
+                 status: str | None, limit: int, offset: int) -> dict[str, Any]:
+    conditions = []
+    if pipeline:
+        conditions.append(NightlyReport.pipeline == pipeline)
+    if start:
+        conditions.append(NightlyReport.window_end >= start)
+    if end:
+        conditions.append(NightlyReport.window_end < end)
+    if status:
+        conditions.append(NightlyReport.status == status)
+    with Session(engine) as session:
+        total = session.exec(select(sa.func.count()).select_from(NightlyReport).where(*conditions)).one()
+        rows = session.exec(select(NightlyReport).where(*conditions)
+                            .order_by(NightlyReport.created_at.desc(), NightlyReport.id.desc())
+                            .offset(offset).limit(limit)).all()
+        return {"reports": [row_dict(row, REPORT_SUMMARY_FIELDS) for row in rows], "total": int(total)}
+
+
+def get_report(engine: Engine, report_id: str, pipeline: str | None) -> dict[str, Any] | None:
+    with Session(engine) as session:
+        row = session.get(NightlyReport, report_id)
+        if row is None or (pipeline and row.pipeline != pipeline):
+            return None
+        body = row_dict(row)
+        patterns = session.exec(select(ErrorPattern).where(ErrorPattern.report_id == report_id)
+                                .order_by(ErrorPattern.count.desc())).all()
+        anomalies = session.exec(select(Anomaly).where(Anomaly.report_id == report_id)
+                                 .order_by(Anomaly.z_score.desc())).all()
+        body["patterns"] = [row_dict(p) for p in patterns]
+        body["anomalies"] = [row_dict(a) for a in anomalies]
+        return body
+
+
+def list_anomalies(engine: Engine, *, pipeline: str | None, severities: list[str], services: list[str],
+                   start: datetime | None, end: datetime | None, limit: int, offset: int) -> dict[str, Any]:
+    when = sa.func.coalesce(Anomaly.bucket, Anomaly.created_at)
+    conditions = []
+    if pipeline:
+        conditions.append(NightlyReport.pipeline == pipeline)
+    if severities:
+        conditions.append(Anomaly.severity.in_(severities))
+    if services:
+        conditions.append(Anomaly.service.in_(services))
+    if start:
+        conditions.append(when >= start)
+    if end:
+        conditions.append(when < end)
+    joined = select(Anomaly, NightlyReport.pipeline).join(NightlyReport, NightlyReport.id == Anomaly.report_id)
+    with Session(engine) as session:
+        total = session.exec(select(sa.func.count()).select_from(Anomaly)
+                             .join(NightlyReport, NightlyReport.id == Anomaly.report_id).where(*conditions)).one()
+        rows = session.exec(joined.where(*conditions).order_by(when.desc(), Anomaly.id.desc())
+                            .offset(offset).limit(limit)).all()
+        out = []
+        for anomaly, row_pipeline in rows:
+            item = row_dict(anomaly)
+            item["pipeline"] = row_pipeline
+            out.append(item)
+        return {"anomalies": out, "total": int(total)}
+
+
+def anomalies_after(engine: Engine, pipeline: str, after_id: int) -> list[dict[str, Any]]:
+    with Session(engine) as session:
+        rows = session.exec(select(Anomaly).join(NightlyReport, NightlyReport.id == Anomaly.report_id)
+                            .where(Anomaly.id > after_id, NightlyReport.pipeline == pipeline)
+                            .order_by(Anomaly.id).limit(1000)).all()
+        return [row_dict(row) for row in rows]
+
+
+def last_anomaly_id(engine: Engine) -> int:
+    with Session(engine) as session:
+        return int(session.exec(select(sa.func.max(Anomaly.id))).one() or 0)
+
+
+async def poll_anomalies(engine: Engine, pipeline: str, fanout: Fanout, interval_s: float) -> None:
+    """Publish each anomaly stored after the poller started, as `{"type": "anomaly", "data": ...}`."""
+    last_id = await asyncio.to_thread(last_anomaly_id, engine)
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            rows = await asyncio.to_thread(anomalies_after, engine, pipeline, last_id)
+        except Exception as exc:  # noqa: BLE001 - the SQL store may be restarting; try again
+            log.warning("anomaly poll failed: %s", exc)
+            continue
+        for row in rows:
+            last_id = max(last_id, int(row["id"]))
+            fanout.publish({"type": "anomaly", "data": row})

@@ -1,0 +1,70 @@
+"""Gateway settings (prefix `GATEWAY_`); shared addresses come from `CommonSettings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from logpipe.core.settings import ServiceSettings
+
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", populate_by_name=True)
+
+    port: int = 8000
+    # Create or update the ClickHouse tables at start (idempotent); off when `logpipe schema` does it.
+    apply_schema: bool = True
+    # Comma-separated origins allowed to call the API from a browser; empty allows none
+    # (the dashboard served by the gateway itself is same-origin and needs no CORS).
+    cors_origins: str = ""
+    # The built dashboard; served at / when the folder holds an index.html.
+    frontend_dir: Path = _REPO_ROOT / "frontend" / "dist"
+
+    # Ingest limits: one request is at most this many bytes (after decompression) and records.
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_records_per_request: int = Field(10_000, ge=1)
+    max_record_bytes: int = Field(1024 * 1024, ge=256)
+    # How long a request waits for Kafka to acknowledge before answering 503.
+    produce_timeout_s: float = Field(10.0, gt=0)
+    kafka_compression: str = "none"
+
+    # Query API limits.
+    max_page_size: int = Field(1000, ge=1)
+    default_page_size: int = Field(100, ge=1)
+    query_timeout_s: float = Field(10.0, gt=0)
+
+    # Live tail: each WebSocket client has a queue this long; a client that falls behind
+    # loses the overflow (and is told how many) instead of slowing anyone else down.
+    ws_queue_size: int = Field(1000, ge=1)
+    # A client that stays full this long is disconnected.
+    ws_slow_client_s: float = Field(10.0, gt=0)
+    # How often the events stream looks for new anomalies in the SQL store.
+    events_poll_s: float = Field(2.0, gt=0)
+
+    # Verified tokens are cached this long, so a revoke takes effect within this time.
+    token_cache_s: float = Field(5.0, ge=0)
+
+    # Where the analyzer service answers POST /analyze (the gateway forwards to it).
+    analyzer_url: str = "http://127.0.0.1:8005"
+    # Consumer groups whose lag GET /api/metrics reports (comma-separated); empty = every group.
+    consumer_groups: str = ""
+
+    @field_validator("kafka_compression")
+    @classmethod
+    def _compression(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"none", "gzip", "lz4", "snappy", "zstd"}:
+            raise ValueError("kafka_compression must be one of none, gzip, lz4, snappy, zstd")
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def consumer_group_list(self) -> list[str]:
+        return [group.strip() for group in self.consumer_groups.split(",") if group.strip()]

@@ -1,0 +1,248 @@
+"""Kafka I/O of the gateway: producing accepted records, tailing topics, offsets for metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from logpipe.core.kafka import new_producer, reachable, send_values
+from logpipe.core.metrics import counter
+from logpipe.core.shippers import NotALogError, decode_message
+from logpipe.gateway.service import Fanout
+
+log = logging.getLogger(__name__)
+
+PRODUCED = counter("logpipe_gateway_records_produced_total", "Records produced to raw-logs", ("protocol",))
+REJECTED = counter("logpipe_gateway_requests_rejected_total", "Ingest requests refused", ("protocol", "reason"))
+
+
+class ProduceError(RuntimeError):
+    """Kafka did not acknowledge every record (HTTP 503: the client retries)."""
+
+
+class RecordProducer:
+    """Produces canonical records to one topic; returns only once Kafka acknowledged them all."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, *, max_request_size: int,
+                 compression: str = "none", timeout_s: float = 10.0) -> None:
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self._producer = new_producer(
+            bootstrap_servers,
+            max_request_size=max(max_request_size, 1 << 20),
+            compression_type=None if compression == "none" else compression,
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if not self._started:
+                await self._producer.start()
+                self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def ping(self) -> bool:
+        if not self._started:
+            return False
+        try:
+            return await reachable(self._producer)
+        except (KafkaError, asyncio.TimeoutError, OSError):
+            return False
+
+    async def produce(self, records: list[dict[str, Any]], protocol: str) -> None:
+        if not records:
+            return
+        try:
+            await self.start()
+            values = [orjson.dumps(record) for record in records]
+            await asyncio.wait_for(send_values(self._producer, self.topic, values), self.timeout_s)
+        except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+            REJECTED.labels(protocol, "kafka").inc()
+            raise ProduceError(f"Kafka did not acknowledge the records ({type(exc).__name__}: {exc}); "
+                               "nothing is confirmed, retry the request") from exc
+        PRODUCED.labels(protocol).inc(len(records))
+
+
+class TopicTail:
+    """Follows a topic from its end (no consumer group) and publishes each item to a Fanout.
+
+    Started on the first subscriber, so a gateway nobody watches reads nothing.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, fanout: Fanout,
+                 decode: Callable[[Any], list[Any]]) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.fanout = fanout
+        self.decode = decode
+        self._task: asyncio.Task | None = None
+        self._ready = asyncio.Event()
+
+    async def ensure_started(self, timeout_s: float = 10.0) -> None:
+        if self._task is None or self._task.done():
+            self._ready = asyncio.Event()
+            self._task = asyncio.create_task(self._run(), name=f"tail-{self.topic}")
+        waiter = asyncio.create_task(self._ready.wait())
+        done, _ = await asyncio.wait({waiter, self._task}, timeout=timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            if self._task.done() and self._task.exception():
+                raise self._task.exception()  # type: ignore[misc]
+            raise TimeoutError(f"could not start following topic {self.topic}")
+
+    async def _run(self) -> None:
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False,
+                auto_offset_reset="latest", fetch_max_wait_ms=100, metadata_max_age_ms=5000)
+            try:
+                await consumer.start()
+                partitions = consumer.partitions_for_topic(self.topic)
+                for _ in range(50):
+                    if partitions:
+                        break
+                    await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topics
+                    partitions = consumer.partitions_for_topic(self.topic)
+                    await asyncio.sleep(0.1)
+                if not partitions:
+                    raise RuntimeError(f"topic {self.topic} does not exist")
+                assignment = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+                consumer.assign(assignment)
+                await consumer.seek_to_end(*assignment)
+                # Resolve the end offsets now, so "from now on" means now and not first fetch.
+                for tp in assignment:
+                    await consumer.position(tp)
+                self._ready.set()
+                while True:
+                    batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+                    now = time.monotonic()
+                    for messages in batches.values():
+                        for message in messages:
+                            for item in self.decode(message):
+                                self.fanout.publish(item, now)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the tail restarts; clients stay connected
+                log.warning("tail of %s failed, restarting: %s", self.topic, exc)
+                await asyncio.sleep(1.0)
+            finally:
+                try:
+                    await consumer.stop()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            self._task = None
+
+
+def decode_raw_log(message) -> list[dict[str, Any]]:
+    """A raw-logs message as the same records ingest will store (same derived ids)."""
+    try:
+        records = decode_message(message.value, kafka_timestamp_ms=message.timestamp, topic=message.topic,
+                                 partition=message.partition, offset=message.offset, max_bytes=16 * 1024 * 1024)
+    except NotALogError:
+        return []
+    from logpipe.core.record import LogRecord
+
+    out = []
+    for record in records:
+        try:
+            out.append(LogRecord(**record).to_json_dict())
+        except ValueError:
+            continue
+    return out
+
+
+def decode_event(message) -> list[dict[str, Any]]:
+    try:
+        data = orjson.loads(message.value)
+    except (orjson.JSONDecodeError, TypeError):
+        return []
+    return [{"type": "novel_error", "data": data}]
+
+
+class KafkaOffsets:
+    """Offsets for GET /api/metrics: consumer-group lag and DLQ sizes."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def _clients(self) -> tuple[AIOKafkaConsumer, AIOKafkaAdminClient]:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
+                                        enable_auto_commit=False, request_timeout_ms=5000)
+            await consumer.start()
+            self._consumer = consumer
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+            await admin.start()
+            self._admin = admin
+        return self._consumer, self._admin
+
+    async def partitions(self, topics: list[str]) -> list[TopicPartition]:
+        consumer, _ = await self._clients()
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - topics created after start
+        out = []
+        for topic in topics:
+            for partition in sorted(consumer.partitions_for_topic(topic) or ()):
+                out.append(TopicPartition(topic, partition))
+        return out
+
+    async def snapshot(self, topics: list[str], dlq_topics: list[str], groups: list[str]) -> dict[str, Any]:
+        async with self._lock:
+            consumer, admin = await self._clients()
+            partitions = await self.partitions(sorted(set(topics) | set(dlq_topics)))
+            end = await consumer.end_offsets(partitions) if partitions else {}
+            dlq_partitions = [tp for tp in partitions if tp.topic in dlq_topics]
+            beginning = await consumer.beginning_offsets(dlq_partitions) if dlq_partitions else {}
+            if not groups:
+                listed = await admin.list_consumer_groups()
+                groups = sorted({group[0] for group in listed})
+            committed: dict[str, dict[tuple[str, int], int]] = {}
+            for group in groups:
+                try:
+                    offsets = await admin.list_consumer_group_offsets(group)
+                except KafkaError as exc:
+                    log.debug("offsets of group %s unavailable: %s", group, exc)
+                    continue
+                mine = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
+                        if tp.topic in topics}
+                if mine:
+                    committed[group] = mine
+        return {
+            "end": {(tp.topic, tp.partition): offset for tp, offset in end.items()},
+            "beginning": {(tp.topic, tp.partition): offset for tp, offset in beginning.items()},
+            "committed": committed,
+        }
+
+    async def close(self) -> None:
+        for client in (self._consumer, self._admin):
+            if client is not None:
+                try:
+                    await (client.stop() if isinstance(client, AIOKafkaConsumer) else client.close())
+                except Exception:  # noqa: BLE001
+                    pass
+        self._consumer = self._admin = None
