@@ -210,6 +210,9 @@ def _pop_first(flat: dict[str, Any], keys: Iterable[str]) -> tuple[str | None, A
 
 def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: str) -> dict[str, Any]:
     """One JSON object from any shipper to a record dict (the 23 fields, record_id, attributes)."""
+    for key in ALIASES["message"]:
+        if isinstance(obj.get(key), (dict, list)) and key not in ("log",):
+            raise NotALogError(f"message has impossible type {type(obj[key]).__name__}")
     flat = flatten(obj)
     record: dict[str, Any] = {}
 

@@ -1,0 +1,54 @@
+"""Log patterns: masking, a streaming template miner, persistent ids, counts over time.
+
+Ingest calls `build_tagger(store, settings)` once and `tagger.tag(messages)` per batch; the
+query layer (`pattern_counts`, `build_router`) answers pattern counts over any time range.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from logpipe.core.patterns.masking import mask, mask_array, mask_many
+from logpipe.core.patterns.miner import PatternMiner, pattern_id_for
+from logpipe.core.patterns.offline import mine
+from logpipe.core.patterns.settings import PatternSettings
+from logpipe.core.patterns.tagger import Tagger
+
+if TYPE_CHECKING:
+    from logpipe.core.settings import CommonSettings
+    from logpipe.stores.clickhouse import ClickHouseStore
+
+__all__ = ["PatternMiner", "PatternSettings", "Tagger", "build_router", "build_tagger", "mask",
+           "mask_array", "mask_many", "mine", "pattern_counts", "pattern_id_for"]
+
+
+def build_miner(settings: PatternSettings | None = None) -> PatternMiner:
+    settings = settings or PatternSettings()
+    return PatternMiner(max_distance=settings.max_distance, min_variants=settings.min_variants,
+                        max_patterns=settings.max_patterns)
+
+
+def build_tagger(store: "ClickHouseStore", settings: "CommonSettings | None" = None,
+                 pattern_settings: PatternSettings | None = None) -> Tagger:
+    """A tagger whose state lives in `store` (the `patterns` tables), shared by every replica.
+
+    `settings` is the caller's CommonSettings (kept for symmetry with other builders; the
+    pattern knobs are read from `PATTERNS_*`).
+    """
+    from logpipe.core.patterns.store import PatternStore
+
+    pattern_settings = pattern_settings or PatternSettings()
+    return Tagger(build_miner(pattern_settings), PatternStore(store), cache_size=pattern_settings.cache_size,
+                  sync_seconds=pattern_settings.sync_seconds)
+
+
+def pattern_counts(*args, **kwargs):
+    from logpipe.core.patterns.query import pattern_counts as _pattern_counts
+
+    return _pattern_counts(*args, **kwargs)
+
+
+def build_router(store: "ClickHouseStore"):
+    from logpipe.core.patterns.api import build_router as _build_router
+
+    return _build_router(store)

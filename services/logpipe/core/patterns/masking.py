@@ -1,0 +1,81 @@
+"""Masking: replace the obviously variable parts of log messages with `<*>`, on whole Arrow columns.
+
+Masking runs once per message, so it is the hot path of tagging. A Python regex costs a few
+microseconds per message; these rules run as RE2 passes over an Arrow string column
+(`pyarrow.compute.replace_substring_regex`), which costs well under a microsecond per message.
+Everything a rule cannot see (a user name, a host name without digits, a state word) is left
+to the miner, which turns a token into `<*>` only once it has seen it vary.
+
+The rules are one configuration for every log source (no per-source expressions):
+
+- a URL keeps its scheme and loses the rest when the rest holds a digit (`hdfs://<*>`);
+- a byte size with its unit is one value (`5.2 KB` -> `<*>`);
+- a Unix path at the start of a token is one value, up to a `:` (so `/10.0.0.1:50010` becomes
+  `<*>:<*>`, the host and the port);
+- any other piece of a token that holds a digit is one value: numbers, hex, IPs, UUIDs, block
+  and task ids, durations (`10000ms`), versions, the value of `key=value`, quoted ids. A piece
+  ends at punctuation that separates values in practice (`: = , ; ( ) [ ] { } " ' | / @ # & ?`),
+  never at `.`, `-` or `_`, which usually sit inside one value (`10.0.0.1`, `blk_-42`,
+  `attempt_1_0001_m_000001_0`); a trailing `.` stays outside (`port 22.` -> `port <*>.`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+WILDCARD = "<*>"
+
+# Characters that end a value inside a token (see the module docstring).
+_DELIMITERS = r"\s:=,;()\[\]{}\"'|/@#&?"
+_PIECE = f"[^{_DELIMITERS}]"
+_PIECE_NOT_DOT = f"[^{_DELIMITERS}.]"
+_NOT_ALNUM = f"[^{_DELIMITERS}A-Za-z0-9]"
+
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+
+# (pattern, replacement), applied in this order; RE2 syntax (no look-around, so a piece's
+# leading delimiter is captured and written back).
+RULES: tuple[tuple[str, str], ...] = (
+    # Whitespace runs carry no meaning in a template.
+    (r"\s+", " "),
+    # URL: keep the scheme, mask the rest when it holds a digit (a constant URL stays).
+    (r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^\s\]\)'\"]*\d[^\s\]\)'\"]*", r"\1<*>"),
+    # A calendar date written out (`Fri Jun 17`, `Jun 17`): the clock time after it is masked below.
+    (f"\\b(?:{_WEEKDAY},? +)?{_MONTH} +\\d{{1,2}}\\b", WILDCARD),
+    # A byte size is one value with its unit.
+    (r"\b\d+(?:\.\d+)?\s?(?:[KMGTPE]i?)?B\b", WILDCARD),
+    # A Unix path at the start of a token, up to a ':' (host:port) or closing punctuation.
+    (r"(^|[\s'\"=(\[,])/[^\s'\",;:)\]]+", r"\1<*>"),
+    # A long hex string (hashes, addresses, hex ids without a leading digit).
+    (f"(^|[{_DELIMITERS}])[0-9a-fA-F]{{8,}}(\\.?(?:[{_DELIMITERS}]|$))", r"\1<*>\2"),
+    # A piece holding a number: it starts with a digit (`42`, `10000ms`, `0x1f`, `-17`) or has a
+    # digit right after punctuation (`blk_-42`, `rdd_2_0`, `msra-sa-41`, `v1.0.0`); a digit
+    # glued to letters is part of a name (`ssh2`, `jk2_init`, `log4j`, `e820`). A trailing '.'
+    # ends a sentence, not a value.
+    (f"(^|[{_DELIMITERS}])(?:[-+]?\\d|{_PIECE}*{_NOT_ALNUM}\\d)(?:{_PIECE}*{_PIECE_NOT_DOT})?", r"\1<*>"),
+)
+
+
+def mask_array(messages: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Mask every message of a string column; nulls stay null."""
+    if pa.types.is_large_string(messages.type) or pa.types.is_string(messages.type):
+        masked = messages
+    else:
+        masked = pc.cast(messages, pa.string())
+    masked = pc.utf8_trim_whitespace(masked)
+    for pattern, replacement in RULES:
+        masked = pc.replace_substring_regex(masked, pattern=pattern, replacement=replacement)
+    return masked
+
+
+def mask_many(messages: Sequence[str] | Iterable[str]) -> list[str]:
+    """Mask plain strings (tools and tests); the same rules as `mask_array`."""
+    return mask_array(pa.array(list(messages), type=pa.string())).to_pylist()
+
+
+def mask(message: str) -> str:
+    return mask_many([message])[0]

@@ -1,0 +1,441 @@
+"""The template miner: pure logic, no I/O. Groups masked messages into patterns.
+
+A message arrives masked (see masking.py) and split on spaces. Patterns live in buckets keyed
+by (token count, first token), the first level of Drain's tree. Within a bucket a message joins
+the pattern it differs from in the fewest constant tokens, as long as those differences stay
+under a share of the message (`max_distance`).
+
+Where this goes beyond Drain (see docs/patterns.md):
+- Evidence before generalising: a token becomes `<*>` only once `min_variants` messages that
+  differ in it have been seen (`user root`, `user admin`, `user guest`). Two messages that
+  differ in one word are more often two events (`startup` / `shutdown`) than one event with a
+  variable, so they stay apart until a third variant shows the position really varies.
+- Generalising keeps the punctuation both sides share (`user=root` + `user=admin` -> `user=<*>`,
+  `org.a.Foo` + `org.a.b.Bar` -> `org.a.<*>`).
+- A run of adjacent variables is matched as one: a value of several tokens (a date, a list)
+  matches the same pattern whatever its length, and the template shows one `<*>` once the run
+  has been seen with different lengths. Matching also falls back to aligning a message with
+  templates of another length whose `<*>` can absorb the extra tokens.
+- Templates that converge (one now covers the other) merge: the pattern with the smaller id
+  survives and the other becomes its alias, the same decision on every replica.
+- Ids are stable: a hash of the first masked message that created the pattern, so two miners
+  that see the same messages agree on ids without talking to each other.
+- Memory is bounded: past `max_patterns` the least recently used pattern is evicted from memory
+  (its id and template stay in the store, see store.py); the alias map is bounded the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from logpipe.core.patterns.masking import WILDCARD
+
+ID_BITS = 53  # ids stay exact in JavaScript (the dashboard) and in JSON parsers using doubles
+_ALL_VARIABLE = re.compile(r"(?:<\*>|[^\w\s<>*])+")  # wildcards and punctuation only
+
+
+def pattern_id_for(seed: str) -> int:
+    """A stable, non-zero id for the pattern first created from `seed` (0 means no pattern)."""
+    digest = hashlib.blake2b(seed.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") & ((1 << ID_BITS) - 1)) or 1
+
+
+def _variable_token(token: str) -> bool:
+    # `<*>:<*>:<*>` or `<*>/<*>`: values glued by punctuation; `(<*>)` or `<*>,` stand alone.
+    return (token != WILDCARD and token.startswith(WILDCARD) and token.endswith(WILDCARD)
+            and _ALL_VARIABLE.fullmatch(token) is not None)
+
+
+def tokenize(masked: str) -> tuple[list[str], list[int]]:
+    """Tokens with adjacent variables folded, and how many tokens each `<*>` stood for.
+
+    A bare `<*>` next to a token made only of variables and punctuation is part of the same
+    value (`<*> <*>:<*>:<*> <*>`, a date and a clock time, is one value `<*>:<*>:<*>`).
+    """
+    tokens: list[str] = []
+    widths: list[int] = []
+    for token in masked.split():
+        if tokens:
+            previous = tokens[-1]
+            if token == WILDCARD:
+                if previous == WILDCARD:
+                    widths[-1] += 1
+                    continue
+                if _variable_token(previous):
+                    continue
+            elif previous == WILDCARD and _variable_token(token):
+                tokens.pop()
+                widths.pop()
+        tokens.append(token)
+        widths.append(1)
+    return tokens, widths
+
+
+def render(tokens: list[str], widths: list[int]) -> str:
+    parts = []
+    for token, width in zip(tokens, widths):
+        parts.append(" ".join([WILDCARD] * width) if token == WILDCARD and width > 1 else token)
+    return " ".join(parts)
+
+
+def _is_boundary(char: str) -> bool:
+    return not char.isalnum()
+
+
+def token_covers(template: str, token: str) -> bool:
+    """Whether a template token (possibly with `<*>` inside) matches a message token."""
+    if template == token or template == WILDCARD:
+        return True
+    if WILDCARD not in template:
+        return False
+    parts = template.split(WILDCARD)
+    if not token.startswith(parts[0]) or not token.endswith(parts[-1]):
+        return False
+    position, end = len(parts[0]), len(token) - len(parts[-1])
+    if position > end:
+        return False
+    for part in parts[1:-1]:
+        found = token.find(part, position, end)
+        if found < 0:
+            return False
+        position = found + len(part)
+    return True
+
+
+def generalize_token(old: str, new: str) -> str:
+    """The narrowest token covering both: shared punctuation-bounded prefix and suffix, `<*>` between."""
+    if token_covers(old, new):
+        return old
+    if token_covers(new, old):
+        return new
+    limit = min(len(old), len(new))
+    prefix = 0
+    while prefix < limit and old[prefix] == new[prefix]:
+        prefix += 1
+    while prefix > 0 and (not _is_boundary(old[prefix - 1]) or old[:prefix].endswith(("<", "<*"))):
+        prefix -= 1
+    rest_old, rest_new = old[prefix:], new[prefix:]
+    limit = min(len(rest_old), len(rest_new))
+    suffix = 0
+    while suffix < limit and rest_old[-1 - suffix] == rest_new[-1 - suffix]:
+        suffix += 1
+    while suffix > 0 and (not _is_boundary(rest_old[-suffix]) or rest_old[-suffix:].startswith((">", "*>"))):
+        suffix -= 1
+    merged = old[:prefix] + WILDCARD + (rest_old[len(rest_old) - suffix:] if suffix else "")
+    while WILDCARD + WILDCARD in merged:
+        merged = merged.replace(WILDCARD + WILDCARD, WILDCARD)
+    return merged
+
+
+def _enum_like(token: str) -> bool:
+    # UPPER_CASE words are states and event names (RUNNING, LOOKING, FAILED): a different
+    # one is a different event, not a variable.
+    return len(token) > 1 and token.isupper() and token.replace("_", "").isalpha()
+
+
+@dataclass(eq=False)
+class Pattern:
+    id: int
+    tokens: list[str]
+    widths: list[int]
+    count: int = 0
+    aliases: set[int] = field(default_factory=set)
+
+    @property
+    def template(self) -> str:
+        return render(self.tokens, self.widths)
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return len(self.tokens), self.tokens[0] if self.tokens else ""
+
+
+class PatternMiner:
+    """Streaming miner over masked messages. Not thread-safe: one caller at a time."""
+
+    def __init__(self, max_distance: float = 0.5, min_variants: int = 3, max_patterns: int = 100_000) -> None:
+        if not 0.0 <= max_distance < 1.0:
+            raise ValueError("max_distance must be in [0, 1)")
+        if min_variants < 2:
+            raise ValueError("min_variants must be at least 2")
+        if max_patterns < 1:
+            raise ValueError("max_patterns must be at least 1")
+        self.max_distance = max_distance
+        self.min_variants = min_variants
+        self.max_patterns = max_patterns
+        self.patterns: OrderedDict[int, Pattern] = OrderedDict()  # least recently used first
+        self.aliases: OrderedDict[int, int] = OrderedDict()  # merged id -> surviving id
+        self._buckets: dict[tuple[int, str], list[Pattern]] = {}
+        # Patterns with a bare `<*>`, by first token: candidates for messages of another length.
+        self._elastic: dict[str, list[Pattern]] = {}
+        self.changed: set[int] = set()  # created or re-templated since drain_changes()
+        self.merged: dict[int, int] = {}  # merged since drain_changes()
+        self.evicted = 0
+
+    # -- lookup -------------------------------------------------------------------------
+    def resolve(self, pattern_id: int) -> int:
+        for _ in range(64):
+            target = self.aliases.get(pattern_id)
+            if target is None:
+                break
+            pattern_id = target
+        return pattern_id
+
+    def get(self, pattern_id: int) -> Pattern | None:
+        return self.patterns.get(self.resolve(pattern_id))
+
+    def touch(self, pattern_id: int) -> None:
+        if pattern_id in self.patterns:
+            self.patterns.move_to_end(pattern_id)
+
+    def match(self, masked: str) -> Pattern | None:
+        """The pattern a message would join as it stands, without learning anything."""
+        tokens, widths = tokenize(masked)
+        best, distance = self._closest(tokens)
+        if best is not None and distance == 0:
+            return best
+        return self._align_elastic(tokens)[0]
+
+    def _distance(self, pattern: Pattern, tokens: list[str]) -> int | None:
+        """How many constant tokens of the pattern the message differs in (None: too many)."""
+        differences = 0
+        allowed = int(self.max_distance * len(tokens))
+        for mine, theirs in zip(pattern.tokens, tokens):
+            if mine == theirs or mine == WILDCARD or token_covers(mine, theirs):
+                continue
+            if _enum_like(mine) and _enum_like(theirs):
+                return None
+            differences += 1
+            if differences > allowed:
+                return None
+        return differences
+
+    def _closest(self, tokens: list[str]) -> tuple[Pattern | None, int]:
+        best, best_distance = None, -1
+        for pattern in self._buckets.get((len(tokens), tokens[0] if tokens else ""), ()):
+            distance = self._distance(pattern, tokens)
+            if distance is None:
+                continue
+            if best is None or distance < best_distance or (distance == best_distance and pattern.id < best.id):
+                best, best_distance = pattern, distance
+        return best, best_distance
+
+    def _align_elastic(self, tokens: list[str]) -> tuple[Pattern | None, list[int]]:
+        """A pattern of another length whose bare `<*>` tokens absorb the extra message tokens."""
+        if not tokens:
+            return None, []
+        for pattern in self._elastic.get(tokens[0], ()):
+            if len(pattern.tokens) >= len(tokens):
+                continue
+            spans = _align(pattern.tokens, tokens)
+            if spans is not None:
+                return pattern, spans
+        return None, []
+
+    # -- learning -----------------------------------------------------------------------
+    def add(self, masked: str, count: int = 1) -> Pattern:
+        """Learn one masked message; returns the pattern it belongs to now."""
+        tokens, widths = tokenize(masked)
+        pattern, distance = self._closest(tokens)
+        if pattern is None:
+            elastic, spans = self._align_elastic(tokens)
+            if elastic is not None:
+                new_widths = [0 if token == WILDCARD and span != width else width
+                              for token, width, span in zip(elastic.tokens, elastic.widths, spans)]
+                if new_widths != elastic.widths:
+                    elastic.widths = new_widths
+                    self.changed.add(elastic.id)
+                pattern = elastic
+            else:
+                pattern = self._create(masked, tokens, widths)
+        elif distance == 0:
+            self._widen(pattern, widths)
+        else:
+            generalized = [generalize_token(mine, theirs) for mine, theirs in zip(pattern.tokens, tokens)]
+            covered = [other for other in self._buckets.get(pattern.key, ())
+                       if all(token_covers(g, t) for g, t in zip(generalized, other.tokens))]
+            if len(covered) + 1 >= self.min_variants:
+                pattern = self._generalize(covered, generalized, widths)
+            else:
+                pattern = self._create(masked, tokens, widths)
+        pattern.count += count
+        self.patterns.move_to_end(pattern.id)
+        self._enforce_cap()
+        return pattern
+
+    def _create(self, seed: str, tokens: list[str], widths: list[int]) -> Pattern:
+        pattern_id = pattern_id_for(seed)
+        salt = 0
+        # A hash collision with a pattern of another shape must not share its id.
+        while pattern_id in self.patterns or pattern_id in self.aliases:
+            salt += 1
+            pattern_id = pattern_id_for(f"{seed}\x00{salt}")
+        pattern = Pattern(id=pattern_id, tokens=tokens, widths=widths)
+        self._insert(pattern)
+        self.changed.add(pattern_id)
+        return pattern
+
+    def _widen(self, pattern: Pattern, widths: list[int]) -> None:
+        new_widths = [0 if token == WILDCARD and mine != theirs else mine
+                      for token, mine, theirs in zip(pattern.tokens, pattern.widths, widths)]
+        if new_widths != pattern.widths:
+            pattern.widths = new_widths
+            self.changed.add(pattern.id)
+
+    def _generalize(self, covered: list[Pattern], tokens: list[str], widths: list[int]) -> Pattern:
+        """Fold every covered pattern into the one with the smallest id, with the wider template."""
+        survivor = min(covered, key=lambda p: p.id)
+        merged_widths = list(widths)
+        for other in covered:
+            merged_widths = [w if w == o else 0 for w, o in zip(merged_widths, other.widths)]
+        merged_widths = [w if t == WILDCARD else 1 for t, w in zip(tokens, merged_widths)]
+        for other in covered:
+            if other is not survivor:
+                self.merge(other.id, survivor.id)
+        self._retemplate(survivor, tokens, merged_widths)
+        return self._converge(survivor)
+
+    def _insert(self, pattern: Pattern) -> None:
+        self.patterns[pattern.id] = pattern
+        self._buckets.setdefault(pattern.key, []).append(pattern)
+        if WILDCARD in pattern.tokens[1:]:
+            self._elastic.setdefault(pattern.tokens[0], []).append(pattern)
+
+    def _remove(self, pattern: Pattern) -> None:
+        self.patterns.pop(pattern.id, None)
+        for index, key in ((self._buckets, pattern.key), (self._elastic, pattern.tokens[0] if pattern.tokens else "")):
+            bucket = index.get(key)
+            if bucket is not None and pattern in bucket:
+                bucket.remove(pattern)
+                if not bucket:
+                    del index[key]
+
+    def _retemplate(self, pattern: Pattern, tokens: list[str], widths: list[int]) -> None:
+        # Generalising can put two bare `<*>` side by side: they fold into one of unknown width.
+        folded_tokens: list[str] = []
+        folded_widths: list[int] = []
+        for token, width in zip(tokens, widths):
+            if token == WILDCARD and folded_tokens and folded_tokens[-1] == WILDCARD:
+                folded_widths[-1] = 0
+                continue
+            folded_tokens.append(token)
+            folded_widths.append(width)
+        self._remove(pattern)
+        pattern.tokens, pattern.widths = folded_tokens, folded_widths
+        self._insert(pattern)
+        self.changed.add(pattern.id)
+
+    def _converge(self, pattern: Pattern) -> Pattern:
+        """Merge the patterns this one's template now covers (the smaller id survives)."""
+        for other in list(self._buckets.get(pattern.key, ())):
+            if other is pattern:
+                continue
+            if all(token_covers(a, b) for a, b in zip(pattern.tokens, other.tokens)):
+                survivor, merged = (other, pattern) if other.id < pattern.id else (pattern, other)
+                if survivor is other:
+                    self._retemplate(other, list(pattern.tokens), list(pattern.widths))
+                self.merge(merged.id, survivor.id)
+                pattern = survivor
+        return pattern
+
+    def merge(self, merged_id: int, survivor_id: int) -> None:
+        """Make `merged_id` an alias of `survivor_id` (rows tagged earlier resolve through it)."""
+        if merged_id == survivor_id:
+            return
+        merged = self.patterns.get(merged_id)
+        survivor = self.patterns.get(survivor_id)
+        if merged is not None:
+            self._remove(merged)
+            if survivor is not None:
+                survivor.count += merged.count
+                survivor.aliases |= merged.aliases | {merged_id}
+                for alias in merged.aliases:
+                    self.aliases[alias] = survivor_id
+                    self.merged[alias] = survivor_id
+        self.aliases[merged_id] = survivor_id
+        self.merged[merged_id] = survivor_id
+        self.changed.add(survivor_id)
+        self.changed.discard(merged_id)
+
+    def _enforce_cap(self) -> None:
+        while len(self.patterns) > self.max_patterns:
+            _, oldest = next(iter(self.patterns.items()))
+            self._remove(oldest)
+            self.changed.discard(oldest.id)
+            self.evicted += 1
+        while len(self.aliases) > self.max_patterns:
+            self.aliases.popitem(last=False)
+
+    # -- state exchange (store.py) -----------------------------------------------------
+    def load(self, pattern_id: int, template: str) -> Pattern:
+        """Adopt a pattern another replica stored; converge with ours where they cover each other."""
+        pattern_id = self.resolve(pattern_id)
+        tokens, widths = tokenize(template)
+        existing = self.patterns.get(pattern_id)
+        if existing is not None:
+            if existing.tokens != tokens and len(existing.tokens) == len(tokens):
+                merged = [generalize_token(a, b) for a, b in zip(existing.tokens, tokens)]
+                self._retemplate(existing, merged, [min(a, b) for a, b in zip(existing.widths, widths)])
+                self.changed.discard(existing.id)
+                if merged != tokens:
+                    self.changed.add(existing.id)
+            return self._converge(existing)
+        pattern = Pattern(id=pattern_id, tokens=tokens, widths=widths)
+        self._insert(pattern)
+        self.patterns.move_to_end(pattern_id, last=False)  # stored, not in use here yet
+        pattern = self._converge(pattern)
+        self._enforce_cap()
+        return pattern
+
+    def load_alias(self, merged_id: int, survivor_id: int) -> None:
+        if merged_id == survivor_id:
+            return
+        merged = self.patterns.get(merged_id)
+        if merged is not None:
+            self._remove(merged)
+        self.aliases[merged_id] = survivor_id
+
+    def drain_changes(self) -> tuple[list[Pattern], dict[int, int]]:
+        """Patterns created or re-templated, and merges, since the last call."""
+        changed = [self.patterns[i] for i in self.changed if i in self.patterns]
+        merged = {alias: self.resolve(target) for alias, target in self.merged.items()}
+        self.changed.clear()
+        self.merged.clear()
+        return changed, merged
+
+
+def _align(template: list[str], tokens: list[str]) -> list[int] | None:
+    """How many message tokens each template token covers, a bare `<*>` taking one or more."""
+    n, m = len(template), len(tokens)
+    # reach[i][j]: template[:i] covers tokens[:j]; small lists, so a plain table is fine.
+    reach = [[False] * (m + 1) for _ in range(n + 1)]
+    reach[0][0] = True
+    for i in range(1, n + 1):
+        item = template[i - 1]
+        row, previous = reach[i], reach[i - 1]
+        if item == WILDCARD:
+            running = False
+            for j in range(1, m + 1):
+                running = running or previous[j - 1]
+                row[j] = running
+        else:
+            for j in range(1, m + 1):
+                row[j] = previous[j - 1] and token_covers(item, tokens[j - 1])
+    if not reach[n][m]:
+        return None
+    spans = [0] * n
+    j = m
+    for i in range(n, 0, -1):
+        if template[i - 1] == WILDCARD:
+            k = j - 1
+            while not reach[i - 1][k]:
+                k -= 1
+            spans[i - 1] = j - k
+            j = k
+        else:
+            spans[i - 1] = 1
+            j -= 1
+    return spans

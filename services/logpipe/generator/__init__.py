@@ -1,0 +1,1 @@
+"""generator: realistic logs with scheduled incidents, produced to raw-logs."""

@@ -1,0 +1,182 @@
+"""The generator's production loop and its REST control surface."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import orjson
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from logpipe.core import metrics
+from logpipe.core.kafka import send_values
+from logpipe.generator.service import FAMILIES, Incident, LogFactory, default_incidents, encode
+from logpipe.generator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PRODUCED = metrics.counter("logpipe_generator_logs_total", "Logs produced to raw-logs", ("level",))
+RATE = metrics.gauge("logpipe_generator_rate_per_second", "Configured generation rate")
+
+
+def parse_incidents(text: str) -> list[Incident]:
+    if text.strip() in ("", "none"):
+        return []
+    if text.strip() == "default":
+        return default_incidents()
+    incidents = [Incident(**item) for item in orjson.loads(text)]
+    for incident in incidents:
+        if incident.family and incident.family not in FAMILIES:
+            raise ValueError(f"unknown message family {incident.family!r}; known: {', '.join(FAMILIES)}")
+    return incidents
+
+
+@dataclass
+class GeneratorStats:
+    running: bool = False
+    produced: int = 0
+    errors: int = 0
+    by_level: dict[str, int] = field(default_factory=dict)
+    started_at: float | None = None
+    last_error: str | None = None
+
+
+class Generator:
+    """Produces `rate_per_second` logs, in ticks of 50 ms, until stopped."""
+
+    tick_s = 0.05
+
+    def __init__(self, settings: Settings, producer, topic: str) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.topic = topic
+        self.rate = settings.rate_per_second
+        self.factory = LogFactory(settings.services, settings.error_rate_percentage / 100, settings.seed,
+                                  settings.environment, parse_incidents(settings.incidents))
+        self.stats = GeneratorStats()
+        self._task: asyncio.Task | None = None
+        RATE.set(self.rate)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.stats.running = True
+        self.stats.started_at = time.time()
+        self._task = asyncio.create_task(self._run(), name="generator")
+
+    async def stop(self) -> None:
+        self.stats.running = False
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def control(self, rate_per_second: float | None, error_rate_percentage: float | None) -> None:
+        if rate_per_second is not None:
+            self.rate = rate_per_second
+            RATE.set(rate_per_second)
+        if error_rate_percentage is not None:
+            self.factory.error_rate = error_rate_percentage / 100
+
+    async def _run(self) -> None:
+        started = time.monotonic()
+        owed = 0.0
+        next_tick = started
+        while True:
+            now = time.monotonic()
+            owed += self.rate * self.tick_s
+            count = int(owed)
+            owed -= count
+            elapsed = now - started
+            moment = datetime.now(timezone.utc)
+            # A family's normal rate: what a surge multiplies.
+            self.factory._family_rate = max(0.05, self.rate * self.factory.error_rate / (len(self.factory.services) * 2))
+            records = [self.factory.one(moment, elapsed_s=elapsed) for _ in range(count)]
+            records += self.factory.incident_records(elapsed, self.tick_s, moment)
+            if records:
+                try:
+                    await send_values(self.producer, self.topic, [encode(r) for r in records])
+                    self.stats.produced += len(records)
+                    for record in records:
+                        level = record["level"]
+                        self.stats.by_level[level] = self.stats.by_level.get(level, 0) + 1
+                        PRODUCED.labels(level).inc()
+                except Exception as exc:  # noqa: BLE001 - keep generating; the broker may come back
+                    self.stats.errors += 1
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("produce failed: %s", exc)
+                    await asyncio.sleep(1.0)
+            next_tick += self.tick_s
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                # Falling behind (rate above what one core can make): don't accumulate debt.
+                next_tick = time.monotonic()
+                await asyncio.sleep(0)
+
+
+class Control(BaseModel):
+    rate_per_second: float | None = Field(None, ge=1, le=100_000)
+    error_rate_percentage: float | None = Field(None, ge=0, le=100)
+
+
+router = APIRouter(tags=["generator"])
+
+
+def _generator(request: Request) -> Generator:
+    return request.app.state.generator
+
+
+@router.post("/start")
+async def start(request: Request) -> dict:
+    generator = _generator(request)
+    generator.start()
+    return {"running": True, "rate_per_second": generator.rate}
+
+
+@router.post("/stop")
+async def stop(request: Request) -> dict:
+    generator = _generator(request)
+    await generator.stop()
+    return {"running": False, "produced": generator.stats.produced}
+
+
+@router.put("/control")
+async def control(body: Control, request: Request) -> dict:
+    if body.rate_per_second is None and body.error_rate_percentage is None:
+        raise HTTPException(422, "give rate_per_second and/or error_rate_percentage")
+    generator = _generator(request)
+    generator.control(body.rate_per_second, body.error_rate_percentage)
+    return {"rate_per_second": generator.rate, "error_rate_percentage": round(generator.factory.error_rate * 100, 4)}
+
+
+@router.get("/stats")
+async def stats(request: Request) -> dict:
+    generator = _generator(request)
+    s = generator.stats
+    uptime = time.time() - s.started_at if s.started_at else 0.0
+    return {
+        "running": generator.running,
+        "produced": s.produced,
+        "by_level": s.by_level,
+        "rate_per_second": generator.rate,
+        "error_rate_percentage": round(generator.factory.error_rate * 100, 4),
+        "actual_rate_per_second": round(s.produced / uptime, 1) if uptime else 0.0,
+        "services": list(generator.factory.services),
+        "incidents": [i.__dict__ for i in generator.factory.incidents],
+        "produce_errors": s.errors,
+        "last_error": s.last_error,
+        "topic": generator.topic,
+    }

@@ -1,0 +1,349 @@
+"""Realistic application logs, with the structure real systems have.
+
+Each service has message families (the patterns a miner should find): DB timeouts with
+varying hosts and milliseconds, auth failures with user ids, HTTP 5xx with paths, stack
+traces on some errors. Faker fills pools of hosts, users, IPs and paths once, so the hot
+loop only picks from them (Faker itself costs ~20 us a call).
+
+Incidents make anomalies real: a new error family appearing, a surge of an old one, a
+service going quiet, each on a schedule relative to the generator's start.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Literal
+
+import orjson
+from faker import Faker
+
+from logpipe.core.record import format_timestamp
+
+DEFAULT_SERVICES = (
+    "api-gateway", "auth-service", "payment-service", "order-service",
+    "inventory-service", "notification-service", "user-service",
+)
+
+
+class Pools:
+    """Values drawn once from Faker, reused by every message."""
+
+    def __init__(self, seed: int) -> None:
+        fake = Faker()
+        fake.seed_instance(seed)
+        self.rng = random.Random(seed)
+        self.users = [f"user_{fake.unique.random_int(10000, 99999)}" for _ in range(500)]
+        self.ips = [fake.ipv4_public() for _ in range(300)]
+        self.db_hosts = [f"db-{fake.word()}-{i}.internal" for i in range(1, 7)]
+        self.cache_hosts = [f"redis-{i}.cache.internal" for i in range(1, 4)]
+        self.user_agents = [fake.user_agent() for _ in range(50)]
+        self.products = [fake.unique.random_int(1000, 9999) for _ in range(200)]
+        self.cities = [fake.city() for _ in range(40)]
+        self.emails = [fake.email() for _ in range(200)]
+        self.versions = ["1.4.2", "1.4.3", "2.0.0"]
+        self.regions = ["us-east-1", "eu-west-1", "ap-south-1"]
+        self.pods = {}
+
+    def pod(self, service: str) -> str:
+        if service not in self.pods:
+            suffix = "".join(self.rng.choices("bcdfghjklmnpqrstvwxz2456789", k=5))
+            self.pods[service] = [f"{service}-7d9f{self.rng.randint(10, 99)}-{suffix}{i}" for i in range(3)]
+        return self.rng.choice(self.pods[service])
+
+
+@dataclass
+class Event:
+    message: str
+    level: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Family = Callable[[random.Random, Pools], Event]
+
+_PATHS = ["/api/v1/orders", "/api/v1/payments", "/api/v1/users/{id}", "/api/v1/cart",
+          "/api/v1/products/{id}", "/api/v1/checkout", "/api/v1/inventory/{id}", "/health/ready"]
+_METHODS = ["GET", "GET", "GET", "POST", "PUT", "DELETE"]
+
+
+def _path(rng: random.Random) -> str:
+    return rng.choice(_PATHS).replace("{id}", str(rng.randint(1, 99999)))
+
+
+def _stack(error: str, frames: list[str], rng: random.Random) -> str:
+    lines = [f"{error}"]
+    for frame in frames:
+        lines.append(f"    at {frame}(Unknown Source:{rng.randint(20, 900)})")
+    return "\n".join(lines)
+
+
+# -- families: (level, generator) ---------------------------------------------------------
+def http_ok(rng, p):
+    method, path, ms = rng.choice(_METHODS), _path(rng), round(rng.lognormvariate(3.2, 0.6), 1)
+    status = rng.choice([200, 200, 200, 201, 204])
+    return Event(f"{method} {path} {status} {ms}ms", "INFO",
+                 dict(http_method=method, http_path=path, http_status=status, duration_ms=ms,
+                      client_ip=rng.choice(p.ips), user_agent=rng.choice(p.user_agents)))
+
+
+def user_login(rng, p):
+    user = rng.choice(p.users)
+    return Event(f"User {user} logged in from {rng.choice(p.ips)}", "INFO", dict(user_id=user))
+
+
+def payment_ok(rng, p):
+    txn = f"txn_{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}"
+    return Event(f"Processed payment {txn} for order {rng.randint(100000, 999999)} amount "
+                 f"{rng.randint(5, 900)}.{rng.randint(0, 99):02d} USD", "INFO", dict(user_id=rng.choice(p.users)))
+
+
+def order_created(rng, p):
+    return Event(f"Order {rng.randint(100000, 999999)} created with {rng.randint(1, 12)} items for "
+                 f"customer {rng.choice(p.users)}", "INFO")
+
+
+def stock_updated(rng, p):
+    return Event(f"Stock level for product {rng.choice(p.products)} updated to {rng.randint(0, 500)} units "
+                 f"in warehouse {rng.choice(p.cities)}", "INFO")
+
+
+def email_sent(rng, p):
+    return Event(f"Sent {rng.choice(['order confirmation', 'password reset', 'shipping update'])} email to "
+                 f"{rng.choice(p.emails)} in {rng.randint(20, 400)}ms", "INFO")
+
+
+def cache_stats(rng, p):
+    return Event(f"Cache hit ratio {rng.randint(60, 99)}.{rng.randint(0, 9)}% on {rng.choice(p.cache_hosts)}",
+                 "DEBUG")
+
+
+def sql_debug(rng, p):
+    table = rng.choice(["orders", "users", "payments", "inventory", "sessions"])
+    return Event(f"Query on {table} returned {rng.randint(0, 500)} rows in {rng.randint(1, 80)}ms", "DEBUG")
+
+
+def slow_query(rng, p):
+    return Event(f"Slow query on {rng.choice(p.db_hosts)}: {rng.randint(501, 4000)}ms exceeds threshold 500ms",
+                 "WARN")
+
+
+def retrying(rng, p):
+    return Event(f"Retrying request to {rng.choice(DEFAULT_SERVICES)} (attempt {rng.randint(1, 3)}/3) after "
+                 f"{rng.choice([100, 200, 400, 800])}ms backoff", "WARN")
+
+
+def memory_high(rng, p):
+    return Event(f"High memory usage: {rng.randint(80, 97)}% of {rng.choice([512, 1024, 2048])}Mi limit", "WARN")
+
+
+def rate_limit(rng, p):
+    return Event(f"Rate limit approaching for client {rng.choice(p.ips)}: {rng.randint(800, 999)} requests/min",
+                 "WARN", dict(client_ip=rng.choice(p.ips)))
+
+
+def db_timeout(rng, p):
+    host, ms = rng.choice(p.db_hosts), rng.choice([5000, 10000, 30000])
+    error = "java.sql.SQLTimeoutException"
+    event = Event(f"Database connection timeout after {ms}ms to {host}:5432", "ERROR",
+                  dict(error_type="SQLTimeoutException"))
+    if rng.random() < 0.3:
+        event.fields["stack_trace"] = _stack(f"{error}: Connection timed out after {ms}ms", [
+            "org.postgresql.core.v3.ConnectionFactoryImpl.openConnectionImpl",
+            "com.zaxxer.hikari.pool.HikariPool.getConnection",
+            "com.shop.orders.OrderRepository.save"], rng)
+    return event
+
+
+def auth_failed(rng, p):
+    user = rng.choice(p.users)
+    return Event(f"Authentication failed for user {user}: invalid credentials from {rng.choice(p.ips)}",
+                 "ERROR", dict(user_id=user, error_type="AuthenticationError", http_status=401))
+
+
+def http_5xx(rng, p):
+    method, path = rng.choice(_METHODS), _path(rng)
+    status = rng.choice([500, 502, 503, 504])
+    upstream = rng.choice(DEFAULT_SERVICES)
+    return Event(f"HTTP {status} from upstream {upstream} on {method} {path}", "ERROR",
+                 dict(http_method=method, http_path=path, http_status=status,
+                      duration_ms=round(rng.uniform(50, 30000), 1), error_type="UpstreamError"))
+
+
+def payment_declined(rng, p):
+    txn = f"txn_{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}"
+    reason = rng.choice(["insufficient funds", "card expired", "fraud suspected"])
+    return Event(f"Payment gateway declined transaction {txn}: {reason}", "ERROR",
+                 dict(error_type="PaymentDeclined"))
+
+
+def null_pointer(rng, p):
+    cls = rng.choice(["OrderProcessor", "CartService", "InvoiceBuilder"])
+    line = rng.randint(40, 400)
+    return Event(f"NullPointerException in {cls}.process at line {line}", "ERROR", dict(
+        error_type="NullPointerException",
+        stack_trace=_stack("java.lang.NullPointerException", [f"com.shop.{cls}.process",
+                                                              "com.shop.Worker.run",
+                                                              "java.lang.Thread.run"], rng)))
+
+
+def kafka_publish_failed(rng, p):
+    return Event(f"Failed to publish event to topic {rng.choice(['orders', 'payments', 'emails'])}: "
+                 f"broker {rng.randint(0, 2)} not available", "ERROR", dict(error_type="KafkaError"))
+
+
+def out_of_memory(rng, p):
+    return Event(f"Out of memory: killed process {rng.randint(1000, 65000)} (java) total-vm:"
+                 f"{rng.randint(2000000, 4000000)}kB", "FATAL", dict(error_type="OutOfMemoryError"))
+
+
+# The incident families: unseen until an incident introduces them.
+def tls_expired(rng, p):
+    return Event(f"TLS handshake with {rng.choice(p.db_hosts)}:5432 failed: certificate has expired "
+                 f"(notAfter {2026 - rng.randint(0, 1)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)})",
+                 "ERROR", dict(error_type="SSLHandshakeException"))
+
+
+def disk_full(rng, p):
+    return Event(f"Write to /var/lib/app/data/segment-{rng.randint(1000, 9999)}.log failed: "
+                 f"No space left on device ({rng.randint(0, 50)}MB free)", "FATAL", dict(error_type="IOError"))
+
+
+FAMILIES: dict[str, Family] = {f.__name__: f for f in (
+    http_ok, user_login, payment_ok, order_created, stock_updated, email_sent, cache_stats, sql_debug,
+    slow_query, retrying, memory_high, rate_limit, db_timeout, auth_failed, http_5xx, payment_declined,
+    null_pointer, kafka_publish_failed, out_of_memory, tls_expired, disk_full)}
+INCIDENT_ONLY = frozenset({"tls_expired", "disk_full"})
+
+# Which families each service speaks (normal traffic); weights favour the first.
+SERVICE_FAMILIES: dict[str, dict[str, list[str]]] = {
+    "api-gateway": {"ok": ["http_ok", "rate_limit", "cache_stats"], "error": ["http_5xx", "retrying"]},
+    "auth-service": {"ok": ["user_login", "http_ok", "sql_debug"], "error": ["auth_failed", "db_timeout"]},
+    "payment-service": {"ok": ["payment_ok", "http_ok", "sql_debug"],
+                        "error": ["payment_declined", "db_timeout", "http_5xx", "slow_query"]},
+    "order-service": {"ok": ["order_created", "http_ok", "sql_debug"],
+                      "error": ["db_timeout", "null_pointer", "kafka_publish_failed", "slow_query"]},
+    "inventory-service": {"ok": ["stock_updated", "sql_debug", "cache_stats"],
+                          "error": ["slow_query", "db_timeout", "memory_high"]},
+    "notification-service": {"ok": ["email_sent", "http_ok"], "error": ["kafka_publish_failed", "retrying"]},
+    "user-service": {"ok": ["http_ok", "user_login", "sql_debug"],
+                     "error": ["db_timeout", "null_pointer", "memory_high", "out_of_memory"]},
+}
+_LOGGERS = {"http_ok": "http.access", "db_timeout": "db.pool", "slow_query": "db.query", "sql_debug": "db.query",
+            "auth_failed": "security.auth", "user_login": "security.auth"}
+
+
+@dataclass
+class Incident:
+    """`new_error`: a family never seen before; `surge`: a family at `multiplier`x; `quiet`: a service stops."""
+
+    kind: Literal["new_error", "surge", "quiet"]
+    service: str
+    start_after_s: float
+    duration_s: float
+    family: str | None = None
+    rate_per_second: float = 20.0
+    multiplier: float = 20.0
+
+    def active(self, elapsed_s: float) -> bool:
+        return self.start_after_s <= elapsed_s < self.start_after_s + self.duration_s
+
+
+def default_incidents() -> list[Incident]:
+    """A schedule that gives a fresh `make dev` something to find within ten minutes."""
+    return [
+        Incident("surge", "payment-service", 120, 90, family="db_timeout", multiplier=25),
+        Incident("new_error", "order-service", 240, 120, family="tls_expired", rate_per_second=15),
+        Incident("quiet", "notification-service", 360, 180),
+        Incident("new_error", "inventory-service", 540, 60, family="disk_full", rate_per_second=5),
+    ]
+
+
+class LogFactory:
+    """Makes log records; pure apart from its own random generator."""
+
+    def __init__(self, services: tuple[str, ...] = DEFAULT_SERVICES, error_rate: float = 0.05,
+                 seed: int | None = None, environment: str = "production",
+                 incidents: list[Incident] | None = None) -> None:
+        self.rng = random.Random(seed)
+        self.pools = Pools(self.rng.randint(0, 1 << 30))
+        unknown = [s for s in services if s not in SERVICE_FAMILIES]
+        self.services = tuple(services)
+        for name in unknown:
+            # Any extra service speaks a generic mix.
+            SERVICE_FAMILIES.setdefault(name, {"ok": ["http_ok", "sql_debug"], "error": ["db_timeout", "http_5xx"]})
+        self.error_rate = error_rate
+        self.environment = environment
+        self.incidents = incidents or []
+
+    def _envelope(self, service: str, event: Event, moment: datetime, family: str) -> dict[str, Any]:
+        rng, pools = self.rng, self.pools
+        record = {
+            "timestamp": format_timestamp(moment),
+            "service": service,
+            "level": event.level,
+            "message": event.message,
+            "logger": _LOGGERS.get(family, f"{service.split('-')[0]}.{family.split('_')[0]}"),
+            "host": f"node-{zlib.crc32(service.encode()) % 5 + 1}.cluster.local",
+            "pod": pools.pod(service),
+            "namespace": "shop",
+            "environment": self.environment,
+            "version": pools.versions[zlib.crc32(service.encode()) % len(pools.versions)],
+            "trace_id": f"{rng.getrandbits(128):032x}",
+            "span_id": f"{rng.getrandbits(64):016x}",
+            "user_id": rng.choice(pools.users) if rng.random() < 0.6 else "",
+            "session_id": f"sess_{rng.getrandbits(48):012x}",
+            "request_id": f"req_{rng.getrandbits(64):016x}",
+            "http_method": "", "http_path": "", "http_status": None, "duration_ms": None,
+            "client_ip": rng.choice(pools.ips), "user_agent": "", "error_type": "", "stack_trace": "",
+            "record_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "attributes": {"region": pools.regions[zlib.crc32(service.encode()) % 3], "family": family},
+        }
+        record.update(event.fields)
+        return record
+
+    def one(self, moment: datetime | None = None, service: str | None = None, family: str | None = None,
+            elapsed_s: float | None = None) -> dict[str, Any]:
+        """One record; normal traffic unless `family` says otherwise."""
+        rng = self.rng
+        moment = moment or datetime.now(timezone.utc)
+        quiet = {i.service for i in self.incidents if i.kind == "quiet" and elapsed_s is not None and i.active(elapsed_s)}
+        if service is None:
+            candidates = [s for s in self.services if s not in quiet] or list(self.services)
+            service = rng.choice(candidates)
+        if family is None:
+            kinds = SERVICE_FAMILIES[service]
+            pool = kinds["error"] if rng.random() < self.error_rate else kinds["ok"]
+            family = pool[0] if rng.random() < 0.5 else rng.choice(pool)
+        event = FAMILIES[family](rng, self.pools)
+        return self._envelope(service, event, moment, family)
+
+    def incident_records(self, elapsed_s: float, seconds: float, moment: datetime) -> list[dict[str, Any]]:
+        """Extra records the active incidents add over `seconds` of traffic."""
+        out = []
+        for incident in self.incidents:
+            if not incident.active(elapsed_s) or incident.kind == "quiet" or not incident.family:
+                continue
+            rate = incident.rate_per_second
+            if incident.kind == "surge":
+                rate = max(rate, incident.multiplier * self.baseline_family_rate(incident))
+            count = int(rate * seconds) + (1 if self.rng.random() < (rate * seconds) % 1 else 0)
+            for _ in range(count):
+                out.append(self.one(moment, incident.service, incident.family, elapsed_s))
+        return out
+
+    def baseline_family_rate(self, incident: Incident) -> float:
+        # Filled in by the runner from its current rate (records/s of one family in one service).
+        return getattr(self, "_family_rate", 1.0)
+
+    def batch(self, count: int, start: datetime | None = None, span_s: float = 0.0,
+              elapsed_s: float | None = None) -> list[dict[str, Any]]:
+        start = start or datetime.now(timezone.utc)
+        step = span_s / count if count and span_s else 0.0
+        return [self.one(start + timedelta(seconds=i * step), elapsed_s=elapsed_s) for i in range(count)]
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record)

@@ -1,0 +1,1 @@
+"""ingest: raw-logs -> ClickHouse `logs` (+ WARN/ERROR/FATAL -> vectorization-queue, bad input -> raw-logs-dlq)."""

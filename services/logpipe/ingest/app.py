@@ -1,0 +1,72 @@
+"""ingest: the FastStream batch subscriber on raw-logs plus its HTTP side."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+
+from logpipe.core.health import Health
+from logpipe.core.http import create_service_app
+from logpipe.core.kafka import new_producer, reachable
+from logpipe.ingest import handlers
+from logpipe.ingest.settings import Settings
+from logpipe.stores.clickhouse import ClickHouseStore
+
+log = logging.getLogger(__name__)
+
+
+def build_tagger(store: ClickHouseStore, settings: Settings):
+    """The pattern tagger, when pattern mining is part of this build and enabled."""
+    if not settings.tag_patterns:
+        return None
+    try:
+        from logpipe.core.patterns import build_tagger as patterns_tagger
+    except ImportError:
+        return None
+    return patterns_tagger(store, settings)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    health = Health("ingest")
+
+    async def lifespan(app: FastAPI):
+        store = ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database)
+        if settings.apply_schema:
+            await asyncio.to_thread(store.apply_schema, settings.log_ttl_days)
+        producer = new_producer(settings.kafka_bootstrap_servers)
+        await producer.start()
+        tagger = await asyncio.to_thread(build_tagger, store, settings)
+        ingestor = handlers.Ingestor(settings, store, producer, tagger)
+        broker = KafkaBroker(settings.kafka_bootstrap_servers, graceful_timeout=30)
+        handlers.subscribe(broker, ingestor, settings)
+        app.state.ingestor = ingestor
+        app.state.store = store
+        health.add("clickhouse", store.aping)
+        health.add("kafka", lambda: reachable(producer))
+        await broker.start()
+        timer = asyncio.create_task(ingestor.run_timer(), name="ingest-batch-timer")
+        log.info("ingest consuming", extra={"topic": ingestor.topics.raw_logs, "group": settings.group_id})
+        try:
+            yield
+        finally:
+            timer.cancel()
+            await ingestor.close()
+            await broker.stop()
+            await producer.stop()
+            if tagger is not None and hasattr(tagger, "close"):
+                await asyncio.to_thread(tagger.close)
+
+    app = create_service_app("ingest", health, lifespan)
+    app.include_router(handlers.router)
+    try:
+        from logpipe.core.patterns.api import build_router as patterns_router
+    except ImportError:
+        patterns_router = None
+    if patterns_router is not None:
+        app.include_router(patterns_router(lambda: app.state.store))
+    return app
+

@@ -1,0 +1,319 @@
+"""ingest's Kafka subscriber and HTTP routes.
+
+Delivery: records are buffered until BATCH_SIZE or BATCH_TIMEOUT_SECONDS, then one flush
+(1) builds rows, (2) publishes dead letters and forwards WARN/ERROR/FATAL, (3) inserts into
+ClickHouse, (4) commits offsets. A crash anywhere before (4) replays the batch; rows already
+stored are recognised by their Kafka offsets (`ingest_offsets`) and skipped, so nothing is
+lost and nothing doubles. Forwarding before the insert means a replay forwards again, which
+the vectorizer absorbs (its point ids derive from record ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from fastapi import APIRouter, Request
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from logpipe.core import metrics
+from logpipe.core.kafka import send_values
+from logpipe.core.topics import Topics
+from logpipe.ingest.service import (
+    Batch,
+    BatchBuilder,
+    CircuitBreaker,
+    RawMessage,
+    rows_to_json,
+    skip_stored,
+    with_pattern_ids,
+)
+from logpipe.ingest.settings import Settings
+from logpipe.stores.clickhouse import ClickHouseStore
+
+log = logging.getLogger(__name__)
+
+CONSUMED = metrics.counter("logpipe_ingest_consumed_total", "Kafka records consumed from raw-logs")
+WRITTEN = metrics.counter("logpipe_ingest_written_total", "Log rows written to ClickHouse")
+FORWARDED = metrics.counter("logpipe_ingest_forwarded_total", "Records forwarded to vectorization-queue")
+DEAD = metrics.counter("logpipe_ingest_dlq_total", "Records sent to raw-logs-dlq")
+REPLAYED = metrics.counter("logpipe_ingest_replay_skipped_total", "Replayed records skipped as already stored")
+BATCHES = metrics.counter("logpipe_ingest_batches_total", "Batches flushed", ("path",))
+INSERT_FAILURES = metrics.counter("logpipe_ingest_insert_failures_total", "Failed ClickHouse inserts")
+FLUSH_SECONDS = metrics.histogram("logpipe_ingest_flush_seconds", "Time to flush one batch",
+                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+BREAKER_OPEN = metrics.gauge("logpipe_ingest_circuit_open", "1 while the ClickHouse circuit breaker is open")
+
+
+@dataclass
+class Stats:
+    consumed: int = 0
+    written: int = 0
+    forwarded: int = 0
+    dlq: int = 0
+    batches: int = 0
+    fast_batches: int = 0
+    replay_skipped: int = 0
+    buffered: int = 0
+    last_error: str | None = None
+    last_flush_at: float | None = None
+    circuit: str = "closed"
+    started_at: float = field(default_factory=time.time)
+
+
+class Ingestor:
+    """Buffers raw records, flushes them to ClickHouse, forwards and dead-letters, commits."""
+
+    def __init__(self, settings: Settings, store: ClickHouseStore, producer: AIOKafkaProducer,
+                 tagger: Any = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.producer = producer
+        self.tagger = tagger
+        self.topics = Topics(settings.topic_prefix)
+        self.builder = BatchBuilder(settings.pipeline, settings.max_record_bytes)
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.retry_base_seconds,
+                                      settings.retry_max_seconds)
+        self.stats = Stats()
+        self._buffer: list[RawMessage] = []
+        self._buffer_since: float | None = None
+        self._lock = asyncio.Lock()
+        self._commit_message: KafkaMessage | None = None
+        self._stored: dict[tuple[str, int], int] = {}
+        self._known_partitions: set[tuple[str, int]] = set()
+        self._closing = False
+        self._timer: asyncio.Task | None = None
+
+    # -- Kafka side ------------------------------------------------------------------------
+    async def on_records(self, records: tuple, message: KafkaMessage) -> None:
+        batch = [RawMessage(r.value, r.timestamp, r.topic, r.partition, r.offset) for r in records]
+        self.stats.consumed += len(batch)
+        CONSUMED.inc(len(batch))
+        async with self._lock:
+            if not self._buffer:
+                self._buffer_since = time.monotonic()
+            self._buffer.extend(batch)
+            self._commit_message = message
+            self.stats.buffered = len(self._buffer)
+            if len(self._buffer) >= self.settings.batch_size:
+                await self._flush_locked()
+
+    async def run_timer(self) -> None:
+        """Flush a partial batch once it is BATCH_TIMEOUT_SECONDS old."""
+        timeout = self.settings.batch_timeout_seconds
+        while not self._closing:
+            await asyncio.sleep(min(0.25, timeout / 4))
+            since = self._buffer_since
+            if since is not None and time.monotonic() - since >= timeout:
+                try:
+                    async with self._lock:
+                        if self._buffer_since is not None and time.monotonic() - self._buffer_since >= timeout:
+                            await self._flush_locked()
+                except Exception as exc:  # noqa: BLE001 - kept in the buffer, retried next tick
+                    log.error("flush failed; retrying: %s", exc)
+                    await asyncio.sleep(1.0)
+
+    async def flush(self) -> dict[str, int]:
+        async with self._lock:
+            return await self._flush_locked()
+
+    async def _flush_locked(self) -> dict[str, int]:
+        messages, self._buffer, self._buffer_since = self._buffer, [], None
+        self.stats.buffered = 0
+        if not messages:
+            return {"flushed": 0}
+        try:
+            return await self._write(messages)
+        except BaseException as exc:
+            # Nothing was committed: keep the records so the next flush retries them.
+            self._buffer = messages + self._buffer
+            self._buffer_since = time.monotonic()
+            self.stats.buffered = len(self._buffer)
+            if not isinstance(exc, asyncio.CancelledError):
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            raise
+
+    async def _write(self, messages: list[RawMessage]) -> dict[str, int]:
+        started = time.perf_counter()
+        fresh = skip_stored(messages, await self._stored_offsets(messages))
+        skipped = len(messages) - len(fresh)
+        if skipped:
+            self.stats.replay_skipped += skipped
+            REPLAYED.inc(skipped)
+            log.info("skipped %d replayed records already stored", skipped)
+        batch = await asyncio.to_thread(self._build, fresh)
+        if batch.dead_letters:
+            await send_values(self.producer, self.topics.raw_logs_dlq, [d.to_bytes() for d in batch.dead_letters])
+            self.stats.dlq += len(batch.dead_letters)
+            DEAD.inc(len(batch.dead_letters))
+            for dead in batch.dead_letters[:5]:
+                log.warning("record sent to DLQ", extra={"reason": dead.error, "partition": dead.message.partition,
+                                                         "offset": dead.message.offset})
+        forwarded = batch.forwarded()
+        if forwarded.num_rows:
+            values = await asyncio.to_thread(rows_to_json, forwarded)
+            await send_values(self.producer, self.topics.vectorization_queue, values)
+            self.stats.forwarded += len(values)
+            FORWARDED.inc(len(values))
+        if batch.rows.num_rows:
+            await self._insert_with_retry(batch)
+            self._remember_offsets(batch)
+        await self._commit(messages)
+        self.stats.written += batch.rows.num_rows
+        WRITTEN.inc(batch.rows.num_rows)
+        self.stats.batches += 1
+        self.stats.fast_batches += int(batch.fast_path)
+        BATCHES.labels("fast" if batch.fast_path else "exact").inc()
+        self.stats.last_flush_at = time.time()
+        FLUSH_SECONDS.observe(time.perf_counter() - started)
+        return {"flushed": len(messages), "written": batch.rows.num_rows, "dlq": len(batch.dead_letters),
+                "forwarded": forwarded.num_rows, "replay_skipped": skipped}
+
+    def _build(self, messages: list[RawMessage]) -> Batch:
+        batch = self.builder.build(messages)
+        if self.tagger is not None and batch.rows.num_rows:
+            batch.rows = with_pattern_ids(batch.rows, self.tagger.tag(batch.rows["message"]))
+        return batch
+
+    async def _insert_with_retry(self, batch: Batch) -> None:
+        """Retry until ClickHouse takes the rows. Meanwhile nothing is consumed or committed."""
+        while True:
+            try:
+                await self.store.ainsert_arrow("logs", batch.rows)
+                if self.breaker.failures:
+                    log.info("ClickHouse insert recovered after %d failures", self.breaker.failures)
+                self.breaker.record_success()
+                self._set_circuit()
+                return
+            except Exception as exc:  # noqa: BLE001 - any store failure is retried
+                INSERT_FAILURES.inc()
+                self.breaker.record_failure(f"{type(exc).__name__}: {exc}"[:500])
+                self.stats.last_error = self.breaker.last_error
+                self._set_circuit()
+                delay = self.breaker.delay()
+                log.error("ClickHouse insert failed (%d in a row); retrying in %.1fs",
+                          self.breaker.failures, delay, extra={"error": self.breaker.last_error})
+                if self._closing:
+                    raise
+                await asyncio.sleep(delay)
+
+    def _set_circuit(self) -> None:
+        self.stats.circuit = self.breaker.state
+        BREAKER_OPEN.set(1 if self.breaker.state == "open" else 0)
+
+    async def _commit(self, messages: list[RawMessage]) -> None:
+        """Commit exactly what was flushed: positions the consumer fetched since are not ours."""
+        if self._commit_message is None:
+            return
+        offsets: dict[TopicPartition, int] = {}
+        for m in messages:
+            tp = TopicPartition(m.topic, m.partition)
+            if m.offset + 1 > offsets.get(tp, -1):
+                offsets[tp] = m.offset + 1
+        consumer = self._commit_message.consumer
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if offsets:
+            await consumer.commit(offsets)
+
+    async def _stored_offsets(self, messages: list[RawMessage]) -> dict[tuple[str, int], int]:
+        """Highest stored offset per partition, read from ClickHouse once per assignment."""
+        wanted = {(m.topic, m.partition) for m in messages} - self._known_partitions
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in wanted:
+            by_topic.setdefault(topic, []).append(partition)
+        for topic, partitions in by_topic.items():
+            found = await asyncio.to_thread(self.store.stored_offsets, topic, partitions)
+            for partition in partitions:
+                self._known_partitions.add((topic, partition))
+                if partition in found:
+                    self._stored[(topic, partition)] = found[partition]
+        return self._stored
+
+    def _remember_offsets(self, batch: Batch) -> None:
+        # Everything up to here is stored; later skips need no query.
+        for topic, partition, offset in zip(batch.rows["kafka_topic"].to_pylist()[-1:],
+                                            batch.rows["kafka_partition"].to_pylist()[-1:],
+                                            batch.rows["kafka_offset"].to_pylist()[-1:]):
+            self._stored[(topic, partition)] = max(offset, self._stored.get((topic, partition), -1))
+
+    def forget_partitions(self, partitions) -> None:
+        """After a rebalance another consumer may have stored more: ask ClickHouse again."""
+        for tp in partitions:
+            self._known_partitions.discard((tp.topic, tp.partition))
+            self._stored.pop((tp.topic, tp.partition), None)
+
+    async def close(self) -> None:
+        self._closing = True
+        try:
+            await self.flush()
+        except Exception as exc:  # noqa: BLE001 - uncommitted records are replayed on restart
+            log.warning("final flush failed; the records will be replayed on restart: %s", exc)
+
+
+class RebalanceListener(ConsumerRebalanceListener):
+    """Flush and commit before partitions move; re-read stored offsets after they arrive."""
+
+    def __init__(self, ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        if revoked:
+            try:
+                await self.ingestor.flush()
+            except Exception as exc:  # noqa: BLE001 - replayed by the next owner, skipped if stored
+                log.warning("flush before rebalance failed: %s", exc)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self.ingestor.forget_partitions(assigned)
+
+
+async def _raw_decoder(message) -> Any:
+    # The handler reads ConsumerRecords itself; skip FastStream's JSON decoding.
+    return None
+
+
+def subscribe(broker: KafkaBroker, ingestor: Ingestor, settings: Settings) -> None:
+    topics = Topics(settings.topic_prefix)
+
+    @broker.subscriber(
+        topics.raw_logs,
+        group_id=settings.group_id,
+        batch=True,
+        max_records=settings.batch_size,
+        batch_timeout_ms=int(min(settings.batch_timeout_seconds, 1.0) * 1000),
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset=settings.auto_offset_reset,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+        listener=RebalanceListener(ingestor),
+        decoder=_raw_decoder,
+    )
+    async def consume_raw_logs(body: Any, message: KafkaMessage) -> None:
+        await ingestor.on_records(message.raw_message, message)
+
+
+router = APIRouter(tags=["ingest"])
+
+
+@router.get("/stats")
+async def stats(request: Request) -> dict:
+    ingestor: Ingestor = request.app.state.ingestor
+    data = dict(ingestor.stats.__dict__)
+    data["buffered"] = len(ingestor._buffer)
+    data["circuit"] = ingestor.breaker.state
+    return data
+
+
+@router.post("/flush")
+async def flush(request: Request) -> dict:
+    ingestor: Ingestor = request.app.state.ingestor
+    return await ingestor.flush()

@@ -1,0 +1,348 @@
+"""Ingest's domain logic: raw Kafka messages in, an Arrow table of log rows out.
+
+Two paths build the same rows:
+- the fast path parses a whole batch of canonical JSON records in C++ (`pyarrow.json`) and
+  normalises columns with Arrow compute, with no Python work per record;
+- the exact path decodes message by message (`core.shippers`), which accepts every shipper
+  shape, a plain text line, and isolates each bad message with its reason for the DLQ.
+A batch takes the fast path only when every record in it fits; otherwise the exact path.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+
+from logpipe.core.record import (
+    FORWARDED_LEVELS,
+    LEVEL_ALIASES,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    STRING_FIELDS,
+    Level,
+    derived_record_id,
+    format_timestamp,
+)
+from logpipe.core.shippers import NotALogError, decode_message
+
+
+class RawMessage(NamedTuple):
+    """What ingest needs of one Kafka record."""
+
+    value: bytes | None
+    timestamp_ms: int | None
+    topic: str
+    partition: int
+    offset: int
+
+
+# The `logs` columns ingest writes (the rest have defaults in sql/clickhouse/001_logs.sql).
+LOG_SCHEMA = pa.schema(
+    [
+        ("timestamp", pa.timestamp("ms", tz="UTC")),
+        *[(name, pa.string()) for name in STRING_FIELDS],
+        ("http_status", pa.uint16()),
+        ("duration_ms", pa.float64()),
+        ("record_id", pa.string()),
+        ("attributes", pa.map_(pa.string(), pa.string())),
+        ("pattern_id", pa.uint64()),
+        ("pipeline", pa.string()),
+        ("kafka_topic", pa.string()),
+        ("kafka_partition", pa.uint32()),
+        ("kafka_offset", pa.uint64()),
+    ]
+)
+
+# What the fast path expects to find in a canonical record.
+_FAST_SCHEMA = pa.schema(
+    [("timestamp", pa.string())]
+    + [(name, pa.string()) for name in STRING_FIELDS]
+    + [("http_status", pa.int64()), ("duration_ms", pa.float64()), ("record_id", pa.string())]
+)
+_CANONICAL_LEVELS = pa.array([level.value for level in Level])
+_ALIAS_KEYS = pa.array(list(LEVEL_ALIASES))
+_ALIAS_VALUES = pa.array([level.value for level in LEVEL_ALIASES.values()])
+_MIN_MS = int(MIN_TIMESTAMP.timestamp() * 1000)
+_MAX_MS = int(MAX_TIMESTAMP.timestamp() * 1000)
+_FORWARDED = pa.array(sorted(level.value for level in FORWARDED_LEVELS))
+
+
+@dataclass
+class DeadLetter:
+    """A message that cannot be a log: the original bytes, why, where, when."""
+
+    message: RawMessage
+    error: str
+    stage: str = "decode"
+    failed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def to_bytes(self) -> bytes:
+        value = self.message.value or b""
+        try:
+            text: str | None = value.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        import base64
+
+        return orjson.dumps(
+            {
+                "original_base64": base64.b64encode(value).decode(),
+                "original_text": text,
+                "error": self.error,
+                "stage": self.stage,
+                "time": format_timestamp(self.failed_at),
+                "source": {
+                    "topic": self.message.topic,
+                    "partition": self.message.partition,
+                    "offset": self.message.offset,
+                    "timestamp_ms": self.message.timestamp_ms,
+                },
+            }
+        )
+
+
+@dataclass
+class Batch:
+    """The outcome of one batch: rows to store, and messages for the DLQ."""
+
+    rows: pa.Table
+    dead_letters: list[DeadLetter]
+    fast_path: bool
+
+    def forwarded(self) -> pa.Table:
+        """Rows the vectorizer wants (WARN, ERROR, FATAL)."""
+        if self.rows.num_rows == 0:
+            return self.rows
+        return self.rows.filter(pc.is_in(self.rows["level"], value_set=_FORWARDED))
+
+
+class BatchBuilder:
+    """Turns raw messages into rows; pure apart from the clock."""
+
+    def __init__(self, pipeline: str = "default", max_record_bytes: int = 1_048_576) -> None:
+        self.pipeline = pipeline
+        self.max_record_bytes = max_record_bytes
+
+    def build(self, messages: Sequence[RawMessage]) -> Batch:
+        if not messages:
+            return Batch(LOG_SCHEMA.empty_table(), [], True)
+        table = self._fast(messages)
+        if table is not None:
+            return Batch(table, [], True)
+        return self._exact(messages)
+
+    # -- fast path -------------------------------------------------------------------------
+    def _fast(self, messages: Sequence[RawMessage]) -> pa.Table | None:
+        values = [m.value for m in messages]
+        limit = self.max_record_bytes
+        for value in values:
+            # Blank, oversized, non-object or multi-line values need the exact path.
+            if not value or len(value) > limit or value[0] != 0x7B or b"\n" in value:
+                return None
+        try:
+            parsed = pa_json.read_json(
+                io.BytesIO(b"\n".join(values)),
+                read_options=pa_json.ReadOptions(block_size=max(1 << 20, sum(map(len, values)) + 1)),
+                parse_options=pa_json.ParseOptions(explicit_schema=_FAST_SCHEMA,
+                                                   unexpected_field_behavior="infer"),
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+        if parsed.num_rows != len(messages):
+            return None
+        extra = [name for name in parsed.column_names if name not in _FAST_SCHEMA.names]
+        if any(name != "attributes" for name in extra):
+            return None
+
+        message = parsed["message"]
+        if message.null_count:
+            return None
+        level = parsed["level"]
+        if level.null_count:
+            return None
+        if not pc.all(pc.is_in(level, value_set=_CANONICAL_LEVELS)).as_py():
+            index = pc.index_in(pc.utf8_lower(pc.utf8_trim_whitespace(level)), value_set=_ALIAS_KEYS)
+            if index.null_count:
+                return None
+            level = pc.take(_ALIAS_VALUES, index)
+
+        kafka_ms = pa.array([m.timestamp_ms if m.timestamp_ms and m.timestamp_ms > 0 else int(time.time() * 1000)
+                             for m in messages], pa.int64())
+        try:
+            stamp = pc.cast(pc.cast(parsed["timestamp"], pa.timestamp("ns", tz="UTC")),
+                            pa.timestamp("ms", tz="UTC"), safe=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        stamp = pc.coalesce(stamp, pc.cast(kafka_ms, pa.timestamp("ms", tz="UTC")))
+        stamp_ms = pc.cast(stamp, pa.int64())
+        if pc.min(stamp_ms).as_py() < _MIN_MS or pc.max(stamp_ms).as_py() >= _MAX_MS:
+            return None
+
+        status = parsed["http_status"]
+        if status.null_count < len(status):
+            low, high = pc.min(status).as_py(), pc.max(status).as_py()
+            if low < 100 or high > 599:
+                return None
+        duration = parsed["duration_ms"]
+        if duration.null_count < len(duration):
+            if pc.min(duration).as_py() < 0 or not pc.all(pc.is_finite(pc.drop_null(duration))).as_py():
+                return None
+
+        record_id = parsed["record_id"]
+        if record_id.null_count:
+            ids = record_id.to_pylist()
+            record_id = pa.array([rid or derived_record_id(m.topic, m.partition, m.offset)
+                                  for rid, m in zip(ids, messages)], pa.string())
+        if pc.max(pc.utf8_length(record_id)).as_py() > 128:
+            return None
+
+        if "attributes" in extra:
+            attributes = _attributes_column(parsed["attributes"])
+            if attributes is None:
+                return None
+        else:
+            attributes = pa.array([[]] * len(messages), LOG_SCHEMA.field("attributes").type)
+
+        columns: dict[str, Any] = {"timestamp": stamp}
+        for name in STRING_FIELDS:
+            column = parsed[name]
+            if name == "level":
+                column = level
+            elif name == "service":
+                column = pc.if_else(pc.equal(pc.fill_null(column, ""), ""), "unknown", column)
+            columns[name] = pc.fill_null(column, "") if name not in ("message", "level") else column
+        columns["http_status"] = pc.cast(status, pa.uint16())
+        columns["duration_ms"] = duration
+        columns["record_id"] = record_id
+        columns["attributes"] = attributes
+        return self._finish(columns, messages)
+
+    # -- exact path ------------------------------------------------------------------------
+    def _exact(self, messages: Sequence[RawMessage]) -> Batch:
+        records: list[dict[str, Any]] = []
+        origins: list[RawMessage] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            try:
+                decoded = decode_message(message.value, kafka_timestamp_ms=message.timestamp_ms,
+                                         topic=message.topic, partition=message.partition,
+                                         offset=message.offset, max_bytes=self.max_record_bytes)
+            except NotALogError as exc:
+                dead.append(DeadLetter(message, str(exc)))
+                continue
+            records.extend(decoded)
+            origins.extend([message] * len(decoded))
+        if not records:
+            return Batch(LOG_SCHEMA.empty_table(), dead, False)
+        columns: dict[str, Any] = {
+            "timestamp": pa.array([r["timestamp"] for r in records], pa.timestamp("ms", tz="UTC")),
+        }
+        for name in STRING_FIELDS:
+            columns[name] = pa.array([str(r[name]) for r in records], pa.string())
+        columns["http_status"] = pa.array([r["http_status"] for r in records], pa.uint16())
+        columns["duration_ms"] = pa.array([r["duration_ms"] for r in records], pa.float64())
+        columns["record_id"] = pa.array([r["record_id"] for r in records], pa.string())
+        columns["attributes"] = pa.array([list(r["attributes"].items()) for r in records],
+                                         LOG_SCHEMA.field("attributes").type)
+        return Batch(self._finish(columns, origins), dead, False)
+
+    def _finish(self, columns: dict[str, Any], origins: Sequence[RawMessage]) -> pa.Table:
+        count = len(origins)
+        columns["pattern_id"] = pa.array(np.zeros(count, dtype=np.uint64))
+        columns["pipeline"] = pa.array([self.pipeline] * count, pa.string())
+        columns["kafka_topic"] = pa.array([m.topic for m in origins], pa.string())
+        columns["kafka_partition"] = pa.array([m.partition for m in origins], pa.uint32())
+        columns["kafka_offset"] = pa.array([m.offset for m in origins], pa.uint64())
+        table = pa.table(columns, schema=LOG_SCHEMA)
+        return drop_duplicate_ids(table)
+
+
+def _attributes_column(column: pa.ChunkedArray) -> pa.Array | None:
+    """An inferred `attributes` object column to map<string, string>."""
+    out = []
+    for value in column.to_pylist():
+        if value is None:
+            out.append([])
+        elif isinstance(value, dict):
+            out.append([(key, item if isinstance(item, str) else orjson.dumps(item).decode())
+                        for key, item in value.items() if item is not None])
+        else:
+            return None
+    return pa.array(out, LOG_SCHEMA.field("attributes").type)
+
+
+def drop_duplicate_ids(table: pa.Table) -> pa.Table:
+    """A record delivered twice within one batch is stored once (first one wins)."""
+    ids = table["record_id"]
+    if len(pc.unique(ids)) == table.num_rows:
+        return table
+    seen: set[str] = set()
+    keep = []
+    for rid in ids.to_pylist():
+        keep.append(rid not in seen)
+        seen.add(rid)
+    return table.filter(pa.array(keep))
+
+
+def with_pattern_ids(table: pa.Table, pattern_ids: pa.Array | pa.ChunkedArray) -> pa.Table:
+    index = table.schema.get_field_index("pattern_id")
+    return table.set_column(index, "pattern_id", pc.cast(pattern_ids, pa.uint64()))
+
+
+def rows_to_json(table: pa.Table) -> list[bytes]:
+    """Rows as canonical record JSON (what the vectorizer consumes)."""
+    out = []
+    for row in table.to_pylist():
+        row["timestamp"] = format_timestamp(row["timestamp"])
+        row["attributes"] = dict(row["attributes"] or [])
+        for key in ("kafka_topic", "kafka_partition", "kafka_offset"):
+            row.pop(key, None)
+        out.append(orjson.dumps(row))
+    return out
+
+
+def skip_stored(messages: Iterable[RawMessage], stored: dict[tuple[str, int], int]) -> list[RawMessage]:
+    """Drop messages at or below the highest offset already in ClickHouse (a replay after a crash)."""
+    if not stored:
+        return list(messages)
+    return [m for m in messages if m.offset > stored.get((m.topic, m.partition), -1)]
+
+
+class CircuitBreaker:
+    """Closed -> open after `threshold` consecutive failures; half-open after the delay.
+
+    While open the caller waits `delay()` before trying again: the delay grows
+    exponentially (base * 2^n, capped), so a down ClickHouse is not hammered.
+    """
+
+    def __init__(self, threshold: int = 3, base_delay_s: float = 0.5, max_delay_s: float = 30.0) -> None:
+        self.threshold = threshold
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self.failures = 0
+        self.last_error: str | None = None
+
+    @property
+    def state(self) -> str:
+        return "open" if self.failures >= self.threshold else ("half-open" if self.failures else "closed")
+
+    def record_success(self) -> None:
+        self.failures = 0
+
+    def record_failure(self, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
+
+    def delay(self) -> float:
+        if self.failures == 0:
+            return 0.0
+        return min(self.max_delay_s, self.base_delay_s * (2 ** (self.failures - 1)))

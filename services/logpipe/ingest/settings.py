@@ -1,0 +1,24 @@
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from logpipe.core.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore", populate_by_name=True)
+
+    port: int = 8002
+    batch_size: int = Field(1000, ge=1, le=200_000)
+    batch_timeout_seconds: float = Field(5.0, gt=0, le=300)
+    max_record_bytes: int = Field(1_048_576, ge=256)
+    group_id: str = "logpipe-ingest"
+    auto_offset_reset: str = "earliest"
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    # A batch held back by a ClickHouse outage must not cost this consumer its partitions.
+    max_poll_interval_ms: int = 3_600_000
+    breaker_threshold: int = 3
+    retry_base_seconds: float = 0.5
+    retry_max_seconds: float = 30.0
+    apply_schema: bool = True
+    tag_patterns: bool = True
