@@ -40,8 +40,9 @@ _WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 # (pattern, replacement), applied in this order; RE2 syntax (no look-around, so a piece's
 # leading delimiter is captured and written back).
 RULES: tuple[tuple[str, str], ...] = (
-    # Whitespace runs carry no meaning in a template.
-    (r"\s+", " "),
+    # Whitespace runs carry no meaning in a template (single spaces are left alone: rewriting
+    # every one of them costs more than all the other rules together).
+    (r"[\t\n\r\f\v]\s*| \s+", " "),
     # URL: keep the scheme, mask the rest when it holds a digit (a constant URL stays).
     (r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^\s\]\)'\"]*\d[^\s\]\)'\"]*", r"\1<*>"),
     # A calendar date written out (`Fri Jun 17`, `Jun 17`): the clock time after it is masked below.

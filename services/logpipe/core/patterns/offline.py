@@ -25,17 +25,13 @@ def mine(messages: Sequence[str], miner: PatternMiner | None = None) -> list[tup
     count_of = {item["values"]: item["counts"] for item in counts}
     # An empty (or null) message has no pattern: id 0, like the ingest tagger.
     ids = [miner.add(text, count_of.get(position, 1)).id if text else 0 for position, text in enumerate(distinct)]
-    out: list[tuple[int, str]] = []
-    templates: dict[int, tuple[int, str]] = {}
-    for index in encoded.indices.to_pylist():
-        if index is None or ids[index] == 0:
-            out.append((0, ""))
-            continue
-        pattern_id = miner.resolve(ids[index])
-        found = templates.get(pattern_id)
-        if found is None:
-            pattern = miner.patterns.get(pattern_id)
-            found = (pattern_id, pattern.template if pattern is not None else distinct[index])
-            templates[pattern_id] = found
-        out.append(found)
-    return out
+    resolved = [miner.resolve(pattern_id) if pattern_id else 0 for pattern_id in ids]
+    templates = []
+    for pattern_id, text in zip(resolved, distinct):
+        pattern = miner.patterns.get(pattern_id) if pattern_id else None
+        templates.append(pattern.template if pattern is not None else ("" if not pattern_id else text))
+    # Back from distinct messages to lines, in Arrow rather than a Python loop per line.
+    indices = encoded.indices
+    line_ids = pa.array(resolved, type=pa.uint64()).take(indices).fill_null(0).to_pylist()
+    line_templates = pa.array(templates, type=pa.string()).take(indices).fill_null("").to_pylist()
+    return list(zip(line_ids, line_templates))
