@@ -19,6 +19,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+
 from logpipe.core.shippers import otlp_json_records
 from logpipe.gateway.protocols.common import ProtocolError, check_count, finish_records
 
@@ -66,6 +68,14 @@ def json_to_dict(body: bytes) -> dict[str, Any]:
         raise ProtocolError("an OTLP/JSON request needs resourceLogs")
     if not isinstance(resource_logs, list) or not all(isinstance(item, dict) for item in resource_logs):
         raise ProtocolError("resourceLogs must be a list of objects")
+    for resource in resource_logs:
+        for scope_logs in resource.get("scopeLogs") or resource.get("scope_logs") or []:
+            for log in (scope_logs.get("logRecords") or scope_logs.get("log_records") or []
+                        if isinstance(scope_logs, dict) else []):
+                # Some senders write the enum's name where OTLP/JSON specifies its number.
+                number = log.get("severityNumber") if isinstance(log, dict) else None
+                if isinstance(number, str) and number in SeverityNumber.keys():
+                    log["severityNumber"] = SeverityNumber.Value(number)
     return payload
 
 

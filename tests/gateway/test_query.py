@@ -1,0 +1,137 @@
+"""GET /api/logs over real ClickHouse: filters, totals, stable keyset pagination."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from conftest import insert_logs, make_rows
+from logpipe.core.query import Cursor, LogFilter, QueryError, scan_windows, search_logs
+
+LEVELS = ("INFO", "WARN", "ERROR", "DEBUG")
+
+
+def test_scan_windows_cover_the_range_newest_first_without_gaps():
+    now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    start = now - timedelta(days=3)
+    windows = scan_windows(LogFilter(start=start), None, now)
+    assert windows[0][1] is None  # the newest window is open upwards (clock skew)
+    assert windows[-1][0] == start
+    for (low, _), (_, high) in zip(windows, windows[1:]):
+        assert low == high  # contiguous, disjoint
+    cursor = Cursor(int((now - timedelta(hours=1)).timestamp() * 1000), "x")
+    bounded = scan_windows(LogFilter(), cursor, now)
+    assert bounded[0][1] == now - timedelta(hours=1) + timedelta(milliseconds=1)
+    assert bounded[-1][0] is None
+
+
+def test_cursor_round_trip_and_garbage():
+    cursor = Cursor(1_700_000_000_123, "abc")
+    assert Cursor.decode(cursor.encode()) == cursor
+    for bad in ("nope", "W10", Cursor(-5, "x").encode()):
+        with pytest.raises(QueryError):
+            Cursor.decode(bad)
+
+
+async def test_filters_and_totals(clickhouse):
+    now = datetime.now(timezone.utc)
+    rows = make_rows(
+        200, start=now - timedelta(hours=3), step_ms=50_000,
+        service=lambda i: "checkout" if i % 2 else "payments",
+        level=lambda i: LEVELS[i % 4],
+        trace_id=lambda i: "trace-7" if i in (7, 8) else "",
+        pattern_id=lambda i: 42 if i % 10 == 0 else 0,
+        message=lambda i: f"Payment TIMEOUT for order {i}" if i % 25 == 0 else f"event number {i}",
+    )
+    insert_logs(clickhouse, rows)
+
+    page = await search_logs(clickhouse, LogFilter(), limit=10)
+    assert page.total == 200
+    assert [log["record_id"] for log in page.logs] == [f"r{i:06d}" for i in range(199, 189, -1)]
+
+    page = await search_logs(clickhouse, LogFilter(levels=["error"], services=["payments"]), limit=500)
+    expected = {r["record_id"] for r in rows if r["level"] == "ERROR" and r["service"] == "payments"}
+    assert {log["record_id"] for log in page.logs} == expected and page.total == len(expected)
+    assert all(log["level"] == "ERROR" and log["service"] == "payments" for log in page.logs)
+
+    page = await search_logs(clickhouse, LogFilter(contains="payment timeout"), limit=500)
+    assert {log["record_id"] for log in page.logs} == {f"r{i:06d}" for i in range(0, 200, 25)}
+
+    page = await search_logs(clickhouse, LogFilter(trace_id="trace-7"), limit=500)
+    assert sorted(log["record_id"] for log in page.logs) == ["r000007", "r000008"]
+
+    page = await search_logs(clickhouse, LogFilter(pattern_id=42), limit=500)
+    assert page.total == 20 and all(log["pattern_id"] == 42 for log in page.logs)
+
+    start, end = rows[50]["timestamp"], rows[60]["timestamp"]
+    page = await search_logs(clickhouse, LogFilter(start=start, end=end), limit=500)
+    assert [log["record_id"] for log in page.logs] == [f"r{i:06d}" for i in range(59, 49, -1)]
+
+    with pytest.raises(QueryError):
+        await search_logs(clickhouse, LogFilter(levels=["LOUD"]))
+    with pytest.raises(QueryError):
+        await search_logs(clickhouse, LogFilter(start=end, end=start))
+
+
+async def test_pagination_is_stable_while_logs_arrive(clickhouse):
+    now = datetime.now(timezone.utc)
+    # Many rows share a millisecond, so the record_id tie-break is what keeps pages exact.
+    rows = make_rows(530, start=now - timedelta(days=5), step_ms=0, level="ERROR")
+    rows += make_rows(270, start=now - timedelta(minutes=10), step_ms=1000, level="WARN")
+    for index, row in enumerate(rows):
+        row["record_id"] = f"id{index:05d}"
+    insert_logs(clickhouse, rows)
+    # The same record delivered twice (two unmerged parts) must still be seen once.
+    insert_logs(clickhouse, [rows[3]])
+
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = await search_logs(clickhouse, LogFilter(), limit=75, cursor=cursor)
+        seen.extend(log["record_id"] for log in page.logs)
+        pages += 1
+        if pages == 2:
+            # New logs arriving (newer than every page) must not shift or repeat later pages.
+            insert_logs(clickhouse, make_rows(30, start=now + timedelta(seconds=1), step_ms=10))
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 800
+    assert set(seen) == {row["record_id"] for row in rows}
+    keys = [(r["timestamp"], r["record_id"]) for r in rows]
+    assert seen == [record_id for _, record_id in sorted(keys, reverse=True)]
+
+
+async def test_http_logs_endpoint(gateway, clickhouse):
+    now = datetime.now(timezone.utc)
+    insert_logs(clickhouse, make_rows(40, start=now - timedelta(minutes=5), step_ms=100,
+                                      level=lambda i: "ERROR" if i % 4 == 0 else "INFO",
+                                      service="checkout", http_status=lambda i: 500 if i % 4 == 0 else 200))
+    async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+        response = await client.get("/api/logs", params={"level": "ERROR", "service": "checkout", "limit": 4})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["total"] == 10 and len(body["logs"]) == 4 and body["next_cursor"]
+        first = body["logs"][0]
+        assert first["level"] == "ERROR" and first["service"] == "checkout" and first["http_status"] == 500
+        assert first["timestamp"].endswith("Z")
+        collected = [log["record_id"] for log in body["logs"]]
+        cursor = body["next_cursor"]
+        while cursor:
+            body = (await client.get("/api/logs", params={"level": "ERROR", "service": "checkout",
+                                                          "limit": 4, "cursor": cursor})).json()
+            collected += [log["record_id"] for log in body["logs"]]
+            cursor = body["next_cursor"]
+        assert collected == [f"r{i:06d}" for i in range(36, -1, -4)]
+
+        response = await client.get("/api/logs", params={"since": "2m", "total": "false"})
+        assert response.status_code == 200 and response.json()["total"] is None
+
+        for params, fragment in (({"cursor": "garbage"}, "cursor"), ({"level": "LOUD"}, "level"),
+                                 ({"since": "yesterday"}, "since"), ({"limit": 5000}, "limit")):
+            response = await client.get("/api/logs", params=params)
+            assert response.status_code == 400, (params, response.text)
+            assert fragment in response.json()["detail"]
