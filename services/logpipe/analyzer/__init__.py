@@ -1,0 +1,1 @@
+"""The analyzer: baselines, anomalies, cross-service clusters and LLM reports."""

@@ -1,0 +1,105 @@
+"""The analyzer service: REST API over analysis runs, plus a cron schedule of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from croniter import croniter
+from fastapi import FastAPI
+from sqlmodel import select
+
+from logpipe.ai.llm import LLM
+from logpipe.analyzer.handlers import router
+from logpipe.analyzer.runner import Analyzer, Embed, embed_from
+from logpipe.analyzer.settings import Settings
+from logpipe.core.health import Health
+from logpipe.core.http import create_service_app
+from logpipe.stores import sql
+from logpipe.stores.clickhouse import ClickHouseStore
+from logpipe.stores.sql import NightlyReport
+
+log = logging.getLogger(__name__)
+
+
+def recover_interrupted(engine, pipeline: str) -> int:
+    """Runs left pending or running by a process that died can never finish: say so."""
+    with sql.session(engine) as db:
+        rows = db.exec(select(NightlyReport).where(NightlyReport.pipeline == pipeline,
+                                                   NightlyReport.status.in_(("pending", "running")))).all()
+        for row in rows:
+            row.status, row.finished_at = "failed", sql.utcnow()
+            row.error = "interrupted: the analyzer stopped before the run finished"
+            db.add(row)
+        db.commit()
+    return len(rows)
+
+
+def create_app(settings: Settings | None = None, *, store: ClickHouseStore | None = None, engine=None,
+               embed: Embed | None = None, llm: LLM | None = None) -> FastAPI:
+    settings = settings or Settings()
+    health = Health("analyzer")
+    tasks: set[asyncio.Task] = set()
+
+    async def lifespan(app: FastAPI):
+        clickhouse = store or ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database)
+        if store is None:
+            await asyncio.to_thread(clickhouse.apply_schema, settings.log_ttl_days)
+        sql_engine = engine or sql.engine(settings)
+        await asyncio.to_thread(sql.init_db, sql_engine)
+        interrupted = await asyncio.to_thread(recover_interrupted, sql_engine, settings.pipeline)
+        if interrupted:
+            log.warning("marked %d interrupted runs as failed", interrupted)
+        analyzer = Analyzer(settings, clickhouse, sql_engine, embed or embed_from(settings), llm)
+        app.state.analyzer = analyzer
+        health.add("clickhouse", clickhouse.aping)
+        health.add("sql", lambda: asyncio.to_thread(sql.ping, sql_engine))
+
+        async def start_run(window_hours: float | None, services: Sequence[str] | None,
+                            end: datetime | None, trigger: str) -> NightlyReport:
+            row = await asyncio.to_thread(analyzer.create_run, window_hours, services, end, trigger)
+            task = asyncio.create_task(asyncio.to_thread(analyzer.execute, row.id), name=f"analysis-{row.id}")
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            return row
+
+        app.state.start_run = start_run
+        scheduler = None
+        if settings.schedule_cron:
+            scheduler = asyncio.create_task(_schedule(settings, start_run), name="analysis-schedule")
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.cancel()
+            if tasks:
+                # A run is a thread and cannot be cancelled; give it a moment to finish and
+                # let the next start mark it interrupted otherwise.
+                await asyncio.wait(list(tasks), timeout=30)
+
+    app = create_service_app("analyzer", health, lifespan)
+    app.include_router(router)
+    return app
+
+
+async def _schedule(settings: Settings, start_run) -> None:
+    """Start a run at every cron time (UTC), for the window that ends at that time."""
+    schedule = croniter(settings.schedule_cron, datetime.now(timezone.utc))
+    while True:
+        due: datetime = schedule.get_next(datetime)
+        await asyncio.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()))
+        try:
+            row = await start_run(settings.window_hours, None, due, "schedule")
+            log.info("scheduled analysis started", extra={"report_id": row.id, "window_end": due.isoformat()})
+        except Exception:  # noqa: BLE001 - one failed start must not stop the schedule
+            log.exception("could not start the scheduled analysis")
+
+
+def next_runs(expression: str, count: int = 3, now: datetime | None = None) -> list[datetime]:
+    schedule = croniter(expression, now or datetime.now(timezone.utc))
+    return [schedule.get_next(datetime) for _ in range(count)]
+
+
+__all__: list[Any] = ["create_app", "next_runs"]

@@ -1,0 +1,164 @@
+"""The ClickHouse side of a run: every aggregation happens in SQL, and what comes back is
+one row per pattern, per (service, pattern, hour), per (service, hour), per (pattern, minute).
+
+A log that ingest could not give a pattern (`pattern_id = 0`) is grouped by a fingerprint
+of its digit-masked message, in the same 53-bit id space the miner uses, so it still counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Sequence
+
+from logpipe.stores.clickhouse import ClickHouseStore
+
+ERROR_LEVELS = ("WARN", "ERROR", "FATAL")
+_ERRORS = "level IN ('WARN', 'ERROR', 'FATAL')"
+PATTERN_ID = ("if(pattern_id != 0, pattern_id, "
+              "bitAnd(cityHash64(service, replaceRegexpAll(message, '[0-9]+', '0')), 9007199254740991))")
+
+
+def _ms(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp() * 1000)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+@dataclass
+class WindowData:
+    """Everything a run needs from ClickHouse, already aggregated."""
+
+    totals: dict[str, int]
+    patterns: dict[str, dict[str, Any]]
+    hourly: dict[tuple[str, str], dict[datetime, int]]
+    volume: dict[str, dict[datetime, int]]
+    service_errors: dict[str, int]
+
+
+class AnalysisQueries:
+    def __init__(self, store: ClickHouseStore, pipeline: str, start: datetime, end: datetime,
+                 services: Sequence[str] | None = None) -> None:
+        self.store = store
+        self.logs = store.table("logs")
+        self.start, self.end = _utc(start), _utc(end)
+        self.params: dict[str, Any] = {"pipeline": pipeline, "start_ms": _ms(start), "end_ms": _ms(end)}
+        self.where = ("pipeline = {pipeline:String} "
+                      "AND timestamp >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') "
+                      "AND timestamp < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')")
+        if services:
+            self.where += " AND service IN {services:Array(String)}"
+            self.params["services"] = list(services)
+
+    def _query(self, sql: str, extra: dict[str, Any] | None = None) -> list[tuple]:
+        return self.store.query(sql, {**self.params, **(extra or {})})
+
+    def totals(self) -> dict[str, int]:
+        row = self._query(
+            f"SELECT count(), countIf({_ERRORS}), countIf(level = 'FATAL'), countIf(level = 'ERROR'), "
+            f"countIf(level = 'WARN'), uniqExact(service), uniqExactIf(service, {_ERRORS}) "
+            f"FROM {self.logs} WHERE {self.where}")[0]
+        keys = ("logs", "errors", "fatal", "error", "warn", "services", "error_services")
+        return {key: int(value) for key, value in zip(keys, row)}
+
+    def patterns(self, limit: int) -> dict[str, dict[str, Any]]:
+        rows = self._query(
+            f"SELECT toString({PATTERN_ID}) AS pid, count() AS n, arraySort(groupUniqArray(service)), "
+            "min(timestamp), max(timestamp), countIf(level = 'FATAL'), countIf(level = 'ERROR'), any(message), "
+            "arraySort(groupUniqArray(5)(version)) "
+            f"FROM {self.logs} WHERE {self.where} AND {_ERRORS} GROUP BY pid ORDER BY n DESC, pid LIMIT {int(limit)}")
+        patterns = {}
+        for pid, count, services, first, last, fatal, error, example, versions in rows:
+            level = "FATAL" if fatal else "ERROR" if error else "WARN"
+            patterns[pid] = {"pattern_id": pid, "count": int(count), "services": list(services),
+                             "first_seen": _utc(first), "last_seen": _utc(last), "level": level,
+                             "example": example, "template": "", "versions": [v for v in versions if v]}
+        return patterns
+
+    def hourly_errors(self) -> dict[tuple[str, str], dict[datetime, int]]:
+        rows = self._query(
+            f"SELECT service, toString({PATTERN_ID}) AS pid, toStartOfHour(timestamp) AS hour, count() "
+            f"FROM {self.logs} WHERE {self.where} AND {_ERRORS} GROUP BY service, pid, hour")
+        hourly: dict[tuple[str, str], dict[datetime, int]] = {}
+        for service, pid, hour, count in rows:
+            hourly.setdefault((service, pid), {})[_utc(hour)] = int(count)
+        return hourly
+
+    def hourly_volume(self) -> dict[str, dict[datetime, int]]:
+        rows = self._query(
+            f"SELECT service, toStartOfHour(timestamp) AS hour, count() FROM {self.logs} WHERE {self.where} "
+            "GROUP BY service, hour")
+        volume: dict[str, dict[datetime, int]] = {}
+        for service, hour, count in rows:
+            volume.setdefault(service, {})[_utc(hour)] = int(count)
+        return volume
+
+    def seen_before(self, pattern_ids: Sequence[str], lookback: timedelta) -> set[str]:
+        """Which of these patterns occurred (as WARN or worse) in the `lookback` before the window."""
+        if not pattern_ids:
+            return set()
+        rows = self.store.query(
+            f"SELECT DISTINCT toString({PATTERN_ID}) AS pid FROM {self.logs} "
+            "WHERE pipeline = {pipeline:String} "
+            "AND timestamp >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC') "
+            "AND timestamp < fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') "
+            f"AND {_ERRORS} AND pid IN {{pids:Array(String)}}",
+            {"pipeline": self.params["pipeline"], "from_ms": _ms(self.start - lookback),
+             "start_ms": self.params["start_ms"], "pids": list(pattern_ids)})
+        return {row[0] for row in rows}
+
+    def minute_series(self, pattern_ids: Sequence[str]) -> list[tuple[str, datetime, int]]:
+        if not pattern_ids:
+            return []
+        rows = self._query(
+            f"SELECT toString({PATTERN_ID}) AS pid, toStartOfMinute(timestamp) AS minute, count() "
+            f"FROM {self.logs} WHERE {self.where} AND {_ERRORS} AND pid IN {{pids:Array(String)}} "
+            "GROUP BY pid, minute", {"pids": list(pattern_ids)})
+        return [(pid, _utc(minute), int(count)) for pid, minute, count in rows]
+
+    def trace_pairs(self, limit: int = 200) -> list[dict[str, Any]]:
+        """(first pattern of a trace, a later pattern of it, how many traces): errors that share
+        a trace, with the earliest as the candidate cause."""
+        rows = self._query(
+            "SELECT seq[1].2 AS root, step.2 AS other, count() AS traces FROM ("
+            "  SELECT arraySort(x -> x.1, groupArray((first, pid))) AS seq FROM ("
+            f"    SELECT trace_id, toString({PATTERN_ID}) AS pid, min(timestamp) AS first FROM {self.logs} "
+            f"    WHERE {self.where} AND {_ERRORS} AND trace_id != '' GROUP BY trace_id, pid)"
+            "  GROUP BY trace_id HAVING length(seq) BETWEEN 2 AND 50"
+            ") ARRAY JOIN arraySlice(seq, 2) AS step "
+            f"WHERE root != other GROUP BY root, other ORDER BY traces DESC, root, other LIMIT {int(limit)}")
+        return [{"kind": "trace", "root_pattern_id": root, "pattern_id": other, "traces": int(traces)}
+                for root, other, traces in rows]
+
+    def templates(self, pattern_ids: Sequence[str]) -> dict[str, str]:
+        """Templates from the pattern miner's table when it exists; the caller falls back to
+        an example message per pattern."""
+        if not pattern_ids:
+            return {}
+        exists = self.store.query(
+            "SELECT count() FROM system.tables WHERE database = {db:String} AND name = 'patterns'",
+            {"db": self.store.database})[0][0]
+        if not exists:
+            return {}
+        columns = {row[0] for row in self.store.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'patterns'",
+            {"db": self.store.database})}
+        if not {"pattern_id", "template"} <= columns:
+            return {}
+        rows = self.store.query(
+            f"SELECT toString(pattern_id) AS pid, argMax(template, {'updated_at' if 'updated_at' in columns else 'pattern_id'}) "
+            f"FROM {self.store.table('patterns')} WHERE pid IN {{pids:Array(String)}} GROUP BY pid",
+            {"pids": list(pattern_ids)})
+        return {pid: template for pid, template in rows if template}
+
+    def window(self, max_patterns: int) -> WindowData:
+        patterns = self.patterns(max_patterns)
+        hourly = self.hourly_errors()
+        service_errors: dict[str, int] = {}
+        for (service, _), counts in hourly.items():
+            service_errors[service] = service_errors.get(service, 0) + sum(counts.values())
+        return WindowData(self.totals(), patterns, hourly, self.hourly_volume(), service_errors)
