@@ -174,6 +174,7 @@ class PatternMiner:
         self.changed: set[int] = set()  # created or re-templated since drain_changes()
         self.merged: dict[int, int] = {}  # merged since drain_changes()
         self.evicted = 0
+        self._unsaved: list[Pattern] = []  # evicted before they were stored
 
     # -- lookup -------------------------------------------------------------------------
     def resolve(self, pattern_id: int) -> int:
@@ -364,7 +365,10 @@ class PatternMiner:
         while len(self.patterns) > self.max_patterns:
             _, oldest = next(iter(self.patterns.items()))
             self._remove(oldest)
-            self.changed.discard(oldest.id)
+            if oldest.id in self.changed:
+                # Not stored yet: keep it until the next drain_changes(), or it would be lost.
+                self.changed.discard(oldest.id)
+                self._unsaved.append(oldest)
             self.evicted += 1
         while len(self.aliases) > self.max_patterns:
             self.aliases.popitem(last=False)
@@ -400,7 +404,8 @@ class PatternMiner:
 
     def drain_changes(self) -> tuple[list[Pattern], dict[int, int]]:
         """Patterns created or re-templated, and merges, since the last call."""
-        changed = [self.patterns[i] for i in self.changed if i in self.patterns]
+        changed = self._unsaved + [self.patterns[i] for i in self.changed if i in self.patterns]
+        self._unsaved = []
         merged = {alias: self.resolve(target) for alias, target in self.merged.items()}
         self.changed.clear()
         self.merged.clear()
