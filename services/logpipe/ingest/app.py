@@ -47,13 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = store
         health.add("clickhouse", store.aping)
         health.add("kafka", lambda: reachable(producer))
+        ingestor.start()
         await broker.start()
-        timer = asyncio.create_task(ingestor.run_timer(), name="ingest-batch-timer")
         log.info("ingest consuming", extra={"topic": ingestor.topics.raw_logs, "group": settings.group_id})
         try:
             yield
         finally:
-            timer.cancel()
             await ingestor.close()
             await broker.stop()
             await producer.stop()

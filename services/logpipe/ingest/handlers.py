@@ -59,15 +59,32 @@ class Stats:
     batches: int = 0
     fast_batches: int = 0
     replay_skipped: int = 0
-    buffered: int = 0
     last_error: str | None = None
     last_flush_at: float | None = None
     circuit: str = "closed"
     started_at: float = field(default_factory=time.time)
 
 
+@dataclass
+class _Pending:
+    """One cut batch on its way through the pipeline."""
+
+    messages: list[RawMessage]
+    done: asyncio.Future
+    batch: Batch | None = None
+    skipped: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
 class Ingestor:
-    """Buffers raw records, flushes them to ClickHouse, forwards and dead-letters, commits."""
+    """Buffers raw records and writes them through a two-stage pipeline.
+
+    Stage 1 (build) parses and tags batch N+1 in a worker thread while stage 2 (write)
+    publishes, inserts and commits batch N in another: both cores work. Stage 2 handles
+    batches strictly in order, so offsets are committed in order. Each queue holds at most
+    `pipeline_depth` batches: when ClickHouse is down, stage 2 waits, the queues fill, and
+    consumption stops (backpressure) with nothing committed.
+    """
 
     def __init__(self, settings: Settings, store: ClickHouseStore, producer: AIOKafkaProducer,
                  tagger: Any = None) -> None:
@@ -83,11 +100,19 @@ class Ingestor:
         self._buffer: list[RawMessage] = []
         self._buffer_since: float | None = None
         self._lock = asyncio.Lock()
-        self._commit_message: KafkaMessage | None = None
+        self._consumer = None
         self._stored: dict[tuple[str, int], int] = {}
         self._known_partitions: set[tuple[str, int]] = set()
         self._closing = False
-        self._timer: asyncio.Task | None = None
+        self._to_build: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=settings.pipeline_depth)
+        self._to_write: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=settings.pipeline_depth)
+        self._in_flight: list[_Pending] = []
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._build_stage(), name="ingest-build"),
+                       asyncio.create_task(self._write_stage(), name="ingest-write"),
+                       asyncio.create_task(self._timer(), name="ingest-batch-timer")]
 
     # -- Kafka side ------------------------------------------------------------------------
     async def on_records(self, records: tuple, message: KafkaMessage) -> None:
@@ -98,57 +123,100 @@ class Ingestor:
             if not self._buffer:
                 self._buffer_since = time.monotonic()
             self._buffer.extend(batch)
-            self._commit_message = message
-            self.stats.buffered = len(self._buffer)
+            self._consumer = message.consumer
             if len(self._buffer) >= self.settings.batch_size:
-                await self._flush_locked()
+                await self._cut_locked()
 
-    async def run_timer(self) -> None:
-        """Flush a partial batch once it is BATCH_TIMEOUT_SECONDS old."""
+    async def _timer(self) -> None:
+        """Cut a partial batch once it is BATCH_TIMEOUT_SECONDS old."""
         timeout = self.settings.batch_timeout_seconds
         while not self._closing:
             await asyncio.sleep(min(0.25, timeout / 4))
             since = self._buffer_since
             if since is not None and time.monotonic() - since >= timeout:
-                try:
-                    async with self._lock:
-                        if self._buffer_since is not None and time.monotonic() - self._buffer_since >= timeout:
-                            await self._flush_locked()
-                except Exception as exc:  # noqa: BLE001 - kept in the buffer, retried next tick
-                    log.error("flush failed; retrying: %s", exc)
-                    await asyncio.sleep(1.0)
+                async with self._lock:
+                    if self._buffer_since is not None and time.monotonic() - self._buffer_since >= timeout:
+                        await self._cut_locked()
+
+    async def _cut_locked(self) -> _Pending | None:
+        messages, self._buffer, self._buffer_since = self._buffer, [], None
+        if not messages:
+            return None
+        pending = _Pending(messages, asyncio.get_running_loop().create_future())
+        self._in_flight.append(pending)
+        await self._to_build.put(pending)
+        return pending
 
     async def flush(self) -> dict[str, int]:
+        """Write everything consumed so far; returns what this flush wrote."""
         async with self._lock:
-            return await self._flush_locked()
+            await self._cut_locked()
+            waiting = list(self._in_flight)
+        results = await asyncio.gather(*(p.done for p in waiting))
+        total = {"flushed": 0, "written": 0, "dlq": 0, "forwarded": 0, "replay_skipped": 0}
+        for result in results:
+            for key in total:
+                total[key] += result.get(key, 0)
+        return total
 
-    async def _flush_locked(self) -> dict[str, int]:
-        messages, self._buffer, self._buffer_since = self._buffer, [], None
-        self.stats.buffered = 0
-        if not messages:
-            return {"flushed": 0}
-        try:
-            return await self._write(messages)
-        except BaseException as exc:
-            # Nothing was committed: keep the records so the next flush retries them.
-            self._buffer = messages + self._buffer
-            self._buffer_since = time.monotonic()
-            self.stats.buffered = len(self._buffer)
-            if not isinstance(exc, asyncio.CancelledError):
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            raise
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer) + sum(len(p.messages) for p in self._in_flight)
 
-    async def _write(self, messages: list[RawMessage]) -> dict[str, int]:
-        started = time.perf_counter()
-        fresh = skip_stored(messages, await self._stored_offsets(messages))
-        skipped = len(messages) - len(fresh)
+    # -- stage 1: build ----------------------------------------------------------------------
+    async def _build_stage(self) -> None:
+        while True:
+            pending = await self._to_build.get()
+            while True:
+                try:
+                    fresh = skip_stored(pending.messages, await self._stored_offsets(pending.messages))
+                    pending.skipped = len(pending.messages) - len(fresh)
+                    pending.batch = await asyncio.to_thread(self._build, fresh)
+                    break
+                except Exception as exc:  # noqa: BLE001 - e.g. ClickHouse down while reading offsets
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    log.exception("building a batch failed; retrying")
+                    await asyncio.sleep(1.0)
+            await self._to_write.put(pending)
+
+    # -- stage 2: publish, insert, commit ---------------------------------------------------
+    async def _write_stage(self) -> None:
+        while True:
+            pending = await self._to_write.get()
+            try:
+                result = await self._write(pending)
+            except BaseException as exc:
+                if not pending.done.done():
+                    pending.done.set_exception(exc) if not isinstance(exc, asyncio.CancelledError) else pending.done.cancel()
+                raise
+            finally:
+                if pending in self._in_flight:
+                    self._in_flight.remove(pending)
+            pending.done.set_result(result)
+
+    async def _retry(self, what: str, action) -> None:
+        """Kafka publishing is retried like the insert: nothing moves on until it succeeded."""
+        delay = self.settings.retry_base_seconds
+        while True:
+            try:
+                return await action()
+            except Exception as exc:  # noqa: BLE001
+                self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:500]
+                log.error("%s failed; retrying in %.1fs: %s", what, delay, exc)
+                if self._closing:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(self.settings.retry_max_seconds, delay * 2)
+
+    async def _write(self, pending: _Pending) -> dict[str, int]:
+        batch, messages, skipped = pending.batch, pending.messages, pending.skipped
         if skipped:
             self.stats.replay_skipped += skipped
             REPLAYED.inc(skipped)
             log.info("skipped %d replayed records already stored", skipped)
-        batch = await asyncio.to_thread(self._build, fresh)
         if batch.dead_letters:
-            await send_values(self.producer, self.topics.raw_logs_dlq, [d.to_bytes() for d in batch.dead_letters])
+            letters = [d.to_bytes() for d in batch.dead_letters]
+            await self._retry("publishing to the DLQ", lambda: send_values(self.producer, self.topics.raw_logs_dlq, letters))
             self.stats.dlq += len(batch.dead_letters)
             DEAD.inc(len(batch.dead_letters))
             for dead in batch.dead_letters[:5]:
@@ -157,7 +225,8 @@ class Ingestor:
         forwarded = batch.forwarded()
         if forwarded.num_rows:
             values = await asyncio.to_thread(rows_to_json, forwarded)
-            await send_values(self.producer, self.topics.vectorization_queue, values)
+            await self._retry("forwarding to vectorization-queue",
+                              lambda: send_values(self.producer, self.topics.vectorization_queue, values))
             self.stats.forwarded += len(values)
             FORWARDED.inc(len(values))
         if batch.rows.num_rows:
@@ -170,7 +239,7 @@ class Ingestor:
         self.stats.fast_batches += int(batch.fast_path)
         BATCHES.labels("fast" if batch.fast_path else "exact").inc()
         self.stats.last_flush_at = time.time()
-        FLUSH_SECONDS.observe(time.perf_counter() - started)
+        FLUSH_SECONDS.observe(time.perf_counter() - pending.started)
         return {"flushed": len(messages), "written": batch.rows.num_rows, "dlq": len(batch.dead_letters),
                 "forwarded": forwarded.num_rows, "replay_skipped": skipped}
 
@@ -208,14 +277,14 @@ class Ingestor:
 
     async def _commit(self, messages: list[RawMessage]) -> None:
         """Commit exactly what was flushed: positions the consumer fetched since are not ours."""
-        if self._commit_message is None:
+        if self._consumer is None:
             return
         offsets: dict[TopicPartition, int] = {}
         for m in messages:
             tp = TopicPartition(m.topic, m.partition)
             if m.offset + 1 > offsets.get(tp, -1):
                 offsets[tp] = m.offset + 1
-        consumer = self._commit_message.consumer
+        consumer = self._consumer
         assigned = consumer.assignment()
         offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         if offsets:
@@ -249,11 +318,14 @@ class Ingestor:
             self._stored.pop((tp.topic, tp.partition), None)
 
     async def close(self) -> None:
-        self._closing = True
         try:
-            await self.flush()
+            await asyncio.wait_for(self.flush(), timeout=30)
         except Exception as exc:  # noqa: BLE001 - uncommitted records are replayed on restart
             log.warning("final flush failed; the records will be replayed on restart: %s", exc)
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class RebalanceListener(ConsumerRebalanceListener):
@@ -308,7 +380,7 @@ router = APIRouter(tags=["ingest"])
 async def stats(request: Request) -> dict:
     ingestor: Ingestor = request.app.state.ingestor
     data = dict(ingestor.stats.__dict__)
-    data["buffered"] = len(ingestor._buffer)
+    data["buffered"] = ingestor.buffered
     data["circuit"] = ingestor.breaker.state
     return data
 

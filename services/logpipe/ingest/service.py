@@ -267,16 +267,44 @@ class BatchBuilder:
 
 
 def _attributes_column(column: pa.ChunkedArray) -> pa.Array | None:
-    """An inferred `attributes` object column to map<string, string>."""
+    """An inferred `attributes` object column to map<string, string>, in Arrow (no per-row Python).
+
+    A struct of scalar fields becomes one map entry per non-null field; nested values
+    (rare) take the per-row path that keeps their JSON form.
+    """
+    struct = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    map_type = LOG_SCHEMA.field("attributes").type
+    rows = len(struct)
+    if not pa.types.is_struct(struct.type):
+        return None if struct.null_count < rows else pa.array([[]] * rows, map_type)
+    fields = [struct.type.field(i) for i in range(struct.type.num_fields)]
+    if not fields:
+        return pa.array([[]] * rows, map_type)
+    if any(pa.types.is_nested(f.type) for f in fields):
+        return _attributes_per_row(struct)
+    children = []
+    valid = np.zeros((rows, len(fields)), dtype=bool)
+    parent_valid = np.ones(rows, dtype=bool) if struct.null_count == 0 else \
+        struct.is_valid().to_numpy(zero_copy_only=False)
+    for index, f in enumerate(fields):
+        child = pc.cast(struct.field(index), pa.string())
+        children.append(child)
+        valid[:, index] = child.is_valid().to_numpy(zero_copy_only=False) & parent_valid
+    # Row-major positions into the field-major concatenation of the children.
+    positions = (np.arange(len(fields))[None, :] * rows + np.arange(rows)[:, None]).ravel()[valid.ravel()]
+    items = pc.take(pa.concat_arrays(children), pa.array(positions))
+    names = pa.array([f.name for f in fields], pa.string())
+    keys = pc.take(names, pa.array(np.tile(np.arange(len(fields)), rows)[valid.ravel()]))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(valid.sum(axis=1))]).astype(np.int32))
+    return pa.MapArray.from_arrays(offsets, keys, items, type=map_type)
+
+
+def _attributes_per_row(struct: pa.Array) -> pa.Array:
     out = []
-    for value in column.to_pylist():
-        if value is None:
-            out.append([])
-        elif isinstance(value, dict):
-            out.append([(key, item if isinstance(item, str) else orjson.dumps(item).decode())
-                        for key, item in value.items() if item is not None])
-        else:
-            return None
+    for value in struct.to_pylist():
+        out.append([] if value is None else
+                   [(key, item if isinstance(item, str) else orjson.dumps(item).decode())
+                    for key, item in value.items() if item is not None])
     return pa.array(out, LOG_SCHEMA.field("attributes").type)
 
 
@@ -298,15 +326,24 @@ def with_pattern_ids(table: pa.Table, pattern_ids: pa.Array | pa.ChunkedArray) -
     return table.set_column(index, "pattern_id", pc.cast(pattern_ids, pa.uint64()))
 
 
+_JSON_COLUMNS = [name for name in LOG_SCHEMA.names if not name.startswith("kafka_") and name != "timestamp"]
+
+
 def rows_to_json(table: pa.Table) -> list[bytes]:
-    """Rows as canonical record JSON (what the vectorizer consumes)."""
+    """Rows as canonical record JSON (what the vectorizer consumes), built column-wise."""
+    if table.num_rows == 0:
+        return []
+    # Arrow formats a millisecond timestamp's %S with its fraction: 2026-11-25T10:00:05.123Z
+    stamps = pc.strftime(table["timestamp"], format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
+    columns = [table[name].to_pylist() for name in _JSON_COLUMNS]
+    attributes_index = _JSON_COLUMNS.index("attributes")
+    dumps = orjson.dumps
     out = []
-    for row in table.to_pylist():
-        row["timestamp"] = format_timestamp(row["timestamp"])
-        row["attributes"] = dict(row["attributes"] or [])
-        for key in ("kafka_topic", "kafka_partition", "kafka_offset"):
-            row.pop(key, None)
-        out.append(orjson.dumps(row))
+    for stamp, values in zip(stamps, zip(*columns)):
+        row = dict(zip(_JSON_COLUMNS, values))
+        row["timestamp"] = stamp
+        row["attributes"] = dict(values[attributes_index] or ())
+        out.append(dumps(row))
     return out
 
 

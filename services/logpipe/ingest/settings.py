@@ -20,5 +20,7 @@ class Settings(ServiceSettings):
     breaker_threshold: int = 3
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 30.0
+    # Batches in each pipeline stage at once (memory: about batch_size * record size each).
+    pipeline_depth: int = Field(2, ge=1, le=16)
     apply_schema: bool = True
     tag_patterns: bool = True
