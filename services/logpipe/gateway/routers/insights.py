@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
 
 import httpx
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
@@ -138,26 +138,31 @@ async def search_adapter(request: Request, search, query: str, top_k: int, filte
     return result
 
 
-@router.get("/api/patterns", summary="Log patterns (templates) with counts")
+@router.get("/api/patterns", summary="Log patterns (templates) with counts and growth")
 async def list_patterns(
     request: Request,
     principal: Principal = Depends(require("read")),
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: datetime | None = Query(None, description="default: end minus 1 hour"),
+    end: datetime | None = Query(None, description="exclusive; default: now"),
     service: list[str] = Query([]),
     level: list[str] = Query([]),
-    min_count: int = Query(1, ge=1, le=2**31),
-    sort: str = Query("count", pattern="^(count|-count|first_seen|last_seen|services)$"),
+    min_count: int = Query(1, ge=0, le=2**31),
+    sort: Literal["count", "growth"] = Query("count", description="count, or growth vs the window before"),
+    group_by: list[str] = Query([], description="split counts by service and/or level"),
     pipeline: str | None = Query(None, max_length=200),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    query_patterns = _optional("logpipe.core.patterns", "query_patterns")
-    if query_patterns is None:
-        raise HTTPException(503, "pattern mining is not available in this build")
+    try:
+        from logpipe.core.patterns.query import PatternQueryError, pattern_counts
+    except ImportError:
+        raise HTTPException(503, "pattern mining is not available in this build") from None
     start, end = _range(start, end)
-    result = query_patterns(request.app.state.store, start=start, end=end, services=split_values(service),
-                            levels=split_values(level), min_count=min_count, sort=sort, limit=limit,
-                            pipeline=effective_pipeline(principal.pipeline, pipeline))
-    if asyncio.iscoroutine(result):
-        result = await result
-    return result if isinstance(result, dict) else {"patterns": result}
+    end = end or datetime.now(timezone.utc)
+    start = start or end - timedelta(hours=1)
+    try:
+        return await asyncio.to_thread(
+            pattern_counts, request.app.state.store, start, end, service=split_values(service) or None,
+            level=split_values(level) or None, min_count=min_count, sort=sort, limit=limit,
+            group_by=split_values(group_by), pipeline=effective_pipeline(principal.pipeline, pipeline))
+    except PatternQueryError as exc:
+        raise QueryError(str(exc)) from None
