@@ -1,0 +1,117 @@
+"""WebSocket live tail and events: a new error arrives within 2 s; a slow client never blocks others."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+
+import httpx
+import orjson
+import pytest
+import websockets
+
+from logpipe.gateway.service import Fanout, Subscriber, TailFilter
+from support import produce
+
+
+def test_fanout_drops_for_a_full_client_and_keeps_serving_the_others():
+    fanout = Fanout()
+    slow = fanout.subscribe(Subscriber(None, size=3))
+    fast = fanout.subscribe(Subscriber(TailFilter.parse(["error"], None).matches, size=100))
+    for index in range(10):
+        fanout.publish({"level": "ERROR" if index % 2 else "INFO", "n": index}, now=float(index))
+    assert slow.queue.qsize() == 3 and slow.dropped == 7
+    assert fast.queue.qsize() == 5 and fast.dropped == 0
+    assert slow.too_slow(now=20.0, limit_s=5.0) and not fast.too_slow(now=20.0, limit_s=5.0)
+    assert slow.take_dropped() == 7 and slow.dropped == 0
+    with pytest.raises(ValueError, match="unknown level"):
+        TailFilter.parse(["LOUD"], None)
+    tail = TailFilter.parse("warn,error", "checkout", "Time")
+    assert tail.matches({"level": "WARN", "service": "checkout", "message": "timeout calling bank"})
+    assert not tail.matches({"level": "INFO", "service": "checkout", "message": "timeout"})
+    assert not tail.matches({"level": "ERROR", "service": "cart", "message": "timeout"})
+
+
+async def receive_until(socket, predicate, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError("no matching message in time")
+        message = orjson.loads(await asyncio.wait_for(socket.recv(), remaining))
+        if predicate(message):
+            return message
+
+
+async def test_live_tail_delivers_a_new_error_within_two_seconds(gateway, kafka_bootstrap, topics):
+    url = f"{gateway.ws_url}/ws/logs?level=ERROR&service=checkout&token={gateway.tokens['read']}"
+    async with websockets.connect(url, open_timeout=10) as socket:
+        hello = orjson.loads(await socket.recv())
+        assert hello["type"] == "subscribed" and hello["levels"] == ["ERROR"]
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("ingest")) as client:
+            started = time.monotonic()
+            response = await client.post("/api/ingest", content=b"\n".join([
+                b'{"service": "checkout", "level": "info", "message": "not for this client"}',
+                b'{"service": "cart", "level": "error", "message": "other service"}',
+                b'{"service": "checkout", "level": "error", "message": "card processor down", "record_id": "live-1"}',
+            ]))
+            assert response.status_code == 200
+        message = await receive_until(socket, lambda m: m["type"] == "log", timeout=2.0)
+        assert time.monotonic() - started < 2.0
+        assert message["data"]["record_id"] == "live-1" and message["data"]["message"] == "card processor down"
+        # Logs written to raw-logs by any shipper (here a Fluent Bit-shaped record) are tailed too.
+        await produce(kafka_bootstrap, topics.raw_logs, [orjson.dumps(
+            {"log": "ERROR checkout failed to reserve stock", "kubernetes": {"labels": {"app": "checkout"}},
+             "date": datetime.now(timezone.utc).timestamp()})])
+        message = await receive_until(socket, lambda m: m["type"] == "log", timeout=2.0)
+        assert message["data"]["message"] == "ERROR checkout failed to reserve stock"
+        assert message["data"]["service"] == "checkout" and message["data"]["level"] == "ERROR"
+
+
+async def test_a_stalled_client_does_not_block_another(gateway, kafka_bootstrap, topics):
+    token = gateway.tokens["read"]
+    stalled = await websockets.connect(f"{gateway.ws_url}/ws/logs?token={token}", open_timeout=10,
+                                       max_queue=1)
+    try:
+        async with websockets.connect(f"{gateway.ws_url}/ws/logs?token={token}", open_timeout=10) as healthy:
+            await healthy.recv()  # subscribed
+            # The stalled client never reads; fill its queue and its TCP buffers many times over.
+            big = "x" * 4000
+            values = [orjson.dumps({"service": "flood", "level": "INFO", "message": f"{i} {big}"})
+                      for i in range(3000)]
+            await produce(kafka_bootstrap, topics.raw_logs, values)
+            await produce(kafka_bootstrap, topics.raw_logs, [orjson.dumps(
+                {"service": "flood", "level": "ERROR", "message": "the last one", "record_id": "last"})])
+            message = await receive_until(healthy, lambda m: m["type"] == "log" and m["data"]["record_id"] == "last",
+                                          timeout=30)
+            assert message["data"]["message"] == "the last one"
+        metrics = httpx.get(f"{gateway.url}/api/metrics", headers=gateway.headers("read")).json()
+        assert metrics["live_tail"]["dropped"] > 0
+    finally:
+        await stalled.close()
+
+
+async def test_events_stream_carries_novel_errors_and_anomalies(gateway, kafka_bootstrap, topics):
+    from sqlmodel import Session
+
+    from logpipe.stores.sql import Anomaly, NightlyReport
+
+    async with websockets.connect(f"{gateway.ws_url}/ws/events", open_timeout=10,
+                                  additional_headers=gateway.headers("read")) as socket:
+        assert orjson.loads(await socket.recv())["type"] == "subscribed"
+        novel = {"record_id": "n-1", "service": "checkout", "message": "never seen before", "distance": 0.61}
+        await produce(kafka_bootstrap, topics.novel_errors, [orjson.dumps(novel)])
+        message = await receive_until(socket, lambda m: m["type"] == "novel_error", timeout=5)
+        assert message["data"] == novel
+
+        now = datetime.now(timezone.utc)
+        with Session(gateway.app.state.sql_engine) as session:
+            report = NightlyReport(pipeline="default", window_start=now, window_end=now)
+            session.add(report)
+            session.commit()
+            session.add(Anomaly(report_id=report.id, kind="volume_spike", service="checkout", severity="high",
+                                observed=900, expected=100, z_score=9.5, description="checkout errors x9"))
+            session.commit()
+        message = await receive_until(socket, lambda m: m["type"] == "anomaly", timeout=5)
+        assert message["data"]["service"] == "checkout" and message["data"]["severity"] == "high"
