@@ -166,7 +166,10 @@ class LlamaCppLLM:
             raise LLMError("llama.cpp backend needs `pip install llama-cpp-python`") from exc
         self.name = f"llamacpp:{path.name}"
         self.temperature = temperature
-        self._llama = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
+        try:
+            self._llama = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
+        except Exception as exc:  # noqa: BLE001 - a corrupt or incompatible file
+            raise LLMError(f"llama.cpp could not load {path}: {exc}") from exc
 
     def complete_json(self, system: str, prompt: str, schema: dict[str, Any]) -> LLMResult:
         started = time.perf_counter()

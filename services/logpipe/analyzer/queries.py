@@ -1,8 +1,11 @@
 """The ClickHouse side of a run: every aggregation happens in SQL, and what comes back is
 one row per pattern, per (service, pattern, hour), per (service, hour), per (pattern, minute).
 
-A log that ingest could not give a pattern (`pattern_id = 0`) is grouped by a fingerprint
-of its digit-masked message, in the same 53-bit id space the miner uses, so it still counts.
+Pattern ids resolve through `pattern_aliases` (two hops, as logpipe.core.patterns.query
+does): when the miner merges two patterns, logs tagged before the merge keep the old id and
+must still count for the survivor. A log that ingest could not give a pattern
+(`pattern_id = 0`) is grouped by a fingerprint of its digit-masked message, in the same
+53-bit id space the miner uses, so it still counts.
 """
 
 from __future__ import annotations
@@ -15,8 +18,20 @@ from logpipe.stores.clickhouse import ClickHouseStore
 
 ERROR_LEVELS = ("WARN", "ERROR", "FATAL")
 _ERRORS = "level IN ('WARN', 'ERROR', 'FATAL')"
-PATTERN_ID = ("if(pattern_id != 0, pattern_id, "
-              "bitAnd(cityHash64(service, replaceRegexpAll(message, '[0-9]+', '0')), 9007199254740991))")
+PATTERN_ID = "pid"
+_RESOLVED = ("if(a2.target != 0, a2.target, if(a1.target != 0, a1.target, l.pattern_id))")
+_FINGERPRINT = "bitAnd(cityHash64(l.service, replaceRegexpAll(l.message, '[0-9]+', '0')), 9007199254740991)"
+
+
+def _source(store: ClickHouseStore, where: str) -> str:
+    """The logs matching `where` (columns prefixed `l.`), with their resolved pattern id `pid`."""
+    aliases = f"(SELECT alias_id, argMax(pattern_id, updated_at) AS target FROM {store.table('pattern_aliases')} GROUP BY alias_id)"
+    resolved = f"if({_RESOLVED} != 0, {_RESOLVED}, {_FINGERPRINT})"
+    return (f"(SELECT l.timestamp AS timestamp, l.service AS service, l.level AS level, l.message AS message, "
+            f"l.trace_id AS trace_id, l.version AS version, {resolved} AS pid "
+            f"FROM {store.table('logs')} AS l "
+            f"LEFT JOIN {aliases} AS a1 ON l.pattern_id = a1.alias_id "
+            f"LEFT JOIN {aliases} AS a2 ON a1.target = a2.alias_id WHERE {where})")
 
 
 def _ms(value: datetime) -> int:
@@ -47,12 +62,19 @@ class AnalysisQueries:
         self.logs = store.table("logs")
         self.start, self.end = _utc(start), _utc(end)
         self.params: dict[str, Any] = {"pipeline": pipeline, "start_ms": _ms(start), "end_ms": _ms(end)}
-        self.where = ("pipeline = {pipeline:String} "
-                      "AND timestamp >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') "
-                      "AND timestamp < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')")
+        def where(prefix: str) -> str:
+            clause = (f"{prefix}pipeline = {{pipeline:String}} "
+                      f"AND {prefix}timestamp >= fromUnixTimestamp64Milli({{start_ms:Int64}}, 'UTC') "
+                      f"AND {prefix}timestamp < fromUnixTimestamp64Milli({{end_ms:Int64}}, 'UTC')")
+            if services:
+                clause += f" AND {prefix}service IN {{services:Array(String)}}"
+            return clause
+
         if services:
-            self.where += " AND service IN {services:Array(String)}"
             self.params["services"] = list(services)
+        self.errors = _source(store, f"{where('l.')} AND l.{_ERRORS}")
+        # Plain counts need no pattern ids: they read the table, not the join.
+        self.where = where("")
 
     def _query(self, sql: str, extra: dict[str, Any] | None = None) -> list[tuple]:
         return self.store.query(sql, {**self.params, **(extra or {})})
@@ -67,10 +89,10 @@ class AnalysisQueries:
 
     def patterns(self, limit: int) -> dict[str, dict[str, Any]]:
         rows = self._query(
-            f"SELECT toString({PATTERN_ID}) AS pid, count() AS n, arraySort(groupUniqArray(service)), "
+            f"SELECT toString({PATTERN_ID}) AS spid, count() AS n, arraySort(groupUniqArray(service)), "
             "min(timestamp), max(timestamp), countIf(level = 'FATAL'), countIf(level = 'ERROR'), any(message), "
             "arraySort(groupUniqArray(5)(version)) "
-            f"FROM {self.logs} WHERE {self.where} AND {_ERRORS} GROUP BY pid ORDER BY n DESC, pid LIMIT {int(limit)}")
+            f"FROM {self.errors} GROUP BY spid ORDER BY n DESC, spid LIMIT {int(limit)}")
         patterns = {}
         for pid, count, services, first, last, fatal, error, example, versions in rows:
             level = "FATAL" if fatal else "ERROR" if error else "WARN"
@@ -81,8 +103,8 @@ class AnalysisQueries:
 
     def hourly_errors(self) -> dict[tuple[str, str], dict[datetime, int]]:
         rows = self._query(
-            f"SELECT service, toString({PATTERN_ID}) AS pid, toStartOfHour(timestamp) AS hour, count() "
-            f"FROM {self.logs} WHERE {self.where} AND {_ERRORS} GROUP BY service, pid, hour")
+            f"SELECT service, toString({PATTERN_ID}) AS spid, toStartOfHour(timestamp) AS hour, count() "
+            f"FROM {self.errors} GROUP BY service, spid, hour")
         hourly: dict[tuple[str, str], dict[datetime, int]] = {}
         for service, pid, hour, count in rows:
             hourly.setdefault((service, pid), {})[_utc(hour)] = int(count)
@@ -101,12 +123,12 @@ class AnalysisQueries:
         """Which of these patterns occurred (as WARN or worse) in the `lookback` before the window."""
         if not pattern_ids:
             return set()
+        where = ("l.pipeline = {pipeline:String} "
+                 "AND l.timestamp >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC') "
+                 f"AND l.timestamp < fromUnixTimestamp64Milli({{start_ms:Int64}}, 'UTC') AND l.{_ERRORS}")
         rows = self.store.query(
-            f"SELECT DISTINCT toString({PATTERN_ID}) AS pid FROM {self.logs} "
-            "WHERE pipeline = {pipeline:String} "
-            "AND timestamp >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC') "
-            "AND timestamp < fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') "
-            f"AND {_ERRORS} AND pid IN {{pids:Array(String)}}",
+            f"SELECT DISTINCT toString(pid) AS spid FROM {_source(self.store, where)} "
+            "WHERE spid IN {pids:Array(String)}",
             {"pipeline": self.params["pipeline"], "from_ms": _ms(self.start - lookback),
              "start_ms": self.params["start_ms"], "pids": list(pattern_ids)})
         return {row[0] for row in rows}
@@ -115,9 +137,9 @@ class AnalysisQueries:
         if not pattern_ids:
             return []
         rows = self._query(
-            f"SELECT toString({PATTERN_ID}) AS pid, toStartOfMinute(timestamp) AS minute, count() "
-            f"FROM {self.logs} WHERE {self.where} AND {_ERRORS} AND pid IN {{pids:Array(String)}} "
-            "GROUP BY pid, minute", {"pids": list(pattern_ids)})
+            f"SELECT toString({PATTERN_ID}) AS spid, toStartOfMinute(timestamp) AS minute, count() "
+            f"FROM {self.errors} WHERE toString(pid) IN {{pids:Array(String)}} "
+            "GROUP BY spid, minute", {"pids": list(pattern_ids)})
         return [(pid, _utc(minute), int(count)) for pid, minute, count in rows]
 
     def trace_pairs(self, limit: int = 200) -> list[dict[str, Any]]:
@@ -125,9 +147,9 @@ class AnalysisQueries:
         a trace, with the earliest as the candidate cause."""
         rows = self._query(
             "SELECT seq[1].2 AS root, step.2 AS other, count() AS traces FROM ("
-            "  SELECT arraySort(x -> x.1, groupArray((first, pid))) AS seq FROM ("
-            f"    SELECT trace_id, toString({PATTERN_ID}) AS pid, min(timestamp) AS first FROM {self.logs} "
-            f"    WHERE {self.where} AND {_ERRORS} AND trace_id != '' GROUP BY trace_id, pid)"
+            "  SELECT arraySort(x -> x.1, groupArray((first, spid))) AS seq FROM ("
+            f"    SELECT trace_id, toString({PATTERN_ID}) AS spid, min(timestamp) AS first FROM {self.errors} "
+            "    WHERE trace_id != '' GROUP BY trace_id, spid)"
             "  GROUP BY trace_id HAVING length(seq) BETWEEN 2 AND 50"
             ") ARRAY JOIN arraySlice(seq, 2) AS step "
             f"WHERE root != other GROUP BY root, other ORDER BY traces DESC, root, other LIMIT {int(limit)}")
