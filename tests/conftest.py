@@ -54,3 +54,53 @@ def clickhouse(chdb_dsn):
     store.apply_schema(ttl_days=90)
     yield store
     store.command(f"DROP DATABASE IF EXISTS {store.database} SYNC")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A throwaway real Redis (Debian's redis-server) on a free loopback port, no persistence."""
+    import shutil
+    import subprocess
+    import time
+
+    import redis
+
+    from logpipe.core.broker import free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: apt-get install -y redis-server")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--protected-mode", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+    client.close()
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def embedding_backend(tmp_path_factory):
+    """The real local embedding model (ONNX Runtime, exported once per session)."""
+    from logpipe.ai.embeddings import local_backend
+
+    return local_backend(tmp_path_factory.mktemp("models-data"), prefer="onnx", threads=2)

