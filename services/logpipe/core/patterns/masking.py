@@ -21,6 +21,8 @@ The rules are one configuration for every log source (no per-source expressions)
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Sequence
 
 import pyarrow as pa
@@ -45,20 +47,27 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"[\t\n\r\f\v]\s*| \s+", " "),
     # URL: keep the scheme, mask the rest when it holds a digit (a constant URL stays).
     (r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^\s\]\)'\"]*\d[^\s\]\)'\"]*", r"\1<*>"),
-    # A calendar date written out (`Fri Jun 17`, `Jun 17`): the clock time after it is masked below.
-    (f"\\b(?:{_WEEKDAY},? +)?{_MONTH} +\\d{{1,2}}\\b", WILDCARD),
-    # A byte size is one value with its unit.
-    (r"\b\d+(?:\.\d+)?\s?(?:[KMGTPE]i?)?B\b", WILDCARD),
-    # A Unix path at the start of a token, up to a ':' (host:port) or closing punctuation.
+    # A calendar date written out (`Fri Jun 17`, `Jun 17`; the clock time after it is masked
+    # below), and a byte size with its unit (`5.2 KB`), are one value each.
+    (f"\\b(?:(?:{_WEEKDAY},? +)?{_MONTH} +\\d{{1,2}}|\\d+(?:\\.\\d+)?\\s?(?:[KMGTPE]i?)?B)\\b", WILDCARD),
+    # A Unix path at the start of a token, up to a ':' (so `/10.0.0.1:50010` is `<*>:<*>`, host
+    # and port) or closing punctuation; the character before it is captured and written back
+    # (RE2 has no look-behind).
     (r"(^|[\s'\"=(\[,])/[^\s'\",;:)\]]+", r"\1<*>"),
-    # A long hex string (hashes, addresses, hex ids without a leading digit).
-    (f"(^|[{_DELIMITERS}])[0-9a-fA-F]{{8,}}(\\.?(?:[{_DELIMITERS}]|$))", r"\1<*>\2"),
-    # A piece holding a number: it starts with a digit (`42`, `10000ms`, `0x1f`, `-17`) or has a
-    # digit right after punctuation (`blk_-42`, `rdd_2_0`, `msra-sa-41`, `v1.0.0`); a digit
-    # glued to letters is part of a name (`ssh2`, `jk2_init`, `log4j`, `e820`). A trailing '.'
-    # ends a sentence, not a value.
-    (f"(^|[{_DELIMITERS}])(?:[-+]?\\d|{_PIECE}*{_NOT_ALNUM}\\d)(?:{_PIECE}*{_PIECE_NOT_DOT})?", r"\1<*>"),
+    # Any other piece of a token (it starts after a delimiter) that is a value:
+    # - it starts with a digit (`42`, `10000ms`, `0x1f`, `-17`), or has a digit right after
+    #   punctuation (`blk_-42`, `rdd_2_0`, `msra-sa-41`, `v1.0.0`); a digit glued to letters is
+    #   part of a name (`ssh2`, `jk2_init`, `log4j`, `e820`);
+    # - it is a long hex string (hashes, addresses: `ffff3000`, `deadbeefcafe`).
+    # A trailing '.' ends a sentence, not a value.
+    (f"(^|[{_DELIMITERS}])(?:[-+]?\\d|{_PIECE}*{_NOT_ALNUM}\\d|[0-9a-fA-F]{{8}})(?:{_PIECE}*{_PIECE_NOT_DOT})?",
+     r"\1<*>"),
 )
+
+# Below this many messages a batch is masked in the calling thread; above, in slices on a
+# few threads (Arrow compute releases the GIL, so the slices run on separate cores).
+_PARALLEL_MIN = 16_384
+_pool = None
 
 
 def mask_array(messages: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -67,10 +76,29 @@ def mask_array(messages: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArr
         masked = messages
     else:
         masked = pc.cast(messages, pa.string())
+    workers = min(os.cpu_count() or 1, 4)
+    if workers > 1 and len(masked) >= _PARALLEL_MIN:
+        step = -(-len(masked) // workers)
+        slices = [masked.slice(offset, step) for offset in range(0, len(masked), step)]
+        parts = list(_executor(workers).map(_apply_rules, slices))
+        if isinstance(masked, pa.ChunkedArray):
+            return pa.chunked_array([chunk for part in parts for chunk in part.chunks], type=pa.string())
+        return pa.concat_arrays(parts)
+    return _apply_rules(masked)
+
+
+def _apply_rules(masked):
     masked = pc.utf8_trim_whitespace(masked)
     for pattern, replacement in RULES:
         masked = pc.replace_substring_regex(masked, pattern=pattern, replacement=replacement)
     return masked
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="patterns-mask")
+    return _pool
 
 
 def mask_many(messages: Sequence[str] | Iterable[str]) -> list[str]:

@@ -55,9 +55,12 @@ def tokenize(masked: str) -> tuple[list[str], list[int]]:
     A bare `<*>` next to a token made only of variables and punctuation is part of the same
     value (`<*> <*>:<*>:<*> <*>`, a date and a clock time, is one value `<*>:<*>:<*>`).
     """
+    raw = masked.split()
+    if WILDCARD not in raw:
+        return raw, [1] * len(raw)  # nothing to fold (the common case, kept cheap)
     tokens: list[str] = []
     widths: list[int] = []
-    for token in masked.split():
+    for token in raw:
         if tokens:
             previous = tokens[-1]
             if token == WILDCARD:
@@ -228,8 +231,9 @@ class PatternMiner:
         """A pattern of another length whose bare `<*>` tokens absorb the extra message tokens."""
         if not tokens:
             return None, []
+        last = tokens[-1]
         for pattern in self._elastic.get(tokens[0], ()):
-            if len(pattern.tokens) >= len(tokens):
+            if len(pattern.tokens) >= len(tokens) or not token_covers(pattern.tokens[-1], last):
                 continue
             spans = _align(pattern.tokens, tokens)
             if spans is not None:

@@ -27,9 +27,16 @@ def mine(messages: Sequence[str], miner: PatternMiner | None = None) -> list[tup
     ids = [miner.add(text, count_of.get(position, 1)).id if text else 0 for position, text in enumerate(distinct)]
     resolved = [miner.resolve(pattern_id) if pattern_id else 0 for pattern_id in ids]
     templates = []
+    rendered: dict[int, str] = {0: ""}
     for pattern_id, text in zip(resolved, distinct):
-        pattern = miner.patterns.get(pattern_id) if pattern_id else None
-        templates.append(pattern.template if pattern is not None else ("" if not pattern_id else text))
+        template = rendered.get(pattern_id)
+        if template is None:
+            pattern = miner.patterns.get(pattern_id)
+            # A pattern evicted by the memory cap keeps the message that joined it as its text.
+            template = pattern.template if pattern is not None else text
+            if pattern is not None:
+                rendered[pattern_id] = template
+        templates.append(template)
     # Back from distinct messages to lines, in Arrow rather than a Python loop per line.
     indices = encoded.indices
     line_ids = pa.array(resolved, type=pa.uint64()).take(indices).fill_null(0).to_pylist()
