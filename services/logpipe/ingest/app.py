@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await producer.start()
         tagger = await asyncio.to_thread(build_tagger, store, settings)
         ingestor = handlers.Ingestor(settings, store, producer, tagger)
-        broker = KafkaBroker(settings.kafka_bootstrap_servers, graceful_timeout=30)
+        broker = KafkaBroker(settings.kafka_bootstrap_servers, graceful_timeout=30, log_level=logging.DEBUG)
         handlers.subscribe(broker, ingestor, settings)
         app.state.ingestor = ingestor
         app.state.store = store

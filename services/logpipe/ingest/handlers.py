@@ -29,6 +29,7 @@ from logpipe.ingest.service import (
     BatchBuilder,
     CircuitBreaker,
     RawMessage,
+    next_offsets,
     rows_to_json,
     skip_stored,
     with_pattern_ids,
@@ -72,6 +73,7 @@ class _Pending:
     messages: list[RawMessage]
     done: asyncio.Future
     batch: Batch | None = None
+    commit_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     skipped: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -116,7 +118,7 @@ class Ingestor:
 
     # -- Kafka side ------------------------------------------------------------------------
     async def on_records(self, records: tuple, message: KafkaMessage) -> None:
-        batch = [RawMessage(r.value, r.timestamp, r.topic, r.partition, r.offset) for r in records]
+        batch = records
         self.stats.consumed += len(batch)
         CONSUMED.inc(len(batch))
         async with self._lock:
@@ -169,9 +171,10 @@ class Ingestor:
             pending = await self._to_build.get()
             while True:
                 try:
-                    fresh = skip_stored(pending.messages, await self._stored_offsets(pending.messages))
-                    pending.skipped = len(pending.messages) - len(fresh)
-                    pending.batch = await asyncio.to_thread(self._build, fresh)
+                    if not pending.commit_offsets:
+                        pending.commit_offsets = await asyncio.to_thread(next_offsets, pending.messages)
+                    stored = await self._stored_offsets(pending.commit_offsets)
+                    pending.batch, pending.skipped = await asyncio.to_thread(self._build, pending.messages, stored)
                     break
                 except Exception as exc:  # noqa: BLE001 - e.g. ClickHouse down while reading offsets
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -232,7 +235,7 @@ class Ingestor:
         if batch.rows.num_rows:
             await self._insert_with_retry(batch)
             self._remember_offsets(batch)
-        await self._commit(messages)
+        await self._commit(pending.commit_offsets)
         self.stats.written += batch.rows.num_rows
         WRITTEN.inc(batch.rows.num_rows)
         self.stats.batches += 1
@@ -243,11 +246,12 @@ class Ingestor:
         return {"flushed": len(messages), "written": batch.rows.num_rows, "dlq": len(batch.dead_letters),
                 "forwarded": forwarded.num_rows, "replay_skipped": skipped}
 
-    def _build(self, messages: list[RawMessage]) -> Batch:
-        batch = self.builder.build(messages)
+    def _build(self, messages: list[RawMessage], stored: dict[tuple[str, int], int]) -> tuple[Batch, int]:
+        fresh = skip_stored(messages, stored)
+        batch = self.builder.build(fresh)
         if self.tagger is not None and batch.rows.num_rows:
             batch.rows = with_pattern_ids(batch.rows, self.tagger.tag(batch.rows["message"]))
-        return batch
+        return batch, len(messages) - len(fresh)
 
     async def _insert_with_retry(self, batch: Batch) -> None:
         """Retry until ClickHouse takes the rows. Meanwhile nothing is consumed or committed."""
@@ -275,24 +279,19 @@ class Ingestor:
         self.stats.circuit = self.breaker.state
         BREAKER_OPEN.set(1 if self.breaker.state == "open" else 0)
 
-    async def _commit(self, messages: list[RawMessage]) -> None:
-        """Commit exactly what was flushed: positions the consumer fetched since are not ours."""
+    async def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
+        """Commit exactly what was written: positions the consumer fetched since are not ours."""
         if self._consumer is None:
             return
-        offsets: dict[TopicPartition, int] = {}
-        for m in messages:
-            tp = TopicPartition(m.topic, m.partition)
-            if m.offset + 1 > offsets.get(tp, -1):
-                offsets[tp] = m.offset + 1
-        consumer = self._consumer
-        assigned = consumer.assignment()
+        assigned = self._consumer.assignment()
+        offsets = {TopicPartition(topic, partition): offset for (topic, partition), offset in next_offsets.items()}
         offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         if offsets:
-            await consumer.commit(offsets)
+            await self._consumer.commit(offsets)
 
-    async def _stored_offsets(self, messages: list[RawMessage]) -> dict[tuple[str, int], int]:
+    async def _stored_offsets(self, partitions) -> dict[tuple[str, int], int]:
         """Highest stored offset per partition, read from ClickHouse once per assignment."""
-        wanted = {(m.topic, m.partition) for m in messages} - self._known_partitions
+        wanted = set(partitions) - self._known_partitions
         by_topic: dict[str, list[int]] = {}
         for topic, partition in wanted:
             by_topic.setdefault(topic, []).append(partition)

@@ -36,10 +36,11 @@ from logpipe.core.shippers import NotALogError, decode_message
 
 
 class RawMessage(NamedTuple):
-    """What ingest needs of one Kafka record."""
+    """What ingest needs of one Kafka record (aiokafka's ConsumerRecord has the same attributes,
+    so consumed records are used as they are, without a copy)."""
 
     value: bytes | None
-    timestamp_ms: int | None
+    timestamp: int | None  # milliseconds since the epoch, as Kafka gives it
     topic: str
     partition: int
     offset: int
@@ -104,7 +105,7 @@ class DeadLetter:
                     "topic": self.message.topic,
                     "partition": self.message.partition,
                     "offset": self.message.offset,
-                    "timestamp_ms": self.message.timestamp_ms,
+                    "timestamp_ms": self.message.timestamp,
                 },
             }
         )
@@ -175,7 +176,7 @@ class BatchBuilder:
                 return None
             level = pc.take(_ALIAS_VALUES, index)
 
-        kafka_ms = pa.array([m.timestamp_ms if m.timestamp_ms and m.timestamp_ms > 0 else int(time.time() * 1000)
+        kafka_ms = pa.array([m.timestamp if m.timestamp and m.timestamp > 0 else int(time.time() * 1000)
                              for m in messages], pa.int64())
         try:
             stamp = pc.cast(pc.cast(parsed["timestamp"], pa.timestamp("ns", tz="UTC")),
@@ -233,7 +234,7 @@ class BatchBuilder:
         dead: list[DeadLetter] = []
         for message in messages:
             try:
-                decoded = decode_message(message.value, kafka_timestamp_ms=message.timestamp_ms,
+                decoded = decode_message(message.value, kafka_timestamp_ms=message.timestamp,
                                          topic=message.topic, partition=message.partition,
                                          offset=message.offset, max_bytes=self.max_record_bytes)
             except NotALogError as exc:
@@ -347,11 +348,21 @@ def rows_to_json(table: pa.Table) -> list[bytes]:
     return out
 
 
-def skip_stored(messages: Iterable[RawMessage], stored: dict[tuple[str, int], int]) -> list[RawMessage]:
+def skip_stored(messages: Sequence[RawMessage], stored: dict[tuple[str, int], int]) -> Sequence[RawMessage]:
     """Drop messages at or below the highest offset already in ClickHouse (a replay after a crash)."""
     if not stored:
-        return list(messages)
+        return messages
     return [m for m in messages if m.offset > stored.get((m.topic, m.partition), -1)]
+
+
+def next_offsets(messages: Sequence[RawMessage]) -> dict[tuple[str, int], int]:
+    """The offset to commit per partition once `messages` are handled (highest + 1)."""
+    out: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic, m.partition)
+        if m.offset >= out.get(key, 0):
+            out[key] = m.offset + 1
+    return out
 
 
 class CircuitBreaker:
