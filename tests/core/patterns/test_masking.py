@@ -33,6 +33,9 @@ from logpipe.core.patterns.masking import mask, mask_array, mask_many
     ("jk2_init() Found child 6725 in scoreboard slot 10", "jk2_init() Found child <*> in scoreboard slot <*>"),
     ("Failed password for root from 5.36.59.76 port 42393 ssh2", "Failed password for root from <*> port <*> ssh2"),
     ("BIOS-e820: 0000000000100000 - 0000000007eae000 (usable)", "BIOS-e820: <*> - <*> (usable)"),
+    ("charge req_a1b2c3d4 by user1234 on n219076184117.example.net",
+     "charge <*> by <*> on <*>"),
+    ("TLS handshake with TLSv1.2 on x86_64", "TLS handshake with <*> on <*>"),
     # whitespace folds, words stay
     ("Will  retry\tshortly ...", "Will retry shortly ..."),
     ("check pass; user unknown", "check pass; user unknown"),

@@ -120,9 +120,11 @@ def test_bad_requests_are_refused(clickhouse):
         pattern_counts(clickhouse, T0, T0 + timedelta(hours=1), sort="size")
 
 
-async def test_get_patterns_endpoint(clickhouse, seeded):
+@pytest.mark.parametrize("lazy", [False, True], ids=["store", "store-provider"])
+async def test_get_patterns_endpoint(clickhouse, seeded, lazy):
     app = FastAPI()
-    app.include_router(build_router(clickhouse))
+    # Ingest opens its store in the lifespan, so it passes a provider rather than the store.
+    app.include_router(build_router((lambda: clickhouse) if lazy else clickhouse))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         response = await client.get("/patterns", params={
             "from": iso(T0), "to": iso(T0 + timedelta(hours=1)), "service": "checkout",

@@ -48,7 +48,8 @@ def pattern_counts(*args, **kwargs):
     return _pattern_counts(*args, **kwargs)
 
 
-def build_router(store: "ClickHouseStore"):
+def build_router(store):
+    """GET /patterns; `store` is a ClickHouseStore or a callable returning one (opened later)."""
     from logpipe.core.patterns.api import build_router as _build_router
 
     return _build_router(store)

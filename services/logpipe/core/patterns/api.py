@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import Callable, Literal, Union
 
 from fastapi import APIRouter, HTTPException, Query
 
@@ -23,8 +23,18 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
         raise HTTPException(status_code=422, detail=f"'{name}' is not an ISO 8601 time: {value!r}") from None
 
 
-def build_router(store: ClickHouseStore) -> APIRouter:
+StoreSource = Union[ClickHouseStore, Callable[[], ClickHouseStore]]
+
+
+def build_router(store: StoreSource) -> APIRouter:
+    """GET /patterns over `store`, or over `store()` when the store opens later (in a lifespan)."""
     router = APIRouter(tags=["patterns"])
+
+    def current_store() -> ClickHouseStore:
+        found = store if isinstance(store, ClickHouseStore) else store()
+        if found is None:
+            raise HTTPException(status_code=503, detail="the log store is not open yet")
+        return found
 
     @router.get("/patterns")
     async def list_patterns(
@@ -41,7 +51,7 @@ def build_router(store: ClickHouseStore) -> APIRouter:
         start = _parse_time(from_, "from") or end - timedelta(hours=1)
         groups = [g.strip() for g in group_by.split(",") if g.strip()] if group_by else []
         try:
-            return await _run(store, start, end, service, level, min_count, sort, limit, groups)
+            return await _run(current_store(), start, end, service, level, min_count, sort, limit, groups)
         except PatternQueryError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
 

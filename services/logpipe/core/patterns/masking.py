@@ -56,12 +56,13 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"(^|[\s'\"=(\[,])/[^\s'\",;:)\]]+", r"\1<*>"),
     # Any other piece of a token (it starts after a delimiter) that is a value:
     # - it starts with a digit (`42`, `10000ms`, `0x1f`, `-17`), or has a digit right after
-    #   punctuation (`blk_-42`, `rdd_2_0`, `msra-sa-41`, `v1.0.0`); a digit glued to letters is
-    #   part of a name (`ssh2`, `jk2_init`, `log4j`, `e820`);
+    #   punctuation (`blk_-42`, `rdd_2_0`, `msra-sa-41`, `v1.0.0`), digits and letters mixed
+    #   (`req_a1b2c3`), or a run of four digits (`user1234`, `n219076184117.example.net`);
+    #   one short digit run glued to letters is part of a name (`ssh2`, `jk2_init`, `log4j`, `e820`);
     # - it is a long hex string (hashes, addresses: `ffff3000`, `deadbeefcafe`).
     # A trailing '.' ends a sentence, not a value.
-    (f"(^|[{_DELIMITERS}])(?:[-+]?\\d|{_PIECE}*{_NOT_ALNUM}\\d|[0-9a-fA-F]{{8}})(?:{_PIECE}*{_PIECE_NOT_DOT})?",
-     r"\1<*>"),
+    (f"(^|[{_DELIMITERS}])(?:[-+]?\\d|{_PIECE}*(?:{_NOT_ALNUM}\\d|\\d[A-Za-z]+\\d|\\d{{4}})|[0-9a-fA-F]{{8}})"
+     f"(?:{_PIECE}*{_PIECE_NOT_DOT})?", r"\1<*>"),
 )
 
 # Below this many messages a batch is masked in the calling thread; above, in slices on a

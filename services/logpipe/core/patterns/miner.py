@@ -225,6 +225,8 @@ class PatternMiner:
                 continue
             if best is None or distance < best_distance or (distance == best_distance and pattern.id < best.id):
                 best, best_distance = pattern, distance
+                if distance == 0:
+                    break  # covered as it stands: nothing closer to look for
         return best, best_distance
 
     def _align_elastic(self, tokens: list[str]) -> tuple[Pattern | None, list[int]]:
