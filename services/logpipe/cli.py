@@ -36,7 +36,8 @@ def load_service(name: str) -> tuple[Callable[..., Any], type]:
     return app_module.create_app, settings_module.Settings
 
 
-async def serve(apps: list[tuple[str, Any, Any]], stop: asyncio.Event | None = None) -> None:
+async def serve(apps: list[tuple[str, Any, Any]], stop: asyncio.Event | None = None,
+                on_started: Callable[[], None] | None = None) -> None:
     """Run several ASGI apps, one uvicorn server each, in this event loop, until stopped."""
     import uvicorn
 
@@ -65,6 +66,8 @@ async def serve(apps: list[tuple[str, Any, Any]], stop: asyncio.Event | None = N
         if task.done():
             stop.set()
             break
+    if on_started is not None and all(server.started for _, server in servers):
+        on_started()
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     for _, server in reversed(servers):
@@ -79,7 +82,8 @@ async def serve(apps: list[tuple[str, Any, Any]], stop: asyncio.Event | None = N
         raise SystemExit(f"could not start: {', '.join(failed)} (see the log above)")
 
 
-def run_services(names: list[str], overrides: dict[str, dict[str, Any]] | None = None) -> None:
+def run_services(names: list[str], overrides: dict[str, dict[str, Any]] | None = None,
+                 on_started: Callable[[], None] | None = None) -> None:
     from logpipe.core.logging import configure_logging
     from logpipe.core.settings import CommonSettings
 
@@ -90,7 +94,7 @@ def run_services(names: list[str], overrides: dict[str, dict[str, Any]] | None =
         create_app, settings_cls = load_service(name)
         settings = settings_cls(**(overrides or {}).get(name, {}))
         apps.append((name, create_app(settings), settings))
-    asyncio.run(serve(apps))
+    asyncio.run(serve(apps, on_started=on_started))
 
 
 def cmd_run(args: argparse.Namespace) -> None:

@@ -1,0 +1,47 @@
+# The two commands of the quick start: `make dev` runs the platform, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+LOCK_HASH := $(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(LOCK_HASH)
+
+.PHONY: dev test venv system-deps bench lock clean help
+
+help:
+	@echo "make dev    - run broker + every service + generator on this machine, print the URLs"
+	@echo "make test   - install everything the tests need, then run every test"
+	@echo "make bench  - run the benchmarks in bench/ (reads ../shared/datasets where needed)"
+	@echo "make lock   - re-pin requirements.lock from the current .venv"
+
+venv: $(STAMP)
+
+# Create or refresh .venv whenever requirements.lock or pyproject.toml change.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+dev: venv
+	$(VENV)/bin/logpipe dev
+
+test: venv system-deps
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+bench: venv
+	$(VENV)/bin/python bench/ingest.py
+	$(VENV)/bin/python bench/patterns.py
+	$(VENV)/bin/python bench/vectors.py
+	$(VENV)/bin/python bench/analyze.py
+	$(VENV)/bin/python bench/query.py
+
+lock:
+	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v -E '^(logpipe|py-spy)==' > requirements.lock
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

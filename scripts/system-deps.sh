@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# System packages the tests run for real: Redis 7 (embedding cache) and PostgreSQL 15
+# (analysis/tokens on the production SQL backend). Installed with apt where we can.
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The packages' own services are not needed: tests start throwaway instances on 127.0.0.1.
+  (service redis-server stop || true) >/dev/null 2>&1
+  (service postgresql stop || true) >/dev/null 2>&1
+else
+  echo "missing system packages: ${missing[*]}" >&2
+  echo "install them (Debian/Ubuntu: sudo apt-get install -y ${missing[*]}), then run make test again" >&2
+  exit 1
+fi

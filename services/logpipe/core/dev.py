@@ -1,0 +1,64 @@
+"""`logpipe dev` (what `make dev` runs): the whole platform on one machine.
+
+The embedded broker (Tansu) runs as a child process; every service runs in this process on
+the embedded stores (chdb, Qdrant Edge, SQLite), with the generator producing logs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from logpipe.core.settings import CommonSettings
+
+
+def _banner(bootstrap: str, token: str | None, services: list[str]) -> str:
+    from logpipe.gateway.settings import Settings as GatewaySettings
+
+    ports = {}
+    for name in services:
+        module = __import__(f"logpipe.{name}.settings", fromlist=["Settings"])
+        ports[name] = module.Settings().port
+    gateway = f"http://127.0.0.1:{GatewaySettings().port}"
+    lines = [
+        "",
+        "logpipe is running (Ctrl-C stops everything)",
+        f"  dashboard + API     {gateway}/            (OpenAPI docs: {gateway}/docs)",
+    ]
+    for name in services:
+        if name != "gateway":
+            lines.append(f"  {name:<19} http://127.0.0.1:{ports[name]}/health  /stats  /metrics")
+    lines.append(f"  Kafka (Tansu)       {bootstrap}")
+    if token:
+        lines += ["", "  Your admin API token (shown once; it is stored hashed):", f"    {token}",
+                  "  Try: curl -H 'Authorization: Bearer <token>' " + gateway + "/api/logs?level=ERROR"]
+    else:
+        lines += ["", "  An API token already exists (stored hashed, not shown again).",
+                  "  New one: .venv/bin/logpipe tokens create --name me --scopes admin"]
+    return "\n".join(lines) + "\n"
+
+
+def run_dev(port: int | None = None, partitions: int | None = None, generate: bool = True) -> None:
+    from logpipe.cli import SERVICES, run_services, service_available
+    from logpipe.core.broker import start_embedded
+    from logpipe.core.logging import configure_logging
+
+    settings = CommonSettings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging("logpipe", settings.log_level, settings.log_format)
+    broker = start_embedded(port, partitions)
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+    try:
+        names = [name for name in SERVICES if service_available(name)]
+        token = None
+        if "gateway" in names:
+            from logpipe.gateway.auth import ensure_bootstrap_token
+
+            token = ensure_bootstrap_token(CommonSettings())
+        overrides = {"generator": {"autostart": generate}}
+        banner = _banner(broker.bootstrap_servers, token, names)
+        run_services(names, overrides, on_started=lambda: print(banner, file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
