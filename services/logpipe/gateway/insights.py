@@ -55,7 +55,12 @@ def list_reports(engine: Engine, *, pipeline: str | None, start: datetime | None
         rows = session.exec(select(NightlyReport).where(*conditions)
                             .order_by(NightlyReport.created_at.desc(), NightlyReport.id.desc())
                             .offset(offset).limit(limit)).all()
-        return {"reports": [row_dict(row, REPORT_SUMMARY_FIELDS) for row in rows], "total": int(total)}
+        reports = []
+        for row in rows:
+            item = row_dict(row, REPORT_SUMMARY_FIELDS)
+            item["report_id"] = item["id"]  # the analyzer's own API names it so
+            reports.append(item)
+        return {"reports": reports, "total": int(total)}
 
 
 def get_report(engine: Engine, report_id: str, pipeline: str | None) -> dict[str, Any] | None:
@@ -64,6 +69,7 @@ def get_report(engine: Engine, report_id: str, pipeline: str | None) -> dict[str
         if row is None or (pipeline and row.pipeline != pipeline):
             return None
         body = row_dict(row)
+        body["report_id"] = row.id
         patterns = session.exec(select(ErrorPattern).where(ErrorPattern.report_id == report_id)
                                 .order_by(ErrorPattern.count.desc())).all()
         anomalies = session.exec(select(Anomaly).where(Anomaly.report_id == report_id)
@@ -83,10 +89,11 @@ def list_anomalies(engine: Engine, *, pipeline: str | None, severities: list[str
         conditions.append(Anomaly.severity.in_(severities))
     if services:
         conditions.append(Anomaly.service.in_(services))
+    # Compared column by column (not on `when`) so each side keeps its UTC column type.
     if start:
-        conditions.append(when >= start)
+        conditions.append(sa.or_(Anomaly.bucket >= start, sa.and_(Anomaly.bucket.is_(None), Anomaly.created_at >= start)))
     if end:
-        conditions.append(when < end)
+        conditions.append(sa.or_(Anomaly.bucket < end, sa.and_(Anomaly.bucket.is_(None), Anomaly.created_at < end)))
     joined = select(Anomaly, NightlyReport.pipeline).join(NightlyReport, NightlyReport.id == Anomaly.report_id)
     with Session(engine) as session:
         total = session.exec(select(sa.func.count()).select_from(Anomaly)

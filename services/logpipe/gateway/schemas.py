@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -72,3 +73,9 @@ class TokenInfo(BaseModel):
 
 class TokenCreated(TokenInfo):
     token: str = Field(description="shown once; store it now")
+
+
+class AnalyzeRequest(BaseModel):
+    window_hours: float = Field(24.0, gt=0, le=24 * 31, description="how many hours before `end` to analyse")
+    services: list[str] | None = Field(None, max_length=200, description="only these services (default: all)")
+    end: datetime | None = Field(None, description="end of the window (default: now)")

@@ -221,15 +221,17 @@ class KafkaOffsets:
             if not groups:
                 listed = await admin.list_consumer_groups()
                 groups = sorted({group[0] for group in listed})
+            watched = [tp for tp in partitions if tp.topic in topics]
             committed: dict[str, dict[tuple[str, int], int]] = {}
             for group in groups:
                 try:
-                    offsets = await admin.list_consumer_group_offsets(group)
+                    # Partitions named explicitly: brokers such as Tansu do not answer "all of them".
+                    offsets = await admin.list_consumer_group_offsets(group, partitions=watched)
                 except KafkaError as exc:
                     log.debug("offsets of group %s unavailable: %s", group, exc)
                     continue
                 mine = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
-                        if tp.topic in topics}
+                        if tp.topic in topics and meta.offset >= 0}
                 if mine:
                     committed[group] = mine
         return {

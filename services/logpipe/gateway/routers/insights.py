@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal
 
 import httpx
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from logpipe.core.query import QueryError
 from logpipe.core.record import to_utc_ms
 from logpipe.gateway import insights
 from logpipe.gateway.auth import Principal, require
-from logpipe.gateway.schemas import SemanticSearchRequest
-from logpipe.gateway.service import effective_pipeline, split_values
+from logpipe.gateway.schemas import AnalyzeRequest, SemanticSearchRequest
+from logpipe.gateway.service import check_pipeline_access, effective_pipeline, split_values
 
 router = APIRouter(tags=["insights"])
 
@@ -29,10 +29,22 @@ def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | Non
     return start, end
 
 
+def _day_range(start: datetime | None, end: datetime | None, date_from: date | None,
+               date_to: date | None) -> tuple[datetime | None, datetime | None]:
+    """Times win over days; `date_to` is inclusive (the whole day)."""
+    if start is None and date_from is not None:
+        start = datetime.combine(date_from, time.min, tzinfo=timezone.utc)
+    if end is None and date_to is not None:
+        end = datetime.combine(date_to, time.min, tzinfo=timezone.utc) + timedelta(days=1)
+    return _range(start, end)
+
+
 @router.get("/api/reports", summary="Analysis reports, newest first")
 async def list_reports(
     request: Request,
     principal: Principal = Depends(require("read")),
+    date_from: date | None = Query(None, description="first day (UTC) the report's window ends on, inclusive"),
+    date_to: date | None = Query(None, description="last day (UTC), inclusive"),
     start: datetime | None = Query(None, description="reports whose window ends at or after this time"),
     end: datetime | None = Query(None, description="reports whose window ends before this time"),
     status: str | None = Query(None, pattern="^(pending|running|completed|failed)$"),
@@ -40,10 +52,21 @@ async def list_reports(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=100_000),
 ) -> dict[str, Any]:
-    start, end = _range(start, end)
+    start, end = _day_range(start, end, date_from, date_to)
     return await asyncio.to_thread(
         insights.list_reports, request.app.state.sql_engine, pipeline=effective_pipeline(principal.pipeline, pipeline),
         start=start, end=end, status=status, limit=limit, offset=offset)
+
+
+@router.get("/api/reports/latest", summary="The newest completed report, in full")
+async def latest_report(request: Request, principal: Principal = Depends(require("read")),
+                        pipeline: str | None = Query(None, max_length=200)) -> dict[str, Any]:
+    scope = effective_pipeline(principal.pipeline, pipeline)
+    listing = await asyncio.to_thread(insights.list_reports, request.app.state.sql_engine, pipeline=scope,
+                                      start=None, end=None, status="completed", limit=1, offset=0)
+    if not listing["reports"]:
+        raise HTTPException(404, "no completed report yet; POST /api/analyze starts one")
+    return await get_report(request, listing["reports"][0]["id"], principal)
 
 
 @router.get("/api/reports/{report_id}", summary="One report with its patterns and anomalies")
@@ -85,26 +108,27 @@ async def list_anomalies(
 @router.post("/api/analyze", status_code=202, summary="Start an analysis run now (admin)")
 async def analyze(
     request: Request,
+    body: AnalyzeRequest | None = None,
     principal: Principal = Depends(require("admin")),
-    body: dict[str, Any] = Body(default_factory=dict,
-                                examples=[{"window_hours": 24, "services": ["checkout"]}]),
 ) -> JSONResponse:
-    """Forwarded to the analyzer service (`GATEWAY_ANALYZER_URL`), which answers with the run."""
+    """Forwarded to the analyzer service (`GATEWAY_ANALYZER_URL`); poll GET /api/reports/{report_id}."""
     settings = request.app.state.settings
+    check_pipeline_access(principal.pipeline, settings.pipeline)
+    payload = (body or AnalyzeRequest()).model_dump(mode="json", exclude_none=True)
     url = settings.analyzer_url.rstrip("/") + "/analyze"
     try:
         async with httpx.AsyncClient(timeout=30.0) as client:
-            response = await client.post(url, json=body)
+            response = await client.post(url, json=payload)
     except httpx.HTTPError as exc:
         return JSONResponse({"detail": f"the analyzer at {settings.analyzer_url} is not reachable: {exc}"},
                             status_code=503, headers={"Retry-After": "10"})
     try:
-        payload = response.json()
+        answer = response.json()
     except ValueError:
-        payload = {"detail": response.text[:2000]}
+        answer = {"detail": response.text[:2000]}
     if response.status_code >= 500:
-        return JSONResponse({"detail": "the analyzer failed", "analyzer": payload}, status_code=502)
-    return JSONResponse(payload, status_code=response.status_code)
+        return JSONResponse({"detail": "the analyzer failed", "analyzer": answer}, status_code=502)
+    return JSONResponse(answer, status_code=response.status_code)
 
 
 def _optional(module: str, name: str):

@@ -1,0 +1,199 @@
+"""Reports, anomalies, analysis runs, patterns, metrics and services through the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlmodel import Session
+
+from conftest import ServerThread, gateway_settings, insert_logs, make_rows, start_gateway
+from logpipe.stores.sql import Anomaly, ErrorPattern, NightlyReport
+from support import wait_for
+
+
+def add_report(engine, pipeline: str, window_end: datetime, severities: list[str]) -> str:
+    with Session(engine) as session:
+        report = NightlyReport(pipeline=pipeline, status="completed", window_start=window_end - timedelta(hours=24),
+                               window_end=window_end, summary=f"{pipeline} summary", total_logs=1000,
+                               total_errors=40, anomaly_count=len(severities), report={"insights": ["x"]},
+                               markdown="# report")
+        session.add(report)
+        session.commit()
+        session.add(ErrorPattern(report_id=report.id, pattern_id="123", template="timeout after <*> ms", count=40))
+        for index, severity in enumerate(severities):
+            session.add(Anomaly(report_id=report.id, kind="pattern_spike", service=f"svc-{index}", severity=severity,
+                                bucket=window_end - timedelta(hours=index + 1), z_score=3.0 + index,
+                                observed=10.0 * (index + 2), expected=10.0))
+        session.commit()
+        return report.id
+
+
+async def test_reports_and_anomalies(gateway):
+    engine = gateway.app.state.sql_engine
+    now = datetime.now(timezone.utc)
+    old = add_report(engine, "default", now - timedelta(days=3), ["low"])
+    new = add_report(engine, "default", now - timedelta(hours=1), ["high", "critical"])
+    other = add_report(engine, "team-a", now - timedelta(hours=2), ["medium"])
+    async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+        body = (await client.get("/api/reports")).json()
+        assert [r["id"] for r in body["reports"]] == [other, new, old] and body["total"] == 3
+        yesterday = (now - timedelta(days=1)).date().isoformat()
+        body = (await client.get("/api/reports", params={"date_from": yesterday, "pipeline": "default"})).json()
+        assert [r["id"] for r in body["reports"]] == [new]
+        body = (await client.get("/api/reports", params={"end": (now - timedelta(days=2)).isoformat()})).json()
+        assert [r["id"] for r in body["reports"]] == [old]
+
+        report = (await client.get(f"/api/reports/{new}")).json()
+        assert report["summary"] == "default summary" and report["markdown"] == "# report"
+        assert [p["template"] for p in report["patterns"]] == ["timeout after <*> ms"]
+        assert sorted(a["severity"] for a in report["anomalies"]) == ["critical", "high"]
+        assert (await client.get("/api/reports/nope")).status_code == 404
+        assert (await client.get("/api/reports/latest")).json()["id"] == other
+
+        body = (await client.get("/api/anomalies", params={"severity": "high,critical"})).json()
+        assert body["total"] == 2 and {a["severity"] for a in body["anomalies"]} == {"high", "critical"}
+        body = (await client.get("/api/anomalies", params={"start": (now - timedelta(hours=2, minutes=30)).isoformat()})).json()
+        assert [a["service"] for a in body["anomalies"]] == ["svc-0"]
+        assert (await client.get("/api/anomalies", params={"severity": "apocalyptic"})).status_code == 400
+
+    async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("bound")) as client:
+        body = (await client.get("/api/reports")).json()
+        assert [r["id"] for r in body["reports"]] == [other]
+        assert (await client.get(f"/api/reports/{new}")).status_code == 404
+        body = (await client.get("/api/anomalies")).json()
+        assert [a["severity"] for a in body["anomalies"]] == ["medium"]
+
+
+def hashing_embed(texts):
+    """A stand-in for the embedding model: bag of words hashed into 64 dimensions."""
+    vectors = np.zeros((len(texts), 64), dtype=np.float32)
+    for row, text in enumerate(texts):
+        for word in text.lower().split():
+            vectors[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+async def test_analyze_runs_the_analyzer_and_the_report_is_readable(kafka_bootstrap, topics, clickhouse, tmp_path):
+    from logpipe.analyzer.app import create_app as create_analyzer
+    from logpipe.analyzer.settings import Settings as AnalyzerSettings
+    from logpipe.core.broker import free_port
+
+    now = datetime.now(timezone.utc)
+    insert_logs(clickhouse, make_rows(300, start=now - timedelta(hours=2), step_ms=20_000,
+                                      level=lambda i: "ERROR" if i % 3 == 0 else "INFO",
+                                      message=lambda i: f"db timeout after {i} ms" if i % 3 == 0 else f"ok {i}"))
+    analyzer_settings = AnalyzerSettings(clickhouse_url=clickhouse.dsn, clickhouse_database=clickhouse.database,
+                                         data_dir=tmp_path, schedule_cron="", llm_backend="none")
+    analyzer = ServerThread(create_analyzer(analyzer_settings, store=clickhouse, embed=hashing_embed),
+                            free_port()).start()
+    settings = gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path, analyzer_url=analyzer.url)
+    gateway, server = start_gateway(settings)
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("admin")) as client:
+            response = await client.post("/api/analyze", json={"window_hours": 6})
+            assert response.status_code == 202, response.text
+            report_id = response.json()["report_id"]
+
+            async def completed():
+                body = (await client.get(f"/api/reports/{report_id}")).json()
+                return body if body["status"] in ("completed", "failed") else None
+
+            report = await wait_for(completed, timeout=120, interval=0.5)
+            assert report["status"] == "completed", report.get("error")
+            assert report["total_logs"] == 300 and report["total_errors"] == 100
+            assert (await client.post("/api/analyze", json={"window_hours": -1})).status_code == 422
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+            assert (await client.post("/api/analyze", json={})).status_code == 403
+    finally:
+        server.stop()
+        analyzer.stop()
+
+
+async def test_analyze_without_an_analyzer_is_503(kafka_bootstrap, topics, clickhouse, tmp_path):
+    from logpipe.core.broker import free_port
+
+    settings = gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path,
+                                analyzer_url=f"http://127.0.0.1:{free_port()}")
+    gateway, server = start_gateway(settings)
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("admin")) as client:
+            response = await client.post("/api/analyze")
+            assert response.status_code == 503 and "not reachable" in response.json()["detail"]
+    finally:
+        server.stop()
+
+
+async def test_patterns_endpoint_counts_by_pattern(gateway, clickhouse):
+    now = datetime.now(timezone.utc)
+    insert_logs(clickhouse, make_rows(30, start=now - timedelta(minutes=20), step_ms=10_000,
+                                      pattern_id=lambda i: 111 if i < 20 else 222,
+                                      level=lambda i: "ERROR" if i < 20 else "INFO"))
+    async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+        body = (await client.get("/api/patterns")).json()
+        assert [(p["pattern_id"], p["count"]) for p in body["patterns"]] == [(111, 20), (222, 10)]
+        body = (await client.get("/api/patterns", params={"level": "INFO"})).json()
+        assert [(p["pattern_id"], p["count"]) for p in body["patterns"]] == [(222, 10)]
+        body = (await client.get("/api/patterns", params={"min_count": 15})).json()
+        assert [p["pattern_id"] for p in body["patterns"]] == [111]
+
+
+async def produce_one_by_one(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    from logpipe.core.kafka import new_producer
+
+    producer = new_producer(bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        for index, value in enumerate(values):
+            await producer.send_and_wait(topic, value, partition=index % 2 if not topic.endswith("dlq") else 0)
+    finally:
+        await producer.stop()
+
+
+async def test_metrics_and_services(gateway, kafka_bootstrap, topics, clickhouse):
+    now = datetime.now(timezone.utc)
+    insert_logs(clickhouse, make_rows(60, start=now - timedelta(seconds=50), step_ms=500, service="checkout",
+                                      level=lambda i: "ERROR" if i % 2 else "INFO")
+                + [dict(row, record_id=f"p{i}") for i, row in enumerate(
+                    make_rows(40, start=now - timedelta(minutes=4), step_ms=1000, service="payments"))])
+    # A consumer group that read 2 of 5 raw-logs messages; 3 messages waiting in the DLQ.
+    # One message per batch: Tansu reports a partition's end offset as its last batch's base + 1.
+    await produce_one_by_one(kafka_bootstrap, topics.raw_logs, [orjson.dumps({"message": f"m{i}"}) for i in range(5)])
+    await produce_one_by_one(kafka_bootstrap, topics.raw_logs_dlq, [b"bad 1", b"bad 2", b"bad 3"])
+    group = f"lagging-{topics.prefix}"
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topics.raw_logs, p) for p in range(4)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        busiest = max(partitions, key=lambda tp: ends[tp])
+        await consumer.commit({busiest: min(2, ends[busiest])})
+        consumed = min(2, ends[busiest])
+    finally:
+        await consumer.stop()
+
+    async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+        body = (await client.get("/api/metrics")).json()
+        assert body["logs"]["logs_last_5m"] == 100 and body["logs"]["errors_last_5m"] == 30
+        assert body["logs"]["error_ratio_5m"] == 0.3
+        assert body["storage"]["logs_rows"] == 100 and body["storage"]["bytes_on_disk"] > 0
+        kafka = body["kafka"]
+        assert kafka["available"], kafka
+        assert kafka["dlq"][topics.raw_logs_dlq] == 3 and kafka["dlq"][topics.vectorization_dlq] == 0
+        assert kafka["consumer_lag"][topics.raw_logs][group] == sum(ends.values()) - consumed
+
+        body = (await client.get("/api/services", params={"window_minutes": 5})).json()
+        by_name = {s["service"]: s for s in body["services"]}
+        assert by_name["checkout"]["logs"] == 60 and by_name["checkout"]["errors"] == 30
+        assert by_name["checkout"]["status"] == "failing" and by_name["payments"]["status"] == "healthy"
+        assert by_name["payments"]["error_ratio"] == 0.0 and by_name["checkout"]["last_seen"].endswith("Z")
+
+        bound = (await client.get("/api/metrics", headers=gateway.headers("bound"))).json()
+        assert bound["pipeline"] == "team-a" and bound["logs"]["logs_last_5m"] == 0 and "storage" not in bound
