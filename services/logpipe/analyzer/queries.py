@@ -133,6 +133,16 @@ class AnalysisQueries:
              "start_ms": self.params["start_ms"], "pids": list(pattern_ids)})
         return {row[0] for row in rows}
 
+    def has_history(self, lookback: timedelta) -> bool:
+        """Whether any log precedes the window: without history, everything would look new."""
+        rows = self.store.query(
+            f"SELECT 1 FROM {self.logs} WHERE pipeline = {{pipeline:String}} "
+            "AND timestamp >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC') "
+            "AND timestamp < fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') LIMIT 1",
+            {"pipeline": self.params["pipeline"], "from_ms": _ms(self.start - lookback),
+             "start_ms": self.params["start_ms"]})
+        return bool(rows)
+
     def minute_series(self, pattern_ids: Sequence[str]) -> list[tuple[str, datetime, int]]:
         if not pattern_ids:
             return []

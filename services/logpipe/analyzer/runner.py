@@ -157,11 +157,14 @@ class Analyzer:
         templates = queries.templates(pattern_ids)
         for pid, info in patterns.items():
             info["template"] = templates.get(pid) or info["example"]
-        seen = queries.seen_before(pattern_ids, timedelta(days=settings.new_pattern_lookback_days))
+        lookback = timedelta(days=settings.new_pattern_lookback_days)
+        seen = queries.seen_before(pattern_ids, lookback)
         baselines = self.load_baselines(row.pipeline)
+        known = {key[1] for key in baselines}
+        # The first analysis of a pipeline has nothing to compare with: nothing is "new" yet.
+        history = bool(seen or known) or queries.has_history(lookback)
         for pid, info in patterns.items():
-            known = any(key[1] == pid for key in baselines)
-            info["is_new"] = pid not in seen and not known
+            info["is_new"] = history and pid not in seen and pid not in known
         new_patterns = {pid: info for pid, info in patterns.items() if info["is_new"]}
         buckets = service.window_buckets(start, end)
         query_seconds = time.perf_counter() - started
@@ -195,6 +198,7 @@ class Analyzer:
             buckets=buckets, service_errors=data.service_errors, thresholds=thresholds, top=settings.top_patterns)
         if clusters_error:
             report["clusters_error"] = clusters_error
+        report["has_history"] = history
 
         # Learn this window only after judging it against what was known before.
         skip = {(a.service, a.pattern_id, a.bucket) for a in anomalies

@@ -1,0 +1,227 @@
+"""Whole runs over real chdb and real SQL (SQLite and PostgreSQL), with the real embedding model."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from analyzer.fake_llm import OllamaServer, OpenAIServer
+from logpipe.ai.llm import NoLLM, OllamaLLM, OpenAICompatibleLLM
+from logpipe.analyzer import service
+from logpipe.analyzer.runner import Analyzer
+from logpipe.stores import sql
+from logpipe.stores.sql import Anomaly, Baseline, ErrorPattern, NightlyReport
+
+
+def pid(spec) -> str:
+    return str(spec.pattern_id)
+
+
+@pytest.fixture
+def analyzer(world, sql_engine, analyzer_settings, embedding_backend):
+    return Analyzer(analyzer_settings, world.store, sql_engine, embed=embedding_backend.embed, llm=NoLLM())
+
+
+def flagged(row: NightlyReport) -> set[tuple[str, str, str]]:
+    return {(a["kind"], a["service"], a["pattern_id"]) for a in row.report["anomalies"]}
+
+
+def test_quiet_days_flag_nothing_and_the_incident_day_flags_exactly_the_incident(world, analyzer, sql_engine):
+    quiet_reports = [analyzer.run(24, end=world.day_end(day)) for day in range(7)]
+    assert all(r.status == "completed" for r in quiet_reports), [r.error for r in quiet_reports]
+    # Once baselines exist (three days), a quiet day is quiet.
+    for report in quiet_reports[3:]:
+        assert report.report["anomalies"] == [], report.report["anomalies"]
+        assert report.anomaly_count == 0
+    # Cold-start days judge hours against the same day only: nothing severe may come of that.
+    for report in quiet_reports[:3]:
+        assert all(a["severity"] in ("low", "medium") for a in report.report["anomalies"])
+
+    row = analyzer.run(24, end=world.day_end(7))
+    assert row.status == "completed", row.error
+    anomalies = {(a["kind"], a["service"], a["pattern_id"]): a for a in row.report["anomalies"]}
+    assert set(anomalies) == {
+        ("pattern_spike", "payments", pid(world.timeout_payments)),
+        ("pattern_spike", "checkout", pid(world.payment_step_checkout)),
+        ("new_pattern", "orders", pid(world.migration_orders)),
+        ("service_quiet", "shipping", ""),
+    }
+    spike = anomalies[("pattern_spike", "payments", pid(world.timeout_payments))]
+    assert spike["severity"] in ("high", "critical")
+    assert spike["bucket"].startswith((world.incident_day + timedelta(hours=14)).strftime("%Y-%m-%dT14")) or \
+        spike["bucket"].startswith((world.incident_day + timedelta(hours=15)).strftime("%Y-%m-%dT15"))
+    assert spike["observed"] > 5 * spike["expected"]
+    assert anomalies[("new_pattern", "orders", pid(world.migration_orders))]["severity"] == "critical"  # FATAL
+    quiet = anomalies[("service_quiet", "shipping", "")]
+    assert quiet["severity"] in ("high", "critical") and quiet["hours"] == 4
+
+    # The cascade: the payments timeout comes first in the shared traces.
+    roots = row.report["root_cause_candidates"]
+    assert roots[0]["pattern_id"] == pid(world.timeout_payments)
+    assert roots[0]["leads"][0]["pattern_id"] == pid(world.payment_step_checkout)
+    assert roots[0]["traces"] > 100
+    # Near-duplicate templates in two services form one cross-service cluster (real embeddings).
+    cross = [c for c in row.report["clusters"] if c["cross_service"]]
+    assert any({pid(world.refused_checkout), pid(world.refused_orders)} <= set(c["pattern_ids"]) for c in cross)
+    assert not any(pid(world.timeout_payments) in c["pattern_ids"] and pid(world.refused_checkout) in c["pattern_ids"]
+                   for c in row.report["clusters"])
+    assert [p["pattern_id"] for p in row.report["new_patterns"]] == [pid(world.migration_orders)]
+    top = {p["pattern_id"]: p for p in row.report["top_patterns"]}
+    assert top[pid(world.timeout_payments)]["trend"] == "rising"
+    assert top[pid(world.migration_orders)]["trend"] == "new"
+
+    # The deterministic report is a full product: summary, steps, and who wrote them.
+    assert row.report["models"] == {"summary": "deterministic", "insights": "deterministic",
+                                    "recommendations": "deterministic"}
+    assert row.summary_model == "deterministic" and "4 anomalies" in row.summary
+    actions = " ".join(r["action"] for r in row.report["recommendations"])
+    assert "shipping is running" in actions and "Start the investigation" in actions and "new pattern" in actions
+    assert row.report["affected_services"][0]["worst_severity"] == "critical"
+
+    # What a user finds in SQL.
+    with sql.session(sql_engine) as db:
+        stored = db.exec(select(Anomaly).where(Anomaly.report_id == row.id)).all()
+        assert {(a.kind, a.service, a.pattern_id) for a in stored} == set(anomalies)
+        patterns = db.exec(select(ErrorPattern).where(ErrorPattern.report_id == row.id)).all()
+        by_id = {p.pattern_id: p for p in patterns}
+        assert by_id[pid(world.migration_orders)].is_new and by_id[pid(world.migration_orders)].level == "FATAL"
+        assert by_id[pid(world.timeout_payments)].services == ["payments"]
+        assert db.get(NightlyReport, row.id).markdown.startswith(f"# logpipe analysis {row.id}")
+
+
+def hourly_counts(store, service_name: str, day_start) -> list[int]:
+    rows = store.query(
+        f"SELECT toHour(timestamp) AS h, count() FROM {store.table('logs')} WHERE service = {{s:String}} "
+        "AND timestamp >= {a:DateTime64(3, 'UTC')} AND timestamp < {b:DateTime64(3, 'UTC')} GROUP BY h ORDER BY h",
+        {"s": service_name, "a": day_start.strftime("%Y-%m-%d %H:%M:%S"),
+         "b": (day_start + timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")})
+    counts = dict(rows)
+    return [counts.get(h, 0) for h in range(24)]
+
+
+def test_baselines_update_across_runs_and_never_count_an_hour_twice(world, analyzer, sql_engine):
+    day0, day1 = world.start, world.start + timedelta(days=1)
+
+    def baseline(hour: int) -> Baseline:
+        with sql.session(sql_engine) as db:
+            return db.get(Baseline, ("default", "payments", service.VOLUME, hour))
+
+    analyzer.run(24, end=world.day_end(0))
+    first = hourly_counts(world.store, "payments", day0)
+    assert baseline(13).samples == 1 and baseline(13).mean == first[13]
+
+    analyzer.run(24, end=world.day_end(0))  # the same window again: nothing learnt twice
+    assert baseline(13).samples == 1
+
+    analyzer.run(12, end=world.day_end(0) + timedelta(hours=12))  # overlaps nothing learnt yet: hours 0..11
+    assert baseline(5).samples == 2 and baseline(13).samples == 1
+
+    analyzer.run(24, end=world.day_end(1))
+    second = hourly_counts(world.store, "payments", day1)
+    b13 = baseline(13)
+    assert b13.samples == 2
+    assert b13.mean == pytest.approx(statistics.mean([first[13], second[13]]))
+    assert b13.m2 / (b13.samples - 1) == pytest.approx(statistics.variance([first[13], second[13]]))
+    # Pattern baselines too, for every hour of the day, zero-count hours included.
+    with sql.session(sql_engine) as db:
+        rows = db.exec(select(Baseline).where(Baseline.service == "payments",
+                                              Baseline.pattern_id == pid(world.timeout_payments))).all()
+    assert sorted(r.hour_of_day for r in rows) == list(range(24))
+    assert all(r.samples == 2 for r in rows)
+
+
+def test_services_filter_limits_the_run(world, analyzer):
+    row = analyzer.run(24, services=["shipping"], end=world.day_end(7))
+    assert row.status == "completed"
+    assert {p["pattern_id"] for p in row.report["top_patterns"]} == {
+        str(p.pattern_id) for p in world.patterns if p.service == "shipping"}
+    assert {a["service"] for a in row.report["anomalies"]} <= {"shipping"}
+    assert row.report["services"] == ["shipping"]
+
+
+def test_pattern_aliases_fold_merged_patterns_into_the_survivor(world, analyzer):
+    merged, survivor = world.refused_orders.pattern_id, world.refused_checkout.pattern_id
+    world.store.command(f"INSERT INTO {world.store.table('pattern_aliases')} (alias_id, pattern_id) "
+                        f"VALUES ({merged}, {survivor})")
+    try:
+        row = analyzer.run(24, end=world.day_end(2))
+    finally:
+        world.store.command(f"TRUNCATE TABLE {world.store.table('pattern_aliases')}")
+    ids = {p["pattern_id"] for p in row.report["top_patterns"]}
+    assert str(merged) not in ids and str(survivor) in ids
+    survivor_row = next(p for p in row.report["top_patterns"] if p["pattern_id"] == str(survivor))
+    assert survivor_row["services"] == ["checkout", "orders"]
+
+
+def test_ollama_writes_the_report_and_uncited_claims_are_dropped(world, sql_engine, analyzer_settings,
+                                                                embedding_backend):
+    with OllamaServer() as server:
+        llm = OllamaLLM(server.url, "llama3.1:8b", timeout=10)
+        row = Analyzer(analyzer_settings, world.store, sql_engine, embedding_backend.embed, llm).run(
+            24, end=world.day_end(7))
+    assert row.status == "completed"
+    [request] = server.requests
+    assert request["stream"] is False and request["format"] == service.REPORT_SCHEMA
+    assert request["messages"][0]["role"] == "system"
+    report = row.report
+    assert report["models"] == {"summary": "ollama:llama3.1:8b", "insights": "ollama:llama3.1:8b",
+                                "recommendations": "ollama:llama3.1:8b"}
+    assert report["summary"]["text"].startswith("LLM summary")
+    assert row.summary_model == "ollama:llama3.1:8b" and row.llm_model == "ollama:llama3.1:8b"
+    assert [i["title"] for i in report["insights"]] == ["Shared failure"]
+    llm_actions = [r["action"] for r in report["recommendations"] if r["model"] != "deterministic"]
+    assert llm_actions == ["LLM: roll back the deploy"]
+    # The quiet service cites no pattern, so the rule-based step for it stays.
+    assert any("shipping" in r["action"] and r["model"] == "deterministic" for r in report["recommendations"])
+    assert report["llm"]["dropped_claims"] == 3
+    assert report["llm"]["generation_seconds"] == pytest.approx(2.5)
+    assert "_[ollama:llama3.1:8b]_" in row.markdown
+
+
+def test_llm_timeout_still_completes_with_the_deterministic_report(world, sqlite_engine, analyzer_settings,
+                                                                   embedding_backend):
+    with OllamaServer(delay=3) as server:
+        llm = OllamaLLM(server.url, "llama3.1:8b", timeout=0.5)
+        row = Analyzer(analyzer_settings, world.store, sqlite_engine, embedding_backend.embed, llm).run(
+            24, end=world.day_end(7))
+    assert row.status == "completed"
+    assert row.report["models"]["summary"] == "deterministic"
+    assert "Timeout" in row.report["llm"]["error"]
+    assert row.report["anomalies"] and row.summary_model == "deterministic" and row.llm_model == ""
+    assert "Timeout" in row.markdown
+
+
+def test_openai_compatible_server_writes_the_report(world, sqlite_engine, analyzer_settings, embedding_backend):
+    with OpenAIServer(api_key="secret-1") as server:
+        llm = OpenAICompatibleLLM(server.url, "qwen2.5-7b", api_key="secret-1", timeout=10)
+        row = Analyzer(analyzer_settings, world.store, sqlite_engine, embedding_backend.embed, llm).run(
+            24, end=world.day_end(7))
+    assert row.report["models"]["summary"] == "openai:qwen2.5-7b"
+    assert server.requests[0]["response_format"]["json_schema"]["schema"] == service.REPORT_SCHEMA
+
+
+def test_an_llm_that_cites_nothing_real_leaves_every_part_deterministic(world, sqlite_engine, analyzer_settings,
+                                                                       embedding_backend):
+    def invented(body):
+        return {"executive_summary": {"text": "All good", "pattern_ids": ["1"]}, "cluster_insights": [],
+                "recommendations": [{"priority": "high", "action": "x", "rationale": "y", "pattern_ids": ["2"]}]}
+
+    with OllamaServer(invented) as server:
+        llm = OllamaLLM(server.url, "llama3.1:8b", timeout=10)
+        row = Analyzer(analyzer_settings, world.store, sqlite_engine, embedding_backend.embed, llm).run(
+            24, end=world.day_end(7))
+    assert row.report["models"] == {"summary": "deterministic", "insights": "deterministic",
+                                    "recommendations": "deterministic"}
+    assert row.report["llm"]["dropped_claims"] == 2
+    assert row.summary != "All good"
+
+
+def test_an_empty_window_gives_an_empty_report(world, sqlite_engine, analyzer_settings):
+    row = Analyzer(analyzer_settings, world.store, sqlite_engine, None, NoLLM()).run(
+        24, end=world.start - timedelta(days=30))
+    assert row.status == "completed"
+    assert row.report["totals"]["logs"] == 0 and row.report["anomalies"] == []
+    assert "No anomalies" in row.summary
