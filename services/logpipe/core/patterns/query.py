@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
+from logpipe.core.record import normalize_level
 from logpipe.stores.clickhouse import ClickHouseStore
 
 SORTS = ("count", "growth")
@@ -43,6 +44,9 @@ class PatternQuery:
             raise PatternQueryError(f"limit must be between 1 and {MAX_LIMIT}")
         if self.min_count < 0:
             raise PatternQueryError("min_count must be 0 or more")
+        bad_levels = [level for level in self.levels if normalize_level(level) is None]
+        if bad_levels:
+            raise PatternQueryError(f"unknown level {', '.join(bad_levels)}")
         unknown = [g for g in self.group_by if g not in GROUPS]
         if unknown:
             raise PatternQueryError(f"group_by accepts {', '.join(GROUPS)}, not {', '.join(unknown)}")
@@ -75,7 +79,7 @@ def _filters(query: PatternQuery, params: dict, prefix: str = "") -> str:
         params["services"] = list(query.services)
     if query.levels:
         clauses.append(f"{prefix}level IN {{levels:Array(String)}}")
-        params["levels"] = [level.upper() for level in query.levels]
+        params["levels"] = [str(normalize_level(level)) for level in query.levels]
     if query.pipeline:
         clauses.append(f"{prefix}pipeline = {{pipeline:String}}")
         params["pipeline"] = query.pipeline
@@ -155,7 +159,7 @@ def pattern_counts(store: ClickHouseStore, start: datetime, end: datetime, *, se
     return {
         "from": _iso(query.start), "to": _iso(query.end),
         "previous_from": _iso(previous_start),
-        "service": list(query.services) or None, "level": [lvl.upper() for lvl in query.levels] or None,
+        "service": list(query.services) or None, "level": [str(normalize_level(lvl)) for lvl in query.levels] or None,
         "sort": query.sort, "min_count": query.min_count, "limit": query.limit,
         "total": total, "other_count": total - listed, "patterns": patterns,
     }

@@ -19,6 +19,8 @@ from logpipe.core.patterns.store import PatternStore
 
 log = logging.getLogger("logpipe.patterns")
 
+_MAX_PENDING = 100_000  # pattern writes kept while the store refuses them
+
 
 class Tagger:
     """Masks, mines and persists; thread-safe (one batch at a time)."""
@@ -33,6 +35,8 @@ class Tagger:
         self._lock = threading.Lock()
         self._synced_at = 0.0
         self._store_clock = None
+        self._pending_patterns: dict[int, str] = {}
+        self._pending_aliases: dict[int, int] = {}
         if store is not None:
             self._load()
 
@@ -64,13 +68,32 @@ class Tagger:
         self._synced_at = time.monotonic()
 
     def flush(self) -> None:
-        """Persist new and changed patterns and merges (tag() does this after every batch)."""
-        if self.store is None:
-            self.miner.drain_changes()
-            return
+        """Persist new and changed patterns and merges (tag() does this after every batch).
+
+        What the store refuses stays pending and goes with the next flush: ids already handed
+        out are never lost, only late.
+        """
         changed, merged = self.miner.drain_changes()
-        if changed or merged:
-            self.store.save([(p.id, p.template) for p in changed], merged)
+        if self.store is None:
+            return
+        for pattern in changed:
+            self._pending_patterns[pattern.id] = pattern.template
+        self._pending_aliases.update(merged)
+        if not self._pending_patterns and not self._pending_aliases:
+            return
+        try:
+            self.store.save(list(self._pending_patterns.items()), dict(self._pending_aliases))
+        except Exception:
+            # A long outage must not grow memory without bound: past the cap the oldest
+            # pending templates go (their ids stay valid; the template is re-sent when the
+            # pattern changes again).
+            while len(self._pending_patterns) > _MAX_PENDING:
+                self._pending_patterns.pop(next(iter(self._pending_patterns)))
+            while len(self._pending_aliases) > _MAX_PENDING:
+                self._pending_aliases.pop(next(iter(self._pending_aliases)))
+            raise
+        self._pending_patterns.clear()
+        self._pending_aliases.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -116,7 +139,7 @@ class Tagger:
             ids = [resolve(pattern_id) if pattern_id else 0 for pattern_id in ids]
         for pattern_id in set(ids):
             self.miner.touch(pattern_id)
-        if misses:
+        if misses or self._pending_patterns or self._pending_aliases:
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - the ids stay valid; the next batch retries the write
