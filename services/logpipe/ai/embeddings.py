@@ -233,6 +233,46 @@ class TorchBackend:
         return np.asarray(vectors, dtype=np.float32)
 
 
+_tei_origins: set[str] = set()
+_tei_origins_lock = threading.Lock()
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _allow_tei_origin(url: str) -> None:
+    """Let `huggingface_hub` reach this TEI server while HF_HUB_OFFLINE keeps the Hub itself off.
+
+    logpipe runs with HF_HUB_OFFLINE=1 so that nothing downloads weights at run time; the
+    library applies that flag to every request, a self-hosted TEI server included. The hook
+    below exempts exactly the configured TEI origins and keeps the check for everything else.
+    """
+    from huggingface_hub.utils import _http as hf_http
+
+    with _tei_origins_lock:
+        first = not _tei_origins
+        _tei_origins.add(_origin(url))
+    if not first:
+        return
+    hub_hook = hf_http.hf_request_event_hook
+
+    def request_hook(request):
+        if f"{request.url.scheme}://{request.url.netloc.decode()}".lower() in _tei_origins:
+            return None
+        return hub_hook(request)
+
+    def client_factory():
+        import httpx2
+
+        return httpx2.Client(event_hooks={"request": [request_hook]}, follow_redirects=True, timeout=None)
+
+    hf_http.set_client_factory(client_factory)
+
+
 class TeiBackend:
     """Hugging Face text-embeddings-inference (`POST /embed`) via `huggingface_hub`."""
 
@@ -245,6 +285,7 @@ class TeiBackend:
         base = url.rstrip("/")
         self.url = base
         endpoint = base if base.endswith("/embed") else f"{base}/embed"
+        _allow_tei_origin(endpoint)
         self.client = InferenceClient(model=endpoint, token=token or None, timeout=timeout_s)
         self.batch_size = batch_size
         self.timeout_s = timeout_s
@@ -360,6 +401,10 @@ class Embedder:
     async def embed_one(self, text: str) -> np.ndarray:
         return (await self.embed([text]))[0]
 
+    async def close(self) -> None:
+        if self.cache is not None:
+            await self.cache.close()
+
     async def _embed(self, texts: Sequence[str]) -> np.ndarray:
         normalized = [normalize_text(text) for text in texts]
         if any(not text for text in normalized):
@@ -389,3 +434,100 @@ class Embedder:
         if not normalized:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([vectors[text] for text in normalized]).astype(np.float32, copy=False)
+
+
+class HttpEmbedder:
+    """The embedder service over HTTP (`POST /embed/batch`): what a separate process uses."""
+
+    max_batch = 100
+
+    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.client = httpx.AsyncClient(base_url=self.url, timeout=timeout_s)
+        self.model = ""
+        self.dimension = 0
+        self.stats = EmbedderStats()
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import httpx
+
+        self.stats.requests += 1
+        rows = []
+        for start in range(0, len(texts), self.max_batch):
+            chunk = list(texts[start:start + self.max_batch])
+            try:
+                response = await self.client.post("/embed/batch", json={"texts": chunk})
+            except httpx.HTTPError as exc:
+                self.stats.errors += 1
+                raise EmbeddingError(f"embedder at {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
+            if response.status_code != 200:
+                self.stats.errors += 1
+                raise EmbeddingError(f"embedder at {self.url} answered {response.status_code}: {response.text[:300]}")
+            body = response.json()
+            self.model, self.dimension = body.get("model", ""), int(body.get("dimension", 0))
+            rows.append(np.asarray(body["embeddings"], dtype=np.float32))
+        self.stats.texts += len(texts)
+        if not rows:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.concatenate(rows)
+
+    async def embed_one(self, text: str) -> np.ndarray:
+        return (await self.embed([text]))[0]
+
+    async def ping(self) -> bool:
+        response = await self.client.get("/health")
+        return response.status_code == 200
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def create_embedder(*, data_dir: Path, redis_url: str = "", tei_url: str = "", tei_token: str = "",
+                    model_name: str = "", dimension: int | None = None, backend: str = "onnx",
+                    threads: int = 2, batch_size: int = 32, cache_ttl_seconds: float = 7 * 24 * 3600,
+                    cache_max_entries: int = 100_000) -> Embedder:
+    """An in-process embedder: TEI when its URL is set, else the local model; cached either way."""
+    from logpipe.stores.cache import create_cache
+
+    if tei_url:
+        model: Backend = TeiBackend(tei_url, model_name=model_name, token=tei_token, batch_size=batch_size)
+    else:
+        model = local_backend(data_dir, prefer=backend, threads=threads, batch_size=batch_size)
+    cache = create_cache(redis_url, cache_ttl_seconds, cache_max_entries)
+    return Embedder(model, cache, dimension)
+
+
+# Settings a process needs to build an in-process embedder. The embedder service, the vectorizer
+# (in `run all`) and the gateway mix this in, so one set of EMBEDDER_* variables configures all.
+from pydantic import Field as _Field  # noqa: E402
+from pydantic import field_validator as _field_validator  # noqa: E402
+from pydantic_settings import BaseSettings as _BaseSettings  # noqa: E402
+
+from logpipe.core.settings import shared as _shared  # noqa: E402
+
+
+class EmbeddingSettings(_BaseSettings):
+    embedder_tei_url: str = _shared("", "EMBEDDER_TEI_URL")
+    embedder_tei_token: str = _shared("", "EMBEDDER_TEI_TOKEN")
+    embedder_model_name: str = _shared("", "EMBEDDER_MODEL_NAME")
+    embedder_backend: str = _shared("onnx", "EMBEDDER_BACKEND", pattern="^(onnx|torch)$")
+    embedder_dimension: int | None = _shared(None, "EMBEDDER_DIMENSION", ge=1, le=8192)
+    embedder_threads: int = _shared(2, "EMBEDDER_THREADS", ge=0, le=256)
+    embedder_batch_size: int = _shared(32, "EMBEDDER_BATCH_SIZE", ge=1, le=1024)
+    embedder_cache_ttl_seconds: int = _shared(7 * 24 * 3600, "EMBEDDER_CACHE_TTL_SECONDS", ge=1)
+    embedder_cache_max_entries: int = _shared(100_000, "EMBEDDER_CACHE_MAX_ENTRIES", ge=1)
+
+    @_field_validator("embedder_dimension", mode="before")
+    @classmethod
+    def _empty_dimension(cls, value):
+        return None if value in ("", None) else value
+
+    def build_embedder(self) -> Embedder:
+        return create_embedder(
+            data_dir=self.data_dir, redis_url=self.redis_url, tei_url=self.embedder_tei_url,
+            tei_token=self.embedder_tei_token, model_name=self.embedder_model_name,
+            dimension=self.embedder_dimension, backend=self.embedder_backend, threads=self.embedder_threads,
+            batch_size=self.embedder_batch_size, cache_ttl_seconds=self.embedder_cache_ttl_seconds,
+            cache_max_entries=self.embedder_cache_max_entries)
