@@ -95,3 +95,18 @@ def test_memory_cap_evicts_least_recently_used():
 
 def test_empty_messages_have_no_pattern():
     assert mine(["", "x 1"], PatternMiner())[0] == (0, "")
+
+
+def test_a_pattern_relearned_after_eviction_gets_its_old_id_back():
+    miner = PatternMiner(max_patterns=3)
+    for disk in ("sda", "sdb", "sdc"):
+        original = miner.add(f"disk {disk} full")
+    assert original.template == "disk <*> full"
+    for i in range(5):  # push it out of memory
+        miner.add(f"event{i} happened")
+    assert original.id not in miner.patterns
+    ids = {miner.add(f"disk {disk} full").id for disk in ("sdx", "sdy", "sdz")}
+    again = miner.add("disk sdq full")
+    assert again.id == original.id and again.template == "disk <*> full"
+    # The ids handed out while it was being re-learned resolve to the old one.
+    assert {miner.resolve(i) for i in ids} == {original.id}

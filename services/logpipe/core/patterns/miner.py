@@ -178,6 +178,9 @@ class PatternMiner:
         self.merged: dict[int, int] = {}  # merged since drain_changes()
         self.evicted = 0
         self._unsaved: list[Pattern] = []  # evicted before they were stored
+        # Template -> id of patterns evicted from memory (a hash and an int each, so many more
+        # fit than patterns): a pattern re-learned later gets its old id back.
+        self._retired: OrderedDict[int, int] = OrderedDict()
 
     # -- lookup -------------------------------------------------------------------------
     def resolve(self, pattern_id: int) -> int:
@@ -303,7 +306,7 @@ class PatternMiner:
             if other is not survivor:
                 self.merge(other.id, survivor.id)
         self._retemplate(survivor, tokens, merged_widths)
-        return self._converge(survivor)
+        return self._revive(self._converge(survivor))
 
     def _insert(self, pattern: Pattern) -> None:
         self.patterns[pattern.id] = pattern
@@ -348,6 +351,26 @@ class PatternMiner:
                 pattern = survivor
         return pattern
 
+    def _revive(self, pattern: Pattern) -> Pattern:
+        """Give a pattern the id it had before the memory cap evicted it, if its template is back."""
+        if not self._retired:
+            return pattern
+        old_id = self._retired.pop(_template_key(pattern.tokens), None)
+        if old_id is None or old_id == pattern.id or old_id in self.patterns:
+            return pattern
+        new_id = pattern.id
+        self._remove(pattern)
+        pattern.id = old_id
+        pattern.aliases.add(new_id)
+        self._insert(pattern)
+        for alias in list(pattern.aliases):
+            self.aliases[alias] = old_id
+            self.merged[alias] = old_id
+        self.aliases.pop(old_id, None)
+        self.changed.discard(new_id)
+        self.changed.add(old_id)
+        return pattern
+
     def merge(self, merged_id: int, survivor_id: int) -> None:
         """Make `merged_id` an alias of `survivor_id` (rows tagged earlier resolve through it)."""
         if merged_id == survivor_id:
@@ -375,7 +398,10 @@ class PatternMiner:
                 # Not stored yet: keep it until the next drain_changes(), or it would be lost.
                 self.changed.discard(oldest.id)
                 self._unsaved.append(oldest)
+            self._retired[_template_key(oldest.tokens)] = oldest.id
             self.evicted += 1
+        while len(self._retired) > 4 * self.max_patterns:
+            self._retired.popitem(last=False)
         while len(self.aliases) > self.max_patterns:
             self.aliases.popitem(last=False)
 
@@ -416,6 +442,10 @@ class PatternMiner:
         self.changed.clear()
         self.merged.clear()
         return changed, merged
+
+
+def _template_key(tokens: list[str]) -> int:
+    return hash(" ".join(tokens))
 
 
 def _align(template: list[str], tokens: list[str]) -> list[int] | None:
