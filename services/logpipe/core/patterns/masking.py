@@ -1,22 +1,14 @@
 """Masking: replace the obviously variable parts of log messages with `<*>`, on whole Arrow columns.
 
 Masking runs once per message, so it is the hot path of tagging. A Python regex costs a few
-microseconds per message; these rules run as RE2 passes over an Arrow string column
-(`pyarrow.compute.replace_substring_regex`), which costs well under a microsecond per message.
-Everything a rule cannot see (a user name, a host name without digits, a state word) is left
-to the miner, which turns a token into `<*>` only once it has seen it vary.
+microseconds per message; these rules run as a handful of RE2 passes over an Arrow string
+column (`pyarrow.compute.replace_substring_regex`; it releases the GIL, so big batches are
+masked in slices on several cores). Everything a rule cannot see (a user name, a host name
+without digits, a state word) is left to the miner, which turns a token into `<*>` only once it
+has seen it vary.
 
-The rules are one configuration for every log source (no per-source expressions):
-
-- a URL keeps its scheme and loses the rest when the rest holds a digit (`hdfs://<*>`);
-- a byte size with its unit is one value (`5.2 KB` -> `<*>`);
-- a Unix path at the start of a token is one value, up to a `:` (so `/10.0.0.1:50010` becomes
-  `<*>:<*>`, the host and the port);
-- any other piece of a token that holds a digit is one value: numbers, hex, IPs, UUIDs, block
-  and task ids, durations (`10000ms`), versions, the value of `key=value`, quoted ids. A piece
-  ends at punctuation that separates values in practice (`: = , ; ( ) [ ] { } " ' | / @ # & ?`),
-  never at `.`, `-` or `_`, which usually sit inside one value (`10.0.0.1`, `blk_-42`,
-  `attempt_1_0001_m_000001_0`); a trailing `.` stays outside (`port 22.` -> `port <*>.`).
+The rules are one configuration for every log source (no per-source expressions); RULES below
+lists them with examples, docs/patterns.md explains them.
 """
 
 from __future__ import annotations
