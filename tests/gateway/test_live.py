@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import socket
 import time
 from datetime import datetime, timezone
 
@@ -12,7 +15,7 @@ import pytest
 import websockets
 
 from logpipe.gateway.service import Fanout, Subscriber, TailFilter
-from support import produce
+from support import produce, wait_for
 
 
 def test_fanout_drops_for_a_full_client_and_keeps_serving_the_others():
@@ -69,27 +72,63 @@ async def test_live_tail_delivers_a_new_error_within_two_seconds(gateway, kafka_
         assert message["data"]["service"] == "checkout" and message["data"]["level"] == "ERROR"
 
 
-async def test_a_stalled_client_does_not_block_another(gateway, kafka_bootstrap, topics):
+async def stalled_websocket(port: int, path: str) -> socket.socket:
+    """A client that completes the WebSocket handshake and then never reads again."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.settimeout(10)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += await asyncio.to_thread(sock.recv, 1)
+    assert answer.startswith(b"HTTP/1.1 101"), answer
+    return sock
+
+
+async def test_a_stalled_client_does_not_block_another(kafka_bootstrap, topics, clickhouse, tmp_path):
+    from conftest import gateway_settings, start_gateway
+
+    gateway, server = start_gateway(gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path,
+                                                     ws_queue_size=200))
     token = gateway.tokens["read"]
-    stalled = await websockets.connect(f"{gateway.ws_url}/ws/logs?token={token}", open_timeout=10,
-                                       max_queue=1)
+    # The stalled client never reads: its socket buffers fill, then its queue, then it loses logs.
+    stalled = await stalled_websocket(int(gateway.url.rsplit(":", 1)[1]), f"/ws/logs?token={token}")
     try:
-        async with websockets.connect(f"{gateway.ws_url}/ws/logs?token={token}", open_timeout=10) as healthy:
+        async with websockets.connect(f"{gateway.ws_url}/ws/logs?token={token}", open_timeout=10,
+                                      max_size=2**22) as healthy:
             await healthy.recv()  # subscribed
-            # The stalled client never reads; fill its queue and its TCP buffers many times over.
-            big = "x" * 4000
-            values = [orjson.dumps({"service": "flood", "level": "INFO", "message": f"{i} {big}"})
-                      for i in range(3000)]
-            await produce(kafka_bootstrap, topics.raw_logs, values)
+            received: list[dict] = []
+
+            async def read_healthy():
+                while True:
+                    received.append(orjson.loads(await healthy.recv()))
+
+            reader = asyncio.create_task(read_healthy())
+            big = "x" * 32_000
+            rounds, per_round = 6, 150
+            for round_number in range(rounds):
+                await produce(kafka_bootstrap, topics.raw_logs, [
+                    orjson.dumps({"service": "flood", "level": "INFO", "message": f"{round_number}/{i} {big}"})
+                    for i in range(per_round)])
+                # Far less than a queue per round, with time to drain: a healthy reader loses nothing.
+                await wait_for(lambda: len(received) >= (round_number + 1) * per_round, timeout=30, interval=0.1)
             await produce(kafka_bootstrap, topics.raw_logs, [orjson.dumps(
                 {"service": "flood", "level": "ERROR", "message": "the last one", "record_id": "last"})])
-            message = await receive_until(healthy, lambda m: m["type"] == "log" and m["data"]["record_id"] == "last",
-                                          timeout=30)
-            assert message["data"]["message"] == "the last one"
-        metrics = httpx.get(f"{gateway.url}/api/metrics", headers=gateway.headers("read")).json()
-        assert metrics["live_tail"]["dropped"] > 0
+            await wait_for(lambda: any(m["type"] == "log" and m["data"]["record_id"] == "last" for m in received),
+                           timeout=10, interval=0.05)
+            reader.cancel()
+            logs = [m for m in received if m["type"] == "log"]
+            assert len(logs) == rounds * per_round + 1
+            assert not [m for m in received if m["type"] == "dropped"]
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+            metrics = (await client.get("/api/metrics")).json()
+        assert metrics["live_tail"]["dropped"] > 0  # the stalled client's share, and only its
     finally:
-        await stalled.close()
+        stalled.close()
+        server.stop()
 
 
 async def test_events_stream_carries_novel_errors_and_anomalies(gateway, kafka_bootstrap, topics):
