@@ -189,7 +189,11 @@ def export_onnx(model_dir: Path, export_dir: Path) -> Path:
     # A unique temporary name, then an atomic rename: two processes may export at once.
     partial = target.with_name(f".model-{uuid.uuid4().hex}.onnx")
     try:
-        with torch.no_grad():
+        import warnings
+
+        # The tracer warns about shape-dependent branches that do not matter for BERT encoders.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 _LastHiddenState(model), (sample, sample, torch.zeros_like(sample)), str(partial),
                 input_names=["input_ids", "attention_mask", "token_type_ids"],
@@ -220,7 +224,8 @@ class TorchBackend:
             torch.set_num_threads(threads)
         self.st = SentenceTransformer(str(model_dir), device="cpu")
         self.model = model_name
-        self.dimension = int(self.st.get_sentence_embedding_dimension())
+        getter = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
+        self.dimension = int(getter())
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
