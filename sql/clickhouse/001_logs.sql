@@ -35,7 +35,6 @@ CREATE TABLE IF NOT EXISTS {database}.logs
     kafka_offset  UInt64 DEFAULT 0 CODEC(Delta, ZSTD(1)),
     ingested_at   DateTime64(3, 'UTC') DEFAULT now64(3) CODEC(Delta, ZSTD(1)),
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.01) GRANULARITY 4,
-    INDEX idx_record_id record_id TYPE bloom_filter(0.01) GRANULARITY 4,
     INDEX idx_message message TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 4,
     INDEX idx_pattern pattern_id TYPE set(1000) GRANULARITY 4
 )
