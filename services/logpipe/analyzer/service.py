@@ -291,7 +291,9 @@ def find_anomalies(hourly: dict[tuple[str, str], dict[datetime, int]],
         level = info.get("level", "ERROR")
         severity = thresholds.severity(z) or "low"
         if level == "FATAL":
-            severity = SEVERITIES[min(SEVERITY_RANK[severity] + 1, 3)]
+            # Something new that kills a process is worth waking up for, however rare.
+            severity = SEVERITIES[max(SEVERITY_RANK[severity] + 1, SEVERITY_RANK["high"])]
+            severity = SEVERITIES[min(SEVERITY_RANK[severity], 3)]
         label = _short(templates.get(pattern, info.get("example", pattern)))
         for service in services_seen:
             if allowed is not None and service not in allowed:
