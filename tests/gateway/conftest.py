@@ -63,9 +63,12 @@ class Gateway:
 
 
 def gateway_settings(kafka_bootstrap: str, topic_prefix: str, clickhouse, data_dir, **overrides):
+    from logpipe.core.broker import free_port
     from logpipe.gateway.settings import Settings
 
-    options = dict(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix,
+    # Unused ports, so a test never reaches a developer's running embedder or analyzer.
+    options = dict(embedder_url=f"http://127.0.0.1:{free_port()}", analyzer_url=f"http://127.0.0.1:{free_port()}",
+                   kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix,
                    clickhouse_url=clickhouse.dsn, clickhouse_database=clickhouse.database,
                    data_dir=data_dir, pipeline="default", events_poll_s=0.3,
                    frontend_dir=data_dir / "no-dashboard")

@@ -16,6 +16,7 @@ from logpipe.core.http import create_service_app
 from logpipe.core.topics import Topics
 from logpipe.gateway import routers
 from logpipe.gateway.auth import Authenticator, open_engine
+from logpipe.gateway.insights import LazySemanticSearcher
 from logpipe.gateway.protocols import ProtocolError
 from logpipe.gateway.service import ScopeError
 from logpipe.gateway.settings import Settings
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.offsets = KafkaOffsets(settings.kafka_bootstrap_servers)
         state.authenticator = Authenticator(engine, settings.token_cache_s)
         state.anomaly_poller = None
+        state.semantic = LazySemanticSearcher(settings)
         health.add("clickhouse", store.aping)
         health.add("kafka", producer.ping, critical=False)
         health.add("sql", lambda: sql.ping(engine), critical=False)
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.live_tail.stop()
             await state.events_tail.stop()
             await state.offsets.close()
+            await state.semantic.close()
             await producer.stop()
 
     app = create_service_app("gateway", health, lifespan, description=API_DESCRIPTION)

@@ -134,3 +134,54 @@ async def poll_anomalies(engine: Engine, pipeline: str, fanout: Fanout, interval
         for row in rows:
             last_id = max(last_id, int(row["id"]))
             fanout.publish({"type": "anomaly", "data": row})
+
+
+class SemanticSearcher:
+    """Embeds a query with the embedder service and searches the pipeline's vector collection."""
+
+    def __init__(self, embedder, store) -> None:
+        self.embedder = embedder
+        self.store = store
+        self._opened = False
+
+    async def search(self, query: str, top_k: int, **filters):
+        from logpipe.ai.search import semantic_search
+
+        return await semantic_search(query, self, self.store, top_k, **filters)
+
+    async def embed(self, texts):
+        vectors = await self.embedder.embed(texts)
+        if not self._opened:
+            # The embedded engine opens a collection by its dimension; known after the first embedding.
+            await self.store.aensure_collection(int(vectors.shape[1]))
+            self._opened = True
+        return vectors
+
+    async def close(self) -> None:
+        close = getattr(self.embedder, "close", None)
+        if close is not None:
+            await close()
+
+
+class LazySemanticSearcher:
+    """Built on the first search, so a gateway that never searches never opens the vector store."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self._searcher: SemanticSearcher | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> SemanticSearcher:
+        async with self._lock:
+            if self._searcher is None:
+                from logpipe.ai.embeddings import HttpEmbedder
+                from logpipe.stores.vectors import open_vector_store
+
+                store = await asyncio.to_thread(open_vector_store, self.settings.qdrant_url,
+                                                self.settings.qdrant_collection, self.settings.data_dir)
+                self._searcher = SemanticSearcher(HttpEmbedder(self.settings.embedder_url), store)
+            return self._searcher
+
+    async def close(self) -> None:
+        if self._searcher is not None:
+            await self._searcher.close()

@@ -48,6 +48,8 @@ class Settings(ServiceSettings):
     # Verified tokens are cached this long, so a revoke takes effect within this time.
     token_cache_s: float = Field(5.0, ge=0)
 
+    # The embedder service that turns a semantic-search query into a vector.
+    embedder_url: str = "http://127.0.0.1:8003"
     # Where the analyzer service answers POST /analyze (the gateway forwards to it).
     analyzer_url: str = "http://127.0.0.1:8005"
     # Consumer groups whose lag GET /api/metrics reports (comma-separated); empty = every group.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal
 
@@ -131,35 +130,58 @@ async def analyze(
     return JSONResponse(answer, status_code=response.status_code)
 
 
-def _optional(module: str, name: str):
-    """A function another part of logpipe provides, or None when this build lacks it."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
 @router.post("/api/search/semantic", summary="Logs nearest in meaning to a query")
 async def semantic_search(
     request: Request,
     body: SemanticSearchRequest,
     principal: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
-    search = _optional("logpipe.ai.search", "semantic_search")
-    if search is None:
-        raise HTTPException(503, "semantic search is not available in this build")
-    filters = dict(body.filters)
-    filters["pipeline"] = effective_pipeline(principal.pipeline, filters.get("pipeline"))
-    results = await search_adapter(request, search, body.query, body.top_k, filters)
-    return {"query": body.query, "results": results}
+    """Filters: `service`, `level` (string or list), `start`/`end` (ISO 8601), `pattern_id`, `min_score`.
+
+    Each pipeline has its own collection, so a token bound to another pipeline is refused.
+    """
+    from logpipe.ai.embeddings import EmbeddingError
+    from logpipe.ai.search import SearchError
+
+    state = request.app.state
+    check_pipeline_access(principal.pipeline, state.settings.pipeline)
+    filters = body.filters
+    unknown = set(filters) - {"service", "level", "start", "end", "since", "until", "pattern_id", "min_score"}
+    if unknown:
+        raise QueryError(f"unknown filter(s) {', '.join(sorted(unknown))}; use service, level, start, end, "
+                         "pattern_id, min_score")
+    try:
+        searcher = await state.semantic.get()
+        results = await searcher.search(
+            body.query, body.top_k, service=filters.get("service"), level=filters.get("level"),
+            since=_filter_time(filters.get("start", filters.get("since")), "start"),
+            until=_filter_time(filters.get("end", filters.get("until")), "end"),
+            pattern_id=filters.get("pattern_id"), min_score=_min_score(filters.get("min_score")))
+    except SearchError as exc:
+        raise QueryError(str(exc)) from None
+    except EmbeddingError as exc:
+        raise HTTPException(503, f"the embedder is not available: {exc}") from None
+    return {"query": body.query, "top_k": body.top_k, "results": results}
 
 
-async def search_adapter(request: Request, search, query: str, top_k: int, filters: dict[str, Any]):
-    settings = request.app.state.settings
-    result = search(settings, query, top_k=top_k, filters=filters)
-    if asyncio.iscoroutine(result):
-        result = await result
-    return result
+def _filter_time(value: Any, name: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise QueryError(f"filters.{name} must be an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(f"filters.{name} is not an ISO 8601 time: {value!r}") from None
+    return to_utc_ms(parsed)
+
+
+def _min_score(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 <= value <= 1:
+        raise QueryError("filters.min_score must be a number between -1 and 1")
+    return float(value)
 
 
 @router.get("/api/patterns", summary="Log patterns (templates) with counts and growth")
