@@ -420,8 +420,7 @@ class PatternMiner:
                     self.changed.add(existing.id)
             return self._converge(existing)
         pattern = Pattern(id=pattern_id, tokens=tokens, widths=widths)
-        self._insert(pattern)
-        self.patterns.move_to_end(pattern_id, last=False)  # stored, not in use here yet
+        self._insert(pattern)  # loaded last = most recently used (callers load oldest first)
         pattern = self._converge(pattern)
         self._enforce_cap()
         return pattern
