@@ -36,6 +36,11 @@ from logpipe.core.patterns.masking import mask, mask_array, mask_many
     ("charge req_a1b2c3d4 by user1234 on n219076184117.example.net",
      "charge <*> by <*> on <*>"),
     ("TLS handshake with TLSv1.2 on x86_64", "TLS handshake with <*> on <*>"),
+    ("peer fe80::1ff:fe23:4567:890a and ::1 via 2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+     "peer <*> and <*> via <*>"),
+    ("link 00:1a:2b:3c:4d:5e up at 07:07:00", "link <*> up at <*>:<*>:<*>"),
+    ("std::vector grew", "std::vector grew"),
+    (r"Loaded C:\Windows\winsxs\cbscore.dll and /usr/lib/libc.so", "Loaded <*> and <*>"),
     # whitespace folds, words stay
     ("Will  retry\tshortly ...", "Will retry shortly ..."),
     ("check pass; user unknown", "check pass; user unknown"),
