@@ -40,6 +40,7 @@ from logpipe.core.patterns.masking import mask, mask_array, mask_many
      "peer <*> and <*> via <*>"),
     ("link 00:1a:2b:3c:4d:5e up at 07:07:00", "link <*> up at <*>:<*>:<*>"),
     ("std::vector grew", "std::vector grew"),
+    ("Foo::add failed", "Foo::add failed"),
     (r"Loaded C:\Windows\winsxs\cbscore.dll and /usr/lib/libc.so", "Loaded <*> and <*>"),
     # whitespace folds, words stay
     ("Will  retry\tshortly ...", "Will retry shortly ..."),

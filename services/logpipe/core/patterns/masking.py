@@ -28,6 +28,8 @@ _PIECE = f"[^{_DELIMITERS}]"
 _PIECE_NOT_DOT = f"[^{_DELIMITERS}.]"
 _NOT_ALNUM = f"[^{_DELIMITERS}A-Za-z0-9]"
 
+_HEX2 = "[0-9a-fA-F]{2}"
+_HEX4 = "[0-9a-fA-F]{1,4}"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 _WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 
@@ -39,13 +41,16 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"[\t\n\r\f\v]\s*| \s+", " "),
     # URL: keep the scheme, mask the rest when it holds a digit (a constant URL stays).
     (r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^\s\]\)'\"]*\d[^\s\]\)'\"]*", r"\1<*>"),
-    # A calendar date written out (`Fri Jun 17`, `Jun 17`; the clock time after it is masked
-    # below), and a byte size with its unit (`5.2 KB`), are one value each.
-    (f"\\b(?:(?:{_WEEKDAY},? +)?{_MONTH} +\\d{{1,2}}|\\d+(?:\\.\\d+)?\\s?(?:[KMGTPE]i?)?B)\\b", WILDCARD),
-    # A Unix path at the start of a token, up to a ':' (so `/10.0.0.1:50010` is `<*>:<*>`, host
-    # and port) or closing punctuation; the character before it is captured and written back
-    # (RE2 has no look-behind).
-    (r"(^|[\s'\"=(\[,])/[^\s'\",;:)\]]+", r"\1<*>"),
+    # One value each, whatever punctuation is inside: a calendar date written out (`Fri Jun 17`,
+    # `Jun 17`; the clock time after it is masked below), a byte size with its unit (`5.2 KB`),
+    # a MAC address, an IPv6 address (full, or compressed with `::`).
+    (f"\\b(?:(?:{_WEEKDAY},? +)?{_MONTH} +\\d{{1,2}}|\\d+(?:\\.\\d+)?\\s?(?:[KMGTPE]i?)?B"
+     f"|{_HEX2}(?::{_HEX2}){{5}}|(?:{_HEX4}:){{7}}{_HEX4})\\b"
+     f"|(?:\\b{_HEX4}(?::{_HEX4})*::{_HEX4}|::\\d[0-9a-fA-F]{{0,3}})(?::{_HEX4})*(?:\\.\\d+){{0,3}}\\b", WILDCARD),
+    # A path at the start of a token (Unix, or Windows `C:\\...`), up to a ':' (so
+    # `/10.0.0.1:50010` is `<*>:<*>`, host and port) or closing punctuation; the character
+    # before it is captured and written back (RE2 has no look-behind).
+    (r"(^|[\s'\"=(\[,])(?:/|[A-Za-z]:\\)[^\s'\",;:)\]]+", r"\1<*>"),
     # Any other piece of a token (it starts after a delimiter) that is a value:
     # - it starts with a digit (`42`, `10000ms`, `0x1f`, `-17`), or has a digit right after
     #   punctuation (`blk_-42`, `rdd_2_0`, `msra-sa-41`, `v1.0.0`), digits and letters mixed
