@@ -8,7 +8,9 @@ import logging
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
+from logpipe.core import patterns
 from logpipe.core.health import Health
+from logpipe.core.patterns import api as patterns_api
 from logpipe.core.http import create_service_app
 from logpipe.core.kafka import new_producer, reachable
 from logpipe.ingest import handlers
@@ -19,14 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def build_tagger(store: ClickHouseStore, settings: Settings):
-    """The pattern tagger, when pattern mining is part of this build and enabled."""
-    if not settings.tag_patterns:
-        return None
-    try:
-        from logpipe.core.patterns import build_tagger as patterns_tagger
-    except ImportError:
-        return None
-    return patterns_tagger(store, settings)
+    """The pattern tagger (INGEST_TAG_PATTERNS=false turns tagging off; pattern_id stays 0)."""
+    return patterns.build_tagger(store, settings) if settings.tag_patterns else None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,11 +57,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_service_app("ingest", health, lifespan)
     app.include_router(handlers.router)
-    try:
-        from logpipe.core.patterns.api import build_router as patterns_router
-    except ImportError:
-        patterns_router = None
-    if patterns_router is not None:
-        app.include_router(patterns_router(lambda: app.state.store))
+    app.include_router(patterns_api.build_router(lambda: getattr(app.state, "store", None)))
     return app
 
