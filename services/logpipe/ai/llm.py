@@ -59,8 +59,11 @@ class NoLLM:
 
     name = "none"
 
+    def __init__(self, reason: str = "no LLM configured") -> None:
+        self.reason = reason
+
     def complete_json(self, system: str, prompt: str, schema: dict[str, Any]) -> LLMResult:
-        raise LLMError("no LLM configured")
+        raise LLMError(self.reason)
 
 
 class OllamaLLM:
@@ -206,14 +209,17 @@ def create_llm(backend: str = "auto", *, model: str = "", ollama_host: str = "",
     if backend == "llamacpp":
         return LlamaCppLLM(gguf_path)
     # auto
+    tried = []
     if model:
         candidate = OllamaLLM(ollama_host or "http://127.0.0.1:11434", model, timeout)
         if candidate.available():
             return candidate
-        log.info("no Ollama with model %s at %s", model, candidate.host)
+        tried.append(f"no Ollama with model {model} at {candidate.host}")
     if gguf_path:
         try:
             return LlamaCppLLM(gguf_path)
         except LLMError as exc:
-            log.warning("llama.cpp unavailable: %s", exc)
-    return NoLLM()
+            tried.append(str(exc))
+    else:
+        tried.append("no GGUF model path")
+    return NoLLM("auto: " + "; ".join(tried))

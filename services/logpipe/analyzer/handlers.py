@@ -93,8 +93,8 @@ async def latest_report(request: Request) -> dict[str, Any]:
 
 @router.get("/reports", tags=["analysis"])
 async def list_reports(request: Request,
-                       date_from: Annotated[date | None, Query(description="first day (UTC), inclusive")] = None,
-                       date_to: Annotated[date | None, Query(description="last day (UTC), inclusive")] = None,
+                       date_from: Annotated[date | None, Query(description="first day (UTC) the window ends on, inclusive")] = None,
+                       date_to: Annotated[date | None, Query(description="last day (UTC) the window ends on, inclusive")] = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     if date_from and date_to and date_from > date_to:
         raise HTTPException(422, "date_from is after date_to")

@@ -246,7 +246,7 @@ class Analyzer:
             return time.perf_counter() - started
         info["backend"] = llm.name.split(":")[0]
         if isinstance(llm, NoLLM):
-            info["error"] = "no LLM configured"
+            info["error"] = llm.reason
             return time.perf_counter() - started
         facts = service.llm_facts(report)
         try:
@@ -344,11 +344,13 @@ class Analyzer:
 
     def list(self, date_from: datetime | None = None, date_to: datetime | None = None,
              limit: int = 100) -> list[NightlyReport]:
+        """Reports whose window ends in [date_from, date_to): a nightly report belongs to the
+        night it covers, whenever it was run."""
         query = select(NightlyReport).where(NightlyReport.pipeline == self.settings.pipeline)
         if date_from is not None:
-            query = query.where(NightlyReport.created_at >= date_from)
+            query = query.where(NightlyReport.window_end >= date_from)
         if date_to is not None:
-            query = query.where(NightlyReport.created_at < date_to)
+            query = query.where(NightlyReport.window_end < date_to)
         with sql.session(self.engine) as db:
             return list(db.exec(query.order_by(NightlyReport.created_at.desc()).limit(limit)).all())
 
