@@ -24,9 +24,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 POINT_ID_NAMESPACE = uuid.UUID("2b0e4f7c-51d4-4a3c-8f0e-7d2c5a9b1e63")
-# Keyword, integer, datetime and bool indexes; names are payload keys.
+# Payload key -> index type. `novel` (a bool, for people) is filtered through the `novelty`
+# keyword: qdrant-edge 0.9 turns MatchValue(True) into the integer 1, which no bool matches.
 PAYLOAD_INDEXES = {"service": "keyword", "level": "keyword", "timestamp": "datetime",
-                   "pattern_id": "integer", "novel": "bool"}
+                   "pattern_id": "integer", "novelty": "keyword"}
 _INT64_LIMIT = 1 << 63
 
 
@@ -90,6 +91,7 @@ class VectorHit:
 
 def _payload_out(payload: dict[str, Any] | None) -> dict[str, Any]:
     payload = dict(payload or {})
+    payload.pop("novelty", None)
     if "pattern_id" in payload:
         payload["pattern_id"] = from_stored_pattern_id(payload["pattern_id"])
     return payload
@@ -102,6 +104,8 @@ def _payload_in(point: VectorPoint) -> dict[str, Any]:
         payload["pattern_id"] = to_stored_pattern_id(payload["pattern_id"])
     if "timestamp" in payload and isinstance(payload["timestamp"], datetime):
         payload["timestamp"] = _iso(payload["timestamp"])
+    if "novel" in payload:
+        payload["novelty"] = "novel" if payload["novel"] else "known"
     return payload
 
 
@@ -196,7 +200,7 @@ def _edge_filter(filters: VectorFilter | None):
         must.append(qe.FieldCondition("pattern_id", match=qe.MatchAny(
             [to_stored_pattern_id(p) for p in filters.pattern_ids])))
     if filters.novel is not None:
-        must.append(qe.FieldCondition("novel", match=qe.MatchValue(bool(filters.novel))))
+        must.append(qe.FieldCondition("novelty", match=qe.MatchValue("novel" if filters.novel else "known")))
     must_not = []
     if filters.exclude_record_ids:
         must_not.append(qe.HasIdCondition({point_id(r) for r in filters.exclude_record_ids}))
@@ -335,7 +339,11 @@ class EdgeVectorStore(VectorStore):
             self._optimize_lock.release()
 
     def ping(self) -> bool:
-        self.shard.info()
+        with _shards_lock:
+            entry = _shards.get(str(self.path))
+        # Not opened yet (the collection is created on the first batch): nothing can be down.
+        if entry is not None:
+            entry[0].info()
         return True
 
     def close(self) -> None:
@@ -374,7 +382,8 @@ def _server_filter(filters: VectorFilter | None):
         must.append(models.FieldCondition(key="pattern_id", match=models.MatchAny(
             any=[to_stored_pattern_id(p) for p in filters.pattern_ids])))
     if filters.novel is not None:
-        must.append(models.FieldCondition(key="novel", match=models.MatchValue(value=bool(filters.novel))))
+        must.append(models.FieldCondition(key="novelty", match=models.MatchValue(
+            value="novel" if filters.novel else "known")))
     must_not = []
     if filters.exclude_record_ids:
         must_not.append(models.HasIdCondition(has_id=[point_id(r) for r in filters.exclude_record_ids]))

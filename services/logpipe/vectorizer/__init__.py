@@ -1,0 +1,1 @@
+"""vectorizer: vectorization-queue -> embeddings -> Qdrant (+ novel-errors, + vectorization-dlq)."""

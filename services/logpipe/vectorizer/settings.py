@@ -1,0 +1,32 @@
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from logpipe.ai.embeddings import EmbeddingSettings
+from logpipe.core.settings import ServiceSettings, shared
+
+
+class Settings(ServiceSettings, EmbeddingSettings):
+    model_config = SettingsConfigDict(env_prefix="VECTORIZER_", extra="ignore", populate_by_name=True)
+
+    port: int = 8004
+    # Empty: embed in this process (the model is shared with an embedder in the same process).
+    embedder_url: str = ""
+    embedder_timeout_seconds: float = Field(30.0, gt=0)
+    batch_size: int = Field(10, ge=1, le=100_000)
+    batch_timeout_seconds: float = Field(5.0, gt=0, le=300)
+    group_id: str = "logpipe-vectorizer"
+    auto_offset_reset: str = "earliest"
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    # A batch held back by retries must not cost this consumer its partitions.
+    max_poll_interval_ms: int = 3_600_000
+    retry_attempts: int = Field(3, ge=0, le=20)
+    retry_base_seconds: float = Field(0.5, ge=0, le=60)
+    novelty_enabled: bool = True
+    novelty_threshold: float = Field(0.75, ge=0.0, le=1.0)
+    # Embed messages with numbers, ids and paths masked: copies of one error that differ only
+    # in values share one embedding (and one cache entry).
+    mask_variables: bool = True
+    # Qdrant Edge builds its HNSW index in the background after this many new points.
+    optimize_after_points: int = Field(20_000, ge=0)
+    qdrant_api_key: str = shared("", "QDRANT_API_KEY")

@@ -1,0 +1,193 @@
+"""The vectorizer's batch logic against the real embedded Qdrant (and the real model where it matters)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import orjson
+import pytest
+
+from logpipe.core.patterns.masking import mask_many
+from logpipe.stores.vectors import EdgeVectorStore, VectorFilter
+from logpipe.vectorizer.service import QueueMessage, VectorizerPipeline, decode, with_retries
+
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
+
+
+def record(index: int, message: str, level: str = "ERROR", service: str = "orders", **extra) -> dict:
+    return {"record_id": f"rec-{index}", "message": message, "level": level, "service": service,
+            "timestamp": (T0 + timedelta(seconds=index)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "trace_id": f"{index:032x}", "pattern_id": 7, **extra}
+
+
+def messages(records: list[dict | bytes]) -> list[QueueMessage]:
+    return [QueueMessage(r if isinstance(r, bytes) else orjson.dumps(r), "q", 0, offset)
+            for offset, r in enumerate(records)]
+
+
+class CountingEmbedder:
+    """Deterministic unit vectors per text, counting what it was asked (or failing on demand)."""
+
+    def __init__(self, dimension: int = 8, fail_times: int = 0) -> None:
+        self.dimension = dimension
+        self.fail_times = fail_times
+        self.calls: list[list[str]] = []
+
+    async def embed(self, texts):
+        self.calls.append(list(texts))
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionError("embedder unavailable")
+        rows = []
+        for text in texts:
+            vector = np.random.default_rng(abs(hash(text)) % (2 ** 32)).standard_normal(self.dimension)
+            rows.append(vector / np.linalg.norm(vector))
+        return np.array(rows, dtype=np.float32)
+
+
+@pytest.fixture
+def store(tmp_path):
+    instance = EdgeVectorStore(tmp_path, "vectorizer_test")
+    yield instance
+    instance.close()
+
+
+async def no_sleep(_seconds):
+    return None
+
+
+async def test_each_distinct_message_is_embedded_once(store):
+    embedder = CountingEmbedder()
+    pipeline = VectorizerPipeline(embedder.embed, store, sleep=no_sleep)
+    batch = [record(i, "Connection refused" if i % 5 else "Disk full") for i in range(10)]
+    outcome = await pipeline.process(messages(batch))
+    assert embedder.calls == [["Disk full", "Connection refused"]]
+    assert outcome.upserted == 10 and outcome.reused == 8 and outcome.distinct_texts == 2
+    assert store.count() == 10
+    [point] = store.retrieve(["rec-3"])
+    payload = point["payload"]
+    assert {k: payload[k] for k in ("service", "level", "message", "trace_id", "pattern_id", "record_id",
+                                    "timestamp")} == {
+        "service": "orders", "level": "ERROR", "message": "Connection refused", "trace_id": f"{3:032x}",
+        "pattern_id": 7, "record_id": "rec-3", "timestamp": "2026-11-25T08:00:03.000Z"}
+
+
+async def test_masking_lets_values_share_one_embedding(store):
+    embedder = CountingEmbedder()
+    pipeline = VectorizerPipeline(embedder.embed, store, mask=mask_many, sleep=no_sleep)
+    batch = [record(i, f"Timeout after {1000 + i} ms talking to 10.0.0.{i}") for i in range(6)]
+    outcome = await pipeline.process(messages(batch))
+    assert len(embedder.calls[0]) == 1 and outcome.reused == 5
+    # The payload keeps the original message.
+    assert store.retrieve(["rec-2"])[0]["payload"]["message"] == "Timeout after 1002 ms talking to 10.0.0.2"
+
+
+async def test_reprocessing_a_batch_is_idempotent(store):
+    pipeline = VectorizerPipeline(CountingEmbedder().embed, store, sleep=no_sleep)
+    batch = messages([record(i, f"error kind {i % 3}") for i in range(9)])
+    first = await pipeline.process(batch)
+    again = await pipeline.process(batch)
+    assert store.count() == 9
+    # A replay is judged as the first delivery was: same novel records.
+    assert [e["record_id"] for e in first.novel_events] == [e["record_id"] for e in again.novel_events]
+
+
+async def test_failing_embedder_is_retried_then_dead_lettered(store):
+    embedder = CountingEmbedder(fail_times=10)
+    delays = []
+
+    async def record_sleep(seconds):
+        delays.append(seconds)
+
+    pipeline = VectorizerPipeline(embedder.embed, store, retry_attempts=3, retry_base_seconds=0.5,
+                                  sleep=record_sleep)
+    raw = [record(1, "boom"), record(2, "bang")]
+    outcome = await pipeline.process(messages(raw))
+    assert len(embedder.calls) == 4 and delays == [0.5, 1.0, 2.0]
+    assert outcome.upserted == 0 and outcome.retries == {"embed": 3}
+    assert [d.stage for d in outcome.dead_letters] == ["embed", "embed"]
+    letter = orjson.loads(outcome.dead_letters[0].to_bytes())
+    assert base64.b64decode(letter["original_base64"]) == orjson.dumps(raw[0])
+    assert letter["error"] == "ConnectionError: embedder unavailable" and letter["stage"] == "embed"
+    assert letter["time"].endswith("Z") and letter["source"] == {"topic": "q", "partition": 0, "offset": 0,
+                                                                 "timestamp_ms": None}
+    assert store.dimension() is None  # nothing was embedded, so no collection was even needed
+
+
+async def test_embedder_recovering_within_retries_loses_nothing(store):
+    embedder = CountingEmbedder(fail_times=2)
+    pipeline = VectorizerPipeline(embedder.embed, store, sleep=no_sleep)
+    outcome = await pipeline.process(messages([record(1, "flaky")]))
+    assert outcome.upserted == 1 and not outcome.dead_letters and outcome.retries == {"embed": 2}
+
+
+async def test_failing_store_dead_letters_with_stage_upsert(store):
+    class BrokenStore:
+        collection = "broken"
+
+        async def aensure_collection(self, dimension):
+            return False
+
+        async def asearch_batch(self, vectors, limit, filters=None, score_threshold=None):
+            return [[] for _ in vectors]
+
+        async def aupsert(self, points):
+            raise OSError("qdrant unreachable")
+
+    pipeline = VectorizerPipeline(CountingEmbedder().embed, BrokenStore(), retry_attempts=1, sleep=no_sleep)
+    outcome = await pipeline.process(messages([record(1, "x")]))
+    assert [d.stage for d in outcome.dead_letters] == ["upsert"] and outcome.novel_events == []
+
+
+def test_bad_records_become_dead_letters_not_exceptions():
+    items, dead = decode(messages([
+        b"not json", b"[1, 2]", orjson.dumps({"message": "no id"}),
+        orjson.dumps({"record_id": "r", "message": "   "}),
+        orjson.dumps({"record_id": "r", "message": "m", "level": "LOUD"}),
+        orjson.dumps({"record_id": "r", "message": "m", "pattern_id": -1}),
+        orjson.dumps({"record_id": "ok", "message": "fine", "level": "err"}),
+    ]))
+    assert [i.record["record_id"] for i in items] == ["ok"] and items[0].record["level"] == "ERROR"
+    assert len(dead) == 6 and all(d.stage == "decode" for d in dead)
+    assert "JSON" in dead[0].error and "object" in dead[1].error and "record_id" in dead[2].error
+
+
+async def test_novel_errors_with_the_real_model(store, embedding_backend):
+    from logpipe.ai.embeddings import Embedder
+
+    embedder = Embedder(embedding_backend)
+    pipeline = VectorizerPipeline(embedder.embed, store, novelty_threshold=0.75, mask=mask_many, sleep=no_sleep)
+    known = [record(i, f"Database connection timeout after {100 + i} ms to postgres-primary:5432")
+             for i in range(5)]
+    first = await pipeline.process(messages(known))
+    # A first-ever error is novel once, not once per copy.
+    assert [e["record_id"] for e in first.novel_events] == ["rec-0"]
+    assert first.novel_events[0]["nearest"] is None
+
+    later = [record(10, "Database connection timeout after 999 ms to postgres-replica:5432"),
+             record(11, "TLS handshake failed: certificate for ldap.internal has expired", service="auth"),
+             record(12, "TLS handshake failed: certificate for ldap.internal has expired", service="auth"),
+             record(13, "Cache warmup finished slowly", level="WARN")]
+    second = await pipeline.process(messages(later))
+    assert [e["record_id"] for e in second.novel_events] == ["rec-11"]
+    event = second.novel_events[0]
+    assert event["service"] == "auth" and event["similarity"] < 0.75
+    assert event["nearest"]["record_id"].startswith("rec-") and event["nearest"]["message"]
+    stored = store.retrieve(["rec-11"])[0]["payload"]
+    assert stored["novel"] is True and stored["nearest_record_id"] == event["nearest"]["record_id"]
+    assert store.count(VectorFilter(novel=True)) == 2
+    assert store.retrieve(["rec-12"])[0]["payload"]["novel"] is False
+
+
+async def test_with_retries_gives_up_after_attempts():
+    calls = []
+
+    async def failing():
+        calls.append(1)
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        await with_retries(failing, 3, 0.1, sleep=no_sleep)
+    assert len(calls) == 4
