@@ -20,6 +20,7 @@ from logpipe.core.patterns.store import PatternStore
 log = logging.getLogger("logpipe.patterns")
 
 _MAX_PENDING = 100_000  # pattern writes kept while the store refuses them
+_IDLE_SYNC_SECONDS = 60.0
 
 
 class Tagger:
@@ -116,12 +117,16 @@ class Tagger:
         cache = self._cache
         ids = [cache.get(text, -1) for text in distinct]
         misses = [i for i, pattern_id in enumerate(ids) if pattern_id < 0]
+        since_sync = time.monotonic() - self._synced_at
+        # Before mining something new, learn what other replicas know; otherwise now and then,
+        # so merges and wider templates from elsewhere reach this replica too.
+        due = since_sync >= self.sync_seconds and (misses or since_sync >= _IDLE_SYNC_SECONDS)
+        if self.store is not None and due:
+            try:
+                self._sync()
+            except Exception:  # noqa: BLE001 - tagging goes on with what this replica knows
+                log.exception("could not read pattern state from the store")
         if misses:
-            if self.store is not None and time.monotonic() - self._synced_at >= self.sync_seconds:
-                try:
-                    self._sync()
-                except Exception:  # noqa: BLE001 - tagging goes on with what this replica knows
-                    log.exception("could not read pattern state from the store")
             counts = None
             if len(misses) > 1:
                 counts = dict(zip(*(c.to_pylist() for c in pc.value_counts(indices).flatten())))
