@@ -110,3 +110,11 @@ def test_a_pattern_relearned_after_eviction_gets_its_old_id_back():
     assert again.id == original.id and again.template == "disk <*> full"
     # The ids handed out while it was being re-learned resolve to the old one.
     assert {miner.resolve(i) for i in ids} == {original.id}
+
+
+def test_a_first_token_that_is_partly_a_value_can_vary():
+    hosts = ["proxy.example.edu", "www.google.com", "mail.yahoo.com"]
+    lines = [f"{host}:{443 + i} open through proxy {host}:5070 HTTPS" for i, host in enumerate(hosts)]
+    assert set(templates(lines)) == {"<*>:<*> open through proxy <*>:<*> HTTPS"}
+    # A plain first word is still an event name: these stay apart.
+    assert len(set(templates(["onStart called", "onStop called", "onPause called"]))) == 3

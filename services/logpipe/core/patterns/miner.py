@@ -1,7 +1,7 @@
 """The template miner: pure logic, no I/O. Groups masked messages into patterns.
 
 A message arrives masked (see masking.py) and split on spaces. Patterns live in buckets keyed
-by (token count, first token), the first level of Drain's tree. Within a bucket a message joins
+by (token count, first token), the first level of Drain's tree (`bucket_key`). Within a bucket a message joins
 the pattern it differs from in the fewest constant tokens, as long as those differences stay
 under a share of the message (`max_distance`).
 
@@ -75,6 +75,15 @@ def tokenize(masked: str) -> tuple[list[str], list[int]]:
         tokens.append(token)
         widths.append(1)
     return tokens, widths
+
+
+def bucket_key(tokens: list[str]) -> tuple[int, str]:
+    """(token count, first token); a first token that is partly a value (`host-a:<*>`) counts as
+    a value, so that `host-a:<*>` and `host-b:<*>` can meet and fold into `<*>:<*>`."""
+    if not tokens:
+        return 0, ""
+    first = tokens[0]
+    return len(tokens), WILDCARD if WILDCARD in first else first
 
 
 def render(tokens: list[str], widths: list[int]) -> str:
@@ -153,7 +162,7 @@ class Pattern:
 
     @property
     def key(self) -> tuple[int, str]:
-        return len(self.tokens), self.tokens[0] if self.tokens else ""
+        return bucket_key(self.tokens)
 
 
 class PatternMiner:
@@ -222,7 +231,7 @@ class PatternMiner:
 
     def _closest(self, tokens: list[str]) -> tuple[Pattern | None, int]:
         best, best_distance = None, -1
-        for pattern in self._buckets.get((len(tokens), tokens[0] if tokens else ""), ()):
+        for pattern in self._buckets.get(bucket_key(tokens), ()):
             distance = self._distance(pattern, tokens)
             if distance is None:
                 continue
@@ -237,7 +246,7 @@ class PatternMiner:
         if not tokens:
             return None, []
         last = tokens[-1]
-        for pattern in self._elastic.get(tokens[0], ()):
+        for pattern in self._elastic.get(bucket_key(tokens)[1], ()):
             if len(pattern.tokens) >= len(tokens) or not token_covers(pattern.tokens[-1], last):
                 continue
             spans = _align(pattern.tokens, tokens)
@@ -312,11 +321,11 @@ class PatternMiner:
         self.patterns[pattern.id] = pattern
         self._buckets.setdefault(pattern.key, []).append(pattern)
         if WILDCARD in pattern.tokens[1:]:
-            self._elastic.setdefault(pattern.tokens[0], []).append(pattern)
+            self._elastic.setdefault(pattern.key[1], []).append(pattern)
 
     def _remove(self, pattern: Pattern) -> None:
         self.patterns.pop(pattern.id, None)
-        for index, key in ((self._buckets, pattern.key), (self._elastic, pattern.tokens[0] if pattern.tokens else "")):
+        for index, key in ((self._buckets, pattern.key), (self._elastic, pattern.key[1])):
             bucket = index.get(key)
             if bucket is not None and pattern in bucket:
                 bucket.remove(pattern)
