@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from logpipe.core.query import QueryError
-from logpipe.core.record import to_utc_ms
+from logpipe.core.record import MAX_TIMESTAMP, MIN_TIMESTAMP, to_utc_ms
 from logpipe.gateway import insights
 from logpipe.gateway.auth import Principal, require
 from logpipe.gateway.schemas import AnalyzeRequest, SemanticSearchRequest
@@ -20,9 +20,14 @@ from logpipe.gateway.service import check_pipeline_access, effective_pipeline, s
 router = APIRouter(tags=["insights"])
 
 
+def _clamp(moment: datetime | None) -> datetime | None:
+    # Nothing is stored outside 1970..2200; clamping keeps date arithmetic (the window
+    # before a pattern range, for one) inside what datetime can represent.
+    return min(max(to_utc_ms(moment), MIN_TIMESTAMP), MAX_TIMESTAMP) if moment else None
+
+
 def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
-    start = to_utc_ms(start) if start else None
-    end = to_utc_ms(end) if end else None
+    start, end = _clamp(start), _clamp(end)
     if start and end and start >= end:
         raise QueryError("start must be before end")
     return start, end
@@ -173,7 +178,7 @@ def _filter_time(value: Any, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise QueryError(f"filters.{name} is not an ISO 8601 time: {value!r}") from None
-    return to_utc_ms(parsed)
+    return _clamp(parsed)
 
 
 def _min_score(value: Any) -> float | None:
