@@ -95,7 +95,8 @@ async def e2e(bootstrap: str, prefix: str, records: int, batch_size: int, data_d
         elapsed = time.perf_counter() - started
         stats = dict(ingestor.stats.__dict__)
     return {"e2e_logs_per_s": records / elapsed, "elapsed_s": elapsed, "batches": stats["batches"],
-            "fast_batches": stats["fast_batches"]}
+            "fast_batches": stats["fast_batches"],
+            "stage_seconds": {k: round(v, 2) for k, v in stats["stage_seconds"].items()}}
 
 
 async def main() -> None:
@@ -134,6 +135,7 @@ async def main() -> None:
         "e2e_elapsed_s": round(result["elapsed_s"], 2),
         "batches": result["batches"],
         "fast_path_batches": result["fast_batches"],
+        "stage_seconds": result["stage_seconds"],
         "produce_per_s": round(args.records / fill_s),
         "cpus": os.cpu_count(),
     }))

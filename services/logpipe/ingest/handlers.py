@@ -11,6 +11,7 @@ the vectorizer absorbs (its point ids derive from record ids).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ BATCHES = metrics.counter("logpipe_ingest_batches_total", "Batches flushed", ("p
 INSERT_FAILURES = metrics.counter("logpipe_ingest_insert_failures_total", "Failed ClickHouse inserts")
 FLUSH_SECONDS = metrics.histogram("logpipe_ingest_flush_seconds", "Time to flush one batch",
                                   buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+STAGE_SECONDS = metrics.counter("logpipe_ingest_stage_seconds_total",
+                                "Wall time spent per pipeline stage (build, publish, insert, commit)", ("stage",))
 BREAKER_OPEN = metrics.gauge("logpipe_ingest_circuit_open", "1 while the ClickHouse circuit breaker is open")
 
 
@@ -63,6 +66,8 @@ class Stats:
     last_error: str | None = None
     last_flush_at: float | None = None
     circuit: str = "closed"
+    stage_seconds: dict[str, float] = field(default_factory=lambda: {"build": 0.0, "publish": 0.0,
+                                                                     "insert": 0.0, "commit": 0.0})
     started_at: float = field(default_factory=time.time)
 
 
@@ -74,6 +79,7 @@ class _Pending:
     done: asyncio.Future
     batch: Batch | None = None
     commit_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    forward_values: list[bytes] = field(default_factory=list)
     skipped: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -174,7 +180,9 @@ class Ingestor:
                     if not pending.commit_offsets:
                         pending.commit_offsets = await asyncio.to_thread(next_offsets, pending.messages)
                     stored = await self._stored_offsets(pending.commit_offsets)
-                    pending.batch, pending.skipped = await asyncio.to_thread(self._build, pending.messages, stored)
+                    with self._timed("build"):
+                        pending.batch, pending.skipped, pending.forward_values = await asyncio.to_thread(
+                            self._build, pending.messages, stored)
                     break
                 except Exception as exc:  # noqa: BLE001 - e.g. ClickHouse down while reading offsets
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -217,25 +225,11 @@ class Ingestor:
             self.stats.replay_skipped += skipped
             REPLAYED.inc(skipped)
             log.info("skipped %d replayed records already stored", skipped)
-        if batch.dead_letters:
-            letters = [d.to_bytes() for d in batch.dead_letters]
-            await self._retry("publishing to the DLQ", lambda: send_values(self.producer, self.topics.raw_logs_dlq, letters))
-            self.stats.dlq += len(batch.dead_letters)
-            DEAD.inc(len(batch.dead_letters))
-            for dead in batch.dead_letters[:5]:
-                log.warning("record sent to DLQ", extra={"reason": dead.error, "partition": dead.message.partition,
-                                                         "offset": dead.message.offset})
-        forwarded = batch.forwarded()
-        if forwarded.num_rows:
-            values = await asyncio.to_thread(rows_to_json, forwarded)
-            await self._retry("forwarding to vectorization-queue",
-                              lambda: send_values(self.producer, self.topics.vectorization_queue, values))
-            self.stats.forwarded += len(values)
-            FORWARDED.inc(len(values))
-        if batch.rows.num_rows:
-            await self._insert_with_retry(batch)
-            self._remember_offsets(batch)
-        await self._commit(pending.commit_offsets)
+        # Publishing waits on broker acks and the insert on ClickHouse: do both at once;
+        # the commit waits for both.
+        await asyncio.gather(self._publish(batch, pending.forward_values), self._store(batch))
+        with self._timed("commit"):
+            await self._commit(pending.commit_offsets)
         self.stats.written += batch.rows.num_rows
         WRITTEN.inc(batch.rows.num_rows)
         self.stats.batches += 1
@@ -244,14 +238,47 @@ class Ingestor:
         self.stats.last_flush_at = time.time()
         FLUSH_SECONDS.observe(time.perf_counter() - pending.started)
         return {"flushed": len(messages), "written": batch.rows.num_rows, "dlq": len(batch.dead_letters),
-                "forwarded": forwarded.num_rows, "replay_skipped": skipped}
+                "forwarded": len(pending.forward_values), "replay_skipped": skipped}
 
-    def _build(self, messages: list[RawMessage], stored: dict[tuple[str, int], int]) -> tuple[Batch, int]:
+    async def _publish(self, batch: Batch, forward_values: list[bytes]) -> None:
+        with self._timed("publish"):
+            if batch.dead_letters:
+                letters = [d.to_bytes() for d in batch.dead_letters]
+                await self._retry("publishing to the DLQ",
+                                  lambda: send_values(self.producer, self.topics.raw_logs_dlq, letters))
+                self.stats.dlq += len(batch.dead_letters)
+                DEAD.inc(len(batch.dead_letters))
+                for dead in batch.dead_letters[:5]:
+                    log.warning("record sent to DLQ", extra={"reason": dead.error, "partition": dead.message.partition,
+                                                             "offset": dead.message.offset})
+            if forward_values:
+                await self._retry("forwarding to vectorization-queue",
+                                  lambda: send_values(self.producer, self.topics.vectorization_queue, forward_values))
+                self.stats.forwarded += len(forward_values)
+                FORWARDED.inc(len(forward_values))
+
+    async def _store(self, batch: Batch) -> None:
+        if batch.rows.num_rows:
+            with self._timed("insert"):
+                await self._insert_with_retry(batch)
+            self._remember_offsets(batch)
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.stats.stage_seconds[stage] += elapsed
+            STAGE_SECONDS.labels(stage).inc(elapsed)
+
+    def _build(self, messages: list[RawMessage], stored: dict[tuple[str, int], int]) -> tuple[Batch, int, list[bytes]]:
         fresh = skip_stored(messages, stored)
         batch = self.builder.build(fresh)
         if self.tagger is not None and batch.rows.num_rows:
             batch.rows = with_pattern_ids(batch.rows, self.tagger.tag(batch.rows["message"]))
-        return batch, len(messages) - len(fresh)
+        return batch, len(messages) - len(fresh), rows_to_json(batch.forwarded())
 
     async def _insert_with_retry(self, batch: Batch) -> None:
         """Retry until ClickHouse takes the rows. Meanwhile nothing is consumed or committed."""
