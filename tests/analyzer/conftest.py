@@ -114,4 +114,5 @@ def sqlite_engine(tmp_path):
 def analyzer_settings(tmp_path):
     from logpipe.analyzer.settings import Settings
 
-    return Settings(LOGPIPE_DATA_DIR=str(tmp_path), llm_backend="none", ANALYSIS_SCHEDULE_CRON="")
+    return Settings(LOGPIPE_DATA_DIR=str(tmp_path), llm_backend="none", ANALYSIS_SCHEDULE_CRON="",
+                    novel_errors_enabled=False)

@@ -5,6 +5,7 @@ it off the event loop; `logpipe analyze` calls it directly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -17,9 +18,11 @@ from sqlmodel import select
 
 from logpipe.ai.llm import LLM, LLMError, NoLLM, create_llm
 from logpipe.analyzer import service
+from logpipe.analyzer.novelty import NovelErrors, read_novel_errors
 from logpipe.analyzer.queries import AnalysisQueries
 from logpipe.analyzer.settings import Settings
 from logpipe.core.metrics import counter, histogram
+from logpipe.core.topics import Topics
 from logpipe.stores import sql
 from logpipe.stores.clickhouse import ClickHouseStore
 from logpipe.stores.sql import Anomaly, Baseline, ErrorPattern, NightlyReport
@@ -81,12 +84,14 @@ class Analyzer:
     """Creates runs, executes them one at a time (baselines are read-modify-write), reads reports."""
 
     def __init__(self, settings: Settings, store: ClickHouseStore, engine: sa.engine.Engine,
-                 embed: Embed | None = None, llm: LLM | Callable[[], LLM] | None = None) -> None:
+                 embed: Embed | None = None, llm: LLM | Callable[[], LLM] | None = None,
+                 novel_reader: Callable[[datetime, datetime], NovelErrors] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
         self.embed = embed
         self._llm = llm
+        self.novel_reader = novel_reader
         self.thresholds = thresholds_from(settings)
         self._run_lock = threading.Lock()
 
@@ -188,6 +193,9 @@ class Analyzer:
         clusters = service.build_clusters(groups, patterns)
         embed_seconds = time.perf_counter() - embed_started
 
+        novel = self._novel_errors(start, end, services)
+        novel_errors = service.summarize_novel_errors(novel.events, patterns, novel.error, novel.truncated)
+
         trace_pairs = queries.trace_pairs()
         burst_pairs = self._bursts(queries, pattern_ids[:BURST_PATTERNS], start, end, thresholds)
 
@@ -195,7 +203,8 @@ class Analyzer:
             report_id=row.id, pipeline=row.pipeline, window_start=start, window_end=end, services=services,
             totals={**data.totals, "patterns": len(patterns)}, patterns=patterns, clusters=clusters,
             anomalies=anomalies, trace_pairs=trace_pairs, burst_pairs=burst_pairs, baselines=baselines,
-            buckets=buckets, service_errors=data.service_errors, thresholds=thresholds, top=settings.top_patterns)
+            buckets=buckets, service_errors=data.service_errors, thresholds=thresholds, top=settings.top_patterns,
+            novel_errors=novel_errors)
         if clusters_error:
             report["clusters_error"] = clusters_error
         report["has_history"] = history
@@ -215,6 +224,21 @@ class Analyzer:
                              "analysis_seconds": round(analysis_seconds, 3), "llm_seconds": round(llm_seconds, 3)}
         report["embedding_similarity_threshold"] = thresholds.similarity
         return report, anomalies, baseline_changes
+
+    def _novel_errors(self, start: datetime, end: datetime, services: list[str]) -> NovelErrors:
+        if self.novel_reader is not None:
+            found = self.novel_reader(start, end)
+        elif not self.settings.novel_errors_enabled:
+            return NovelErrors(error="disabled (ANALYZER_NOVEL_ERRORS_ENABLED=false)")
+        else:
+            topic = Topics(self.settings.topic_prefix).novel_errors
+            found = asyncio.run(read_novel_errors(self.settings.kafka_bootstrap_servers, topic, start, end,
+                                                  timeout_s=self.settings.novel_errors_timeout_s))
+            if found.error:
+                log.warning("novel errors not read: %s", found.error)
+        if services:
+            found.events = [e for e in found.events if e.get("service") in services]
+        return found
 
     def _bursts(self, queries: AnalysisQueries, pattern_ids: list[str], start: datetime, end: datetime,
                 thresholds: service.Thresholds) -> list[dict[str, Any]]:

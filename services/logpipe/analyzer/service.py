@@ -502,6 +502,37 @@ def pattern_trend(pattern: str, services: Sequence[str], count: int, is_new: boo
     return "stable", expected
 
 
+# --- novel errors ---------------------------------------------------------------------------
+
+def summarize_novel_errors(events: Sequence[dict[str, Any]], patterns: dict[str, dict[str, Any]],
+                           error: str = "", truncated: bool = False, keep: int = 20) -> dict[str, Any]:
+    """The vectorizer's novel-error events of the window, grouped by pattern."""
+    groups: dict[str, dict[str, Any]] = {}
+    for event in events:
+        pattern = str(event.get("pattern_id") or 0)
+        group = groups.setdefault(pattern, {"pattern_id": pattern, "count": 0, "services": set(),
+                                            "example": str(event.get("message") or ""), "first_seen": None,
+                                            "template": patterns.get(pattern, {}).get("template", "")})
+        group["count"] += 1
+        if event.get("service"):
+            group["services"].add(str(event["service"]))
+        moment = event.get("timestamp")
+        if moment and (group["first_seen"] is None or str(moment) < group["first_seen"]):
+            group["first_seen"] = str(moment)
+    ranked = sorted(groups.values(), key=lambda g: (-g["count"], g["pattern_id"]))
+    for group in ranked:
+        group["services"] = sorted(group["services"])
+        group["template"] = group["template"] or group["example"]
+    fields = ("record_id", "timestamp", "service", "level", "message", "pattern_id", "similarity", "trace_id")
+    return {
+        "count": len(events),
+        "patterns": ranked[:50],
+        "events": [{k: e.get(k) for k in fields} for e in events[:keep]],
+        "truncated": truncated,
+        "error": error,
+    }
+
+
 # --- the report ---------------------------------------------------------------------------
 
 def iso(value: datetime | str | None) -> str | None:
@@ -570,8 +601,15 @@ def deterministic_summary(report: dict[str, Any]) -> dict[str, Any]:
     else:
         parts.append("No anomalies against the baselines.")
     if report["new_patterns"]:
-        parts.append(f"{len(report['new_patterns'])} new patterns appeared.")
+        count = len(report["new_patterns"])
+        parts.append(f"{count} new pattern{'s' if count != 1 else ''} appeared.")
         cited.extend(p["pattern_id"] for p in report["new_patterns"][:3])
+    novel = report.get("novel_errors") or {}
+    if novel.get("count"):
+        groups = novel["patterns"]
+        parts.append(f"{novel['count']} errors unlike any earlier error, in {len(groups)} "
+                     f"pattern{'s' if len(groups) != 1 else ''}.")
+        cited.extend(g["pattern_id"] for g in groups[:2] if g["pattern_id"] != "0")
     quiet = [a["service"] for a in anomalies if a["kind"] == "service_quiet"]
     if quiet:
         parts.append(f"Gone quiet: {', '.join(quiet)}.")
@@ -622,7 +660,7 @@ def deterministic_recommendations(report: dict[str, Any], limit: int = 12) -> li
     for anomaly in report["anomalies"]:
         if anomaly["kind"] == "service_quiet":
             add("high" if SEVERITY_RANK[anomaly["severity"]] >= 2 else "medium",
-                f"Check that {anomaly['service']} is running and shipping logs",
+                f"Check that {anomaly['service']} is running and that its logs reach logpipe",
                 anomaly["description"], [])
     for root in report["root_cause_candidates"][:3]:
         followers = ", ".join(lead["pattern_id"] for lead in root["leads"][:3])
@@ -641,6 +679,13 @@ def deterministic_recommendations(report: dict[str, Any], limit: int = 12) -> li
             f"Triage the new pattern '{_short(pattern['template'], 80)}' in {', '.join(pattern['services'])}",
             f"First seen {_fmt(pattern['first_seen'])}{version}, {pattern['count']} times since; "
             "new errors often follow a deploy or a config change.", [pattern["pattern_id"]])
+    new_ids = {p["pattern_id"] for p in report["new_patterns"]}
+    for group in (report.get("novel_errors") or {}).get("patterns", [])[:3]:
+        if group["pattern_id"] in new_ids or group["pattern_id"] == "0":
+            continue
+        add("medium", f"Read the errors unlike any before in '{_short(group['template'], 80)}' "
+                      f"({', '.join(group['services'])})",
+            f"{group['count']} of them in the window: a known pattern failing in a new way.", [group["pattern_id"]])
     for cluster in report["clusters"]:
         if cluster["cross_service"]:
             add("medium", f"Look for a shared dependency of {', '.join(cluster['services'])}",
@@ -665,7 +710,7 @@ def assemble_report(*, report_id: str, pipeline: str, window_start: datetime, wi
                     trace_pairs: list[dict[str, Any]], burst_pairs: list[dict[str, Any]],
                     baselines: dict[BaselineKey, BaselineStat], buckets: Sequence[tuple[datetime, bool]],
                     service_errors: dict[str, int], thresholds: Thresholds = Thresholds(),
-                    top: int = 25) -> dict[str, Any]:
+                    top: int = 25, novel_errors: dict[str, Any] | None = None) -> dict[str, Any]:
     """The deterministic report: a complete product on its own, and the facts an LLM is given."""
     cluster_of = {p: c["cluster_id"] for c in clusters for p in c["pattern_ids"]}
     ranked = sorted(patterns.values(), key=lambda p: (-int(p["count"]), p["pattern_id"]))
@@ -692,6 +737,7 @@ def assemble_report(*, report_id: str, pipeline: str, window_start: datetime, wi
         "clusters": [c for c in clusters if c["cross_service"] or len(c["pattern_ids"]) > 1][:50],
         "anomalies": anomaly_dicts,
         "new_patterns": new_patterns,
+        "novel_errors": novel_errors or summarize_novel_errors([], patterns, error="not read"),
         "co_occurrence": {"traces": list(trace_pairs[:50]), "bursts": list(burst_pairs[:50])},
         "root_cause_candidates": root_cause_candidates(trace_pairs, burst_pairs, patterns),
         "affected_services": affected_services(patterns, anomaly_dicts, service_errors),
@@ -722,7 +768,8 @@ SYSTEM_PROMPT = (
     "You get facts computed from the logs: error patterns (each with an id), anomalies, clusters of "
     "similar errors across services, root-cause candidates and quiet services. Write an executive "
     "summary, one insight per cluster worth attention, and concrete recommendations. Every claim must "
-    "cite the pattern ids it rests on, copied exactly from the facts; do not invent ids, numbers or services."
+    "cite the pattern ids it rests on, copied exactly from the facts; do not invent ids, numbers or services. "
+    "Novel errors are errors unlike any earlier error by meaning (embedding similarity)."
 )
 
 _CITATIONS = {"type": "array", "items": {"type": "string"}, "minItems": 1}
@@ -773,6 +820,10 @@ def llm_facts(report: dict[str, Any], limit: int = 30) -> dict[str, Any]:
                                    "traces": r["traces"], "bursts": r["bursts"]}
                                   for r in report["root_cause_candidates"][:5]],
         "new_patterns": [p["pattern_id"] for p in report["new_patterns"][:limit]],
+        "novel_errors": [{"pattern_id": g["pattern_id"], "count": g["count"], "services": g["services"],
+                          "example": _short(g["example"], 200)}
+                         for g in (report.get("novel_errors") or {}).get("patterns", [])[:10]
+                         if g["pattern_id"] != "0"],
         "affected_services": report["affected_services"][:20],
     }
 
@@ -793,6 +844,7 @@ def known_pattern_ids(facts: dict[str, Any]) -> set[str]:
         known.add(root["pattern_id"])
         known.update(lead["pattern_id"] for lead in root["leads"])
     known.update(facts["new_patterns"])
+    known.update(g["pattern_id"] for g in facts.get("novel_errors", []))
     return known
 
 
@@ -914,11 +966,22 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f" {p['count']} times): {_cell(_short(p['template'], 120))}")
     if not report["new_patterns"]:
         lines.append("- None.")
+    novel = report.get("novel_errors") or {}
+    lines += ["", "## Novel errors", ""]
+    if novel.get("error"):
+        lines.append(f"- Not read: {novel['error']}.")
+    for group in novel.get("patterns", [])[:20]:
+        lines.append(f"- {group['count']} in `{group['pattern_id']}` ({', '.join(group['services'])}, first "
+                     f"{_fmt(group['first_seen'])}): {_cell(_short(group['example'], 120))}")
+    if not novel.get("patterns") and not novel.get("error"):
+        lines.append("- None: every error resembled an earlier one.")
     lines += ["", "## Cross-service clusters", ""]
+    if report.get("clusters_error"):
+        lines.append(f"- Not computed: {report['clusters_error']}.")
     for c in report["clusters"]:
         lines.append(f"- **{c['cluster_id']}** {', '.join(c['services'])} ({c['count']} events, patterns "
                      f"{', '.join(c['pattern_ids'])}): {_cell(_short(c['template'], 100))}")
-    if not report["clusters"]:
+    if not report["clusters"] and not report.get("clusters_error"):
         lines.append("- None.")
     lines += ["", "## Affected services", "", "| service | errors | patterns | anomalies | worst |",
               "|---|---:|---:|---:|---|"]

@@ -33,6 +33,10 @@ class Settings(ServiceSettings):
     embedding_runtime: str = "onnx"  # onnx | torch, for the local model
     similarity_threshold: float = Field(0.80, gt=0, le=1)
 
+    # Novel errors (unlike any earlier error) are read back from the vectorizer's topic.
+    novel_errors_enabled: bool = True
+    novel_errors_timeout_s: float = Field(10.0, gt=0)
+
     # Anomaly thresholds (z-scores of hourly counts against baselines).
     z_low: float = Field(4.0, gt=0)
     z_medium: float = Field(6.0, gt=0)
