@@ -118,3 +118,14 @@ def test_a_first_token_that_is_partly_a_value_can_vary():
     assert set(templates(lines)) == {"<*>:<*> open through proxy <*>:<*> HTTPS"}
     # A plain first word is still an event name: these stay apart.
     assert len(set(templates(["onStart called", "onStop called", "onPause called"]))) == 3
+
+
+def test_huge_messages_make_bounded_patterns():
+    dump = " ".join(f"word{i % 7}x" for i in range(50_000))
+    blob = "payload " + "QUJD" * 20_000
+    miner = PatternMiner()
+    for _ in range(3):
+        pattern = miner.add(dump)
+        miner.add(blob)
+    assert len(pattern.tokens) == 256 and pattern.tokens[-1] == "<*>"
+    assert miner.add(blob).template == "payload <*>"

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from logpipe.core.patterns.masking import WILDCARD
 
 ID_BITS = 53  # ids stay exact in JavaScript (the dashboard) and in JSON parsers using doubles
+MAX_TOKENS = 256  # tokens of a message that shape its pattern; the rest is one trailing `<*>`
+MAX_TOKEN_CHARS = 256  # a longer token is a value (base64, a dump), not a word of the template
 _ALL_VARIABLE = re.compile(r"(?:<\*>|[^\w\s<>*])+")  # wildcards and punctuation only
 
 
@@ -56,6 +58,12 @@ def tokenize(masked: str) -> tuple[list[str], list[int]]:
     value (`<*> <*>:<*>:<*> <*>`, a date and a clock time, is one value `<*>:<*>:<*>`).
     """
     raw = masked.split()
+    if len(raw) > MAX_TOKENS or len(masked) > MAX_TOKENS * MAX_TOKEN_CHARS // 4:
+        # A huge message (a dump, a stack trace in the message) must not cost a huge pattern:
+        # its head is its shape, the rest one variable-length value, a giant token a value.
+        if len(raw) > MAX_TOKENS:
+            raw = raw[:MAX_TOKENS - 1] + [WILDCARD]
+        raw = [token if len(token) <= MAX_TOKEN_CHARS else WILDCARD for token in raw]
     if WILDCARD not in raw:
         return raw, [1] * len(raw)  # nothing to fold (the common case, kept cheap)
     tokens: list[str] = []

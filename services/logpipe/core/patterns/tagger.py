@@ -32,7 +32,7 @@ class Tagger:
         self.store = store
         self.cache_size = cache_size
         self.sync_seconds = sync_seconds
-        self._cache: dict[str, int] = {}
+        self._cache: dict[int, int] = {}  # hash of a masked text -> pattern id
         self._lock = threading.Lock()
         self._synced_at = 0.0
         self._store_clock = None
@@ -115,7 +115,9 @@ class Tagger:
 
     def _ids_for(self, distinct: list[str], indices: pa.Array) -> list[int]:
         cache = self._cache
-        ids = [cache.get(text, -1) for text in distinct]
+        # Keyed by the text's hash, not the text: a cache entry costs the same for a huge message.
+        keys = [hash(text) for text in distinct]
+        ids = [cache.get(key, -1) for key in keys]
         misses = [i for i, pattern_id in enumerate(ids) if pattern_id < 0]
         since_sync = time.monotonic() - self._synced_at
         # Before mining something new, learn what other replicas know; otherwise now and then,
@@ -138,7 +140,7 @@ class Tagger:
                 ids[i] = self.miner.add(text, counts.get(i, 1) if counts else 1).id
                 if len(cache) >= self.cache_size:
                     del cache[next(iter(cache))]
-                cache[text] = ids[i]
+                cache[keys[i]] = ids[i]
         if self.miner.aliases:
             resolve = self.miner.resolve
             ids = [resolve(pattern_id) if pattern_id else 0 for pattern_id in ids]
