@@ -227,7 +227,7 @@ class RebalanceListener(ConsumerRebalanceListener):
         return None
 
 
-def _raw_decoder(message, *_args) -> Any:
+async def _raw_decoder(message) -> Any:
     # The handler reads ConsumerRecords itself; skip FastStream's JSON decoding.
     return None
 
