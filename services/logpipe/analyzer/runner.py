@@ -40,6 +40,7 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 # How many patterns get embedded for clustering and get a per-minute series for bursts.
 CLUSTER_PATTERNS = 500
 BURST_PATTERNS = 200
+TEMPLATE_CACHE_SIZE = 50_000
 
 
 class RunFailed(RuntimeError):
@@ -67,6 +68,8 @@ def embed_from(settings: Settings) -> Embed:
 
     state: dict[str, Any] = {}
     lock = threading.Lock()
+    # Templates barely change from one night to the next: each is embedded once per process.
+    known: dict[str, np.ndarray] = {}
 
     def embed(texts: Sequence[str]) -> np.ndarray:
         with lock:
@@ -75,7 +78,12 @@ def embed_from(settings: Settings) -> Embed:
                     state["backend"] = embeddings.TeiBackend(settings.embeddings_url)
                 else:
                     state["backend"] = embeddings.local_backend(settings.data_dir, prefer=settings.embedding_runtime)
-        return state["backend"].embed(list(texts))
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            if len(known) + len(missing) > TEMPLATE_CACHE_SIZE:
+                known.clear()
+            known.update(zip(missing, state["backend"].embed(missing)))
+        return np.stack([known[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
 
     return embed
 

@@ -165,31 +165,39 @@ class AnomalyFinding:
                 "hours": self.hours, "description": self.description}
 
 
-def _reference(counts: dict[datetime, int], buckets: Sequence[tuple[datetime, bool]],
-               exclude: datetime) -> tuple[float, float]:
-    """Median and robust spread (1.4826 x MAD) of the other complete hours of the window: the
-    cold-start reference. Robust, so a two-hour incident does not hide itself by inflating
-    the spread it is judged against."""
-    values = [counts.get(b, 0) for b, complete in buckets if complete and b != exclude]
-    if len(values) < 2:
+def _reference(counts: dict[datetime, int], buckets: Sequence[tuple[datetime, bool]]) -> tuple[float, float]:
+    """Median and robust spread (1.4826 x MAD) of the complete hours of the window: the
+    cold-start reference. Robust, so a two-hour incident neither hides itself by inflating
+    the spread it is judged against nor needs leaving out."""
+    values = [counts.get(b, 0) for b, complete in buckets if complete]
+    if len(values) < 3:
         return 0.0, 0.0
     array = np.asarray(values, dtype=float)
     median = float(np.median(array))
     return median, float(1.4826 * np.median(np.abs(array - median)))
 
 
-def _expected(key: BaselineKey, baselines: dict[BaselineKey, BaselineStat], counts: dict[datetime, int],
-              buckets: Sequence[tuple[datetime, bool]], bucket: datetime,
-              thresholds: Thresholds) -> tuple[float, float, bool]:
-    """Expected count and spread for one hour: from the baseline of that hour of day when it
-    has enough samples, else from the rest of this window (cold start)."""
-    stat = baselines.get(key)
-    if stat is not None and stat.samples >= thresholds.min_baseline_samples:
-        # The mean of a few days is itself uncertain: widen by sqrt(1 + 1/n) (prediction interval).
-        return stat.mean, _spread(stat.mean, stat.stddev) * math.sqrt(1 + 1 / stat.samples), True
-    mean, spread = _reference(counts, buckets, bucket)
-    # Other hours of one day mix the daily rhythm with noise and know nothing of other days.
-    return mean, _spread(mean, spread) * COLD_START_WIDENING, False
+class _Expectation:
+    """Expected count and spread of each hour of one series: from the baseline of that hour
+    of day when it has enough samples, else from the rest of this window (cold start)."""
+
+    def __init__(self, service: str, pattern: str, counts: dict[datetime, int],
+                 baselines: dict[BaselineKey, BaselineStat], buckets: Sequence[tuple[datetime, bool]],
+                 thresholds: Thresholds) -> None:
+        self.service, self.pattern, self.counts = service, pattern, counts
+        self.baselines, self.buckets, self.thresholds = baselines, buckets, thresholds
+        self._cold: tuple[float, float] | None = None
+
+    def at(self, bucket: datetime) -> tuple[float, float, bool]:
+        stat = self.baselines.get((self.service, self.pattern, bucket.hour))
+        if stat is not None and stat.samples >= self.thresholds.min_baseline_samples:
+            # The mean of a few days is itself uncertain: widen by sqrt(1 + 1/n) (prediction interval).
+            return stat.mean, _spread(stat.mean, stat.stddev) * math.sqrt(1 + 1 / stat.samples), True
+        if self._cold is None:
+            self._cold = _reference(self.counts, self.buckets)
+        mean, spread = self._cold
+        # Other hours of one day mix the daily rhythm with noise and know nothing of other days.
+        return mean, _spread(mean, spread) * COLD_START_WIDENING, False
 
 
 COLD_START_WIDENING = 1.5
@@ -241,8 +249,9 @@ def find_anomalies(hourly: dict[tuple[str, str], dict[datetime, int]],
     for (service, pattern), counts in hourly.items():
         if pattern in new_patterns:
             continue  # reported once as a new pattern, not as a spike over nothing
+        expectation = _Expectation(service, pattern, counts, baselines, buckets, thresholds)
         for bucket, count in counts.items():
-            mean, std, _ = _expected((service, pattern, bucket.hour), baselines, counts, buckets, bucket, thresholds)
+            mean, std, _ = expectation.at(bucket)
             if count < thresholds.min_count or count < thresholds.min_ratio * mean:
                 continue
             z = z_score(count, mean, std)
@@ -259,10 +268,10 @@ def find_anomalies(hourly: dict[tuple[str, str], dict[datetime, int]],
         if allowed is not None and service not in allowed:
             continue
         counts = volume.get(service, {})
+        expectation = _Expectation(service, VOLUME, counts, baselines, buckets, thresholds)
         for bucket, whole in buckets:
             count = counts.get(bucket, 0)
-            mean, std, from_baseline = _expected((service, VOLUME, bucket.hour), baselines, counts, buckets, bucket,
-                                                 thresholds)
+            mean, std, from_baseline = expectation.at(bucket)
             z = z_score(count, mean, std)
             if z > 0 and count >= thresholds.min_count and count >= thresholds.min_ratio * mean:
                 severity = thresholds.severity(z)
