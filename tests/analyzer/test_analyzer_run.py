@@ -225,3 +225,14 @@ def test_an_empty_window_gives_an_empty_report(world, sqlite_engine, analyzer_se
     assert row.status == "completed"
     assert row.report["totals"]["logs"] == 0 and row.report["anomalies"] == []
     assert "No anomalies" in row.summary
+
+
+def test_a_run_that_cannot_read_clickhouse_is_recorded_as_failed(chdb_dsn, sqlite_engine, analyzer_settings):
+    from logpipe.stores.clickhouse import ClickHouseStore
+
+    missing = ClickHouseStore(chdb_dsn, database="analysis_missing_db")  # schema never applied
+    row = Analyzer(analyzer_settings, missing, sqlite_engine, None, NoLLM()).run(24)
+    assert row.status == "failed" and "analysis_missing_db" in row.error
+    with sql.session(sqlite_engine) as db:
+        stored = db.get(NightlyReport, row.id)
+    assert stored.status == "failed" and stored.finished_at is not None and stored.report == {}
