@@ -191,3 +191,24 @@ async def test_with_retries_gives_up_after_attempts():
     with pytest.raises(RuntimeError):
         await with_retries(failing, 3, 0.1, sleep=no_sleep)
     assert len(calls) == 4
+
+
+async def test_known_texts_skip_the_search_but_keep_the_verdict(store):
+    class SearchCounting(EdgeVectorStore):
+        searches = 0
+
+        def search_batch(self, vectors, limit=20, filters=None, score_threshold=None):
+            type(self).searches += len(vectors)
+            return super().search_batch(vectors, limit, filters, score_threshold)
+
+    counted = SearchCounting(store.path.parent.parent, "counted")
+    pipeline = VectorizerPipeline(CountingEmbedder().embed, counted, sleep=no_sleep)
+    first = await pipeline.process(messages([record(i, f"kind {i % 2}") for i in range(4)]))
+    pipeline.remember(first)
+    assert SearchCounting.searches == 2 and len(first.novel_events) == 2
+    again = await pipeline.process(messages([record(10 + i, f"kind {i % 2}") for i in range(4)]
+                                            + [record(20, "kind 2")]))
+    pipeline.remember(again)
+    assert SearchCounting.searches == 3  # only the new text was searched
+    assert [e["record_id"] for e in again.novel_events] == ["rec-20"]
+    counted.close()

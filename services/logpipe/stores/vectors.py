@@ -110,6 +110,8 @@ def _payload_in(point: VectorPoint) -> dict[str, Any]:
 
 
 def _as_list(vector) -> list[float]:
+    if isinstance(vector, list):
+        return vector
     return vector.tolist() if isinstance(vector, np.ndarray) else list(vector)
 
 

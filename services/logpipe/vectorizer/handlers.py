@@ -131,6 +131,7 @@ class Vectorizer:
                                   [orjson.dumps(event) for event in outcome.novel_events],
                                   keys=[str(e.get("service") or "").encode() for e in outcome.novel_events])
             await self._commit(messages)
+            self.pipeline.remember(outcome)
         except Exception as exc:
             # Not committed: put the batch back so the next flush tries again, in order.
             self._buffer = messages + self._buffer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Sequence
@@ -77,6 +78,8 @@ class BatchOutcome:
     novel_events: list[dict[str, Any]] = field(default_factory=list)
     retries: dict[str, int] = field(default_factory=dict)
     novelty_error: str | None = None
+    # Texts judged in this batch (text -> record id); remembered once the batch is committed.
+    judged: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {"consumed": self.consumed, "upserted": self.upserted, "distinct_texts": self.distinct_texts,
@@ -155,7 +158,7 @@ class VectorizerPipeline:
     def __init__(self, embed: Callable[[list[str]], Awaitable[np.ndarray]], store: Any, *,
                  novelty_enabled: bool = True, novelty_threshold: float = 0.75, retry_attempts: int = 3,
                  retry_base_seconds: float = 0.5, mask: Callable[[list[str]], list[str]] | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, known_texts_limit: int = 100_000) -> None:
         self.embed = embed
         self.store = store
         self.novelty_enabled = novelty_enabled
@@ -165,6 +168,18 @@ class VectorizerPipeline:
         self.mask = mask
         self.sleep = sleep
         self.collection_ready = False
+        # Texts already stored, with a record that carries them: an exact repeat is never
+        # novel, so it needs no search (most errors repeat, so most searches are skipped).
+        self.known_texts: OrderedDict[str, str] = OrderedDict()
+        self.known_texts_limit = known_texts_limit
+
+    def remember(self, outcome: BatchOutcome) -> None:
+        """Call after the batch is committed (a batch that is retried must be judged afresh)."""
+        for text, record_id in outcome.judged.items():
+            self.known_texts[text] = record_id
+            self.known_texts.move_to_end(text)
+        while len(self.known_texts) > self.known_texts_limit:
+            self.known_texts.popitem(last=False)
 
     async def _retry(self, stage: str, call, outcome: BatchOutcome):
         def count(_attempt: int, _exc: Exception) -> None:
@@ -196,28 +211,34 @@ class VectorizerPipeline:
         payloads = [payload_for(item.record) for item in items]
         if self.novelty_enabled:
             try:
-                outcome.novel_events = await self._judge(items, payloads, by_text)
+                outcome.novel_events = await self._judge(items, payloads, by_text, outcome)
             except Exception as exc:  # noqa: BLE001 - novelty is best effort; the vectors still go in
                 outcome.novelty_error = _describe(exc)
-        points = [VectorPoint(item.record["record_id"], by_text[item.text], payload)
+        # One Python list per distinct text, shared by its copies: converting is the costly part.
+        as_lists = {text: vector.tolist() for text, vector in by_text.items()}
+        points = [VectorPoint(item.record["record_id"], as_lists[item.text], payload)
                   for item, payload in zip(items, payloads)]
         try:
             await self._retry("upsert", lambda: self.store.aupsert(points), outcome)
         except Exception as exc:  # noqa: BLE001 - every store failure ends in the DLQ
             outcome.dead_letters += [DeadLetter(item.message, _describe(exc), "upsert") for item in items]
             outcome.novel_events = []
+            outcome.judged = {}
             return outcome
         outcome.upserted = len(points)
         return outcome
 
-    async def _judge(self, items: list[WorkItem], payloads: list[dict], by_text: dict[str, np.ndarray]
-                     ) -> list[dict[str, Any]]:
+    async def _judge(self, items: list[WorkItem], payloads: list[dict], by_text: dict[str, np.ndarray],
+                     outcome: BatchOutcome) -> list[dict[str, Any]]:
         """Mark novel errors in their payloads and return the events to publish."""
         first_of: dict[str, int] = {}
         for index, item in enumerate(items):
             payloads[index]["novel"] = False
             if item.record["level"] in NOVELTY_LEVELS:
-                first_of.setdefault(item.text, index)
+                if item.text not in first_of:
+                    outcome.judged[item.text] = item.record["record_id"]
+                if item.text not in self.known_texts:
+                    first_of.setdefault(item.text, index)
         if not first_of:
             return []
         candidates = list(first_of.items())
