@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Sequence
 
 from croniter import croniter
 from fastapi import FastAPI
@@ -101,5 +101,3 @@ def next_runs(expression: str, count: int = 3, now: datetime | None = None) -> l
     schedule = croniter(expression, now or datetime.now(timezone.utc))
     return [schedule.get_next(datetime) for _ in range(count)]
 
-
-__all__: list[Any] = ["create_app", "next_runs"]

@@ -92,7 +92,7 @@ class Analyzer:
     """Creates runs, executes them one at a time (baselines are read-modify-write), reads reports."""
 
     def __init__(self, settings: Settings, store: ClickHouseStore, engine: sa.engine.Engine,
-                 embed: Embed | None = None, llm: LLM | Callable[[], LLM] | None = None,
+                 embed: Embed | None = None, llm: LLM | None = None,
                  novel_reader: Callable[[datetime, datetime], NovelErrors] | None = None) -> None:
         self.settings = settings
         self.store = store
@@ -104,11 +104,8 @@ class Analyzer:
         self._run_lock = threading.Lock()
 
     def llm(self) -> LLM:
-        if self._llm is None:
-            return llm_from(self.settings)
-        if callable(self._llm) and not hasattr(self._llm, "complete_json"):
-            return self._llm()
-        return self._llm  # type: ignore[return-value]
+        # Chosen per run: with `auto`, an Ollama started after the analyzer is still found.
+        return self._llm if self._llm is not None else llm_from(self.settings)
 
     # --- runs ---------------------------------------------------------------------------
 
