@@ -332,7 +332,8 @@ class EdgeVectorStore(VectorStore):
         return out
 
     def optimize(self) -> bool:
-        # One build at a time; searches and upserts go on meanwhile.
+        # One build at a time. qdrant-edge-py 0.9 keeps the GIL while building, so the calling
+        # process pauses for the whole build: call it where a pause is acceptable.
         if not self._optimize_lock.acquire(blocking=False):
             return False
         try:

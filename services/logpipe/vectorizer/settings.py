@@ -27,6 +27,9 @@ class Settings(ServiceSettings, EmbeddingSettings):
     # Embed messages with numbers, ids and paths masked: copies of one error that differ only
     # in values share one embedding (and one cache entry).
     mask_variables: bool = True
-    # Qdrant Edge builds its HNSW index in the background after this many new points.
-    optimize_after_points: int = Field(20_000, ge=0)
+    # Embedded Qdrant only: build the HNSW index after this many new points (0 = never).
+    # Off by default: qdrant-edge-py 0.9 holds the Python GIL while it builds (about 45 s for
+    # 24k points on 2 cores), which freezes every service in the process. Filtered searches
+    # stay fast without it (payload indexes narrow the brute-force scan).
+    optimize_after_points: int = Field(0, ge=0)
     qdrant_api_key: str = shared("", "QDRANT_API_KEY")
