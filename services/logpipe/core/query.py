@@ -34,6 +34,8 @@ LOG_COLUMNS = (*RECORD_FIELDS, "record_id", "attributes", "pattern_id", "pipelin
 WINDOW_STEPS = (timedelta(minutes=2), timedelta(minutes=30), timedelta(hours=6),
                 timedelta(days=2), timedelta(days=16), timedelta(days=128))
 MAX_CONTAINS_LENGTH = 500
+# With at most this many matches per wanted row, a page is read in one query, not windows.
+SELECTIVE_TOTAL_PER_ROW = 50
 MAX_FILTER_VALUES = 50
 
 
@@ -219,10 +221,22 @@ async def search_logs(store, log_filter: LogFilter, limit: int = 100, cursor: st
     log_filter = log_filter.validated()
     after = Cursor.decode(cursor) if cursor else None
     table = store.table("logs")
+    total = None
+    if with_total:
+        sql, params = count_sql(table, log_filter)
+        total = int((await store.aquery(sql, params))[0][0])
     rows: list[dict[str, Any]] = []
     wanted = limit + 1  # one extra row tells whether a next page exists
     now = now or datetime.now(timezone.utc)
-    for window in scan_windows(log_filter, after, now):
+    if total == 0:
+        windows = []
+    elif total is not None and total <= SELECTIVE_TOTAL_PER_ROW * wanted:
+        # Few matches in all: they are spread over the whole range anyway, so one read
+        # of the range beats a series of mostly empty windows.
+        windows = [(None, None)]
+    else:
+        windows = scan_windows(log_filter, after, now)
+    for window in windows:
         sql, params = page_sql(table, log_filter, wanted - len(rows), after, window)
         rows.extend(await store.aquery_dicts(sql, params))
         if len(rows) >= wanted:
@@ -243,10 +257,6 @@ async def search_logs(store, log_filter: LogFilter, limit: int = 100, cursor: st
     if has_more and rows:
         last = rows[-1]
         next_cursor = Cursor(_ms(last["timestamp"]), last["record_id"]).encode()
-    total = None
-    if with_total:
-        sql, params = count_sql(table, log_filter)
-        total = int((await store.aquery(sql, params))[0][0])
     return LogPage(logs, next_cursor, total)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 
 from logpipe.core.query import LogFilter, QueryError, search_logs
 from logpipe.gateway.auth import Principal, require
@@ -42,7 +44,7 @@ async def list_logs(
     limit: int = Query(100, ge=1, le=10_000),
     cursor: str | None = Query(None, max_length=1000, description="next_cursor of the previous page"),
     total: bool = Query(True, description="count every matching row (costs one more query)"),
-) -> LogPage:
+) -> Response:
     settings = request.app.state.settings
     if limit > settings.max_page_size:
         raise QueryError(f"limit is at most {settings.max_page_size}")
@@ -52,4 +54,7 @@ async def list_logs(
         start=start or parse_since(since, now), end=end, contains=contains, trace_id=trace_id,
         pattern_id=pattern_id, pipeline=effective_pipeline(principal.pipeline, pipeline))
     page = await search_logs(request.app.state.store, log_filter, limit, cursor, with_total=total, now=now)
-    return LogPage(logs=page.logs, next_cursor=page.next_cursor, total=page.total, limit=limit)
+    # Rows come from our own schema already in the documented shape; serialising them
+    # directly skips re-validating every row (milliseconds per page).
+    return Response(orjson.dumps({"logs": page.logs, "next_cursor": page.next_cursor, "total": page.total,
+                                  "limit": limit}), media_type="application/json")
