@@ -17,13 +17,15 @@ import numpy as np
 import orjson
 
 from logpipe.ai.search import NOVELTY_LEVELS, judge_novelty, nearest_earlier_errors
-from logpipe.core.record import format_timestamp, normalize_level
+from logpipe.core.record import Level, format_timestamp, normalize_level
 from logpipe.stores.vectors import VectorPoint
 
 # The payload every point carries (the gateway shows these; filters use the indexed ones).
 PAYLOAD_FIELDS = ("timestamp", "service", "level", "message", "trace_id", "span_id", "host", "error_type",
                   "pattern_id", "record_id")
 MAX_PAYLOAD_MESSAGE = 8192
+# Ingest forwards canonical level names; only other spellings need normalising.
+_CANONICAL_LEVELS = frozenset(level.value for level in Level)
 
 
 @dataclass
@@ -101,7 +103,9 @@ def decode(messages: Sequence[QueueMessage], mask: Callable[[list[str]], list[st
         if problem:
             dead.append(DeadLetter(message, problem, "decode"))
             continue
-        record["level"] = str(normalize_level(record.get("level", "ERROR")) or "ERROR")
+        level = record.get("level", "ERROR")
+        if level not in _CANONICAL_LEVELS:
+            record["level"] = str(normalize_level(level) or "ERROR")
         items.append(WorkItem(message, record, " ".join(record["message"].split())))
     if mask is not None and items:
         for item, masked in zip(items, mask([item.text for item in items])):
@@ -119,7 +123,8 @@ def _invalid(record: Any) -> str | None:
     message = record.get("message")
     if not isinstance(message, str) or not message.strip():
         return "message must be a non-empty string"
-    if "level" in record and normalize_level(record["level"]) is None:
+    level = record.get("level")
+    if level is not None and level not in _CANONICAL_LEVELS and normalize_level(level) is None:
         return f"unknown log level {record['level']!r}"
     pattern_id = record.get("pattern_id", 0)
     if pattern_id is not None and (not isinstance(pattern_id, int) or isinstance(pattern_id, bool)
