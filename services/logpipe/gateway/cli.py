@@ -65,7 +65,7 @@ def register(subparsers) -> None:
 
     create = actions.add_parser("create", help="create a token and print it once")
     create.add_argument("--name", required=True, help="who or what uses it, e.g. fluent-bit-prod")
-    create.add_argument("--scope", action="append", required=True,
+    create.add_argument("--scope", "--scopes", dest="scope", action="append", required=True,
                         help="read, ingest or admin (repeat or comma-separate)")
     create.add_argument("--pipeline", default=None, help="bind the token to one pipeline's data")
     create.add_argument("--json", action="store_true", help="print JSON (id, scopes, token)")

@@ -17,6 +17,7 @@ from logpipe.core.shippers import NotALogError, normalize_object
 # Ids of records that arrived over HTTP without one: derived from the content, so a
 # client that retries a request (timeout, 503) sends the same ids and storage folds them.
 HTTP_RECORD_ID_NAMESPACE = uuid.uuid5(RECORD_ID_NAMESPACE, "http")
+_PENDING_ID = str(HTTP_RECORD_ID_NAMESPACE)
 
 
 class ProtocolError(ValueError):
@@ -81,9 +82,9 @@ def snappy_decompress(body: bytes, max_bytes: int) -> bytes:
 
 
 def content_record_id(record: dict[str, Any], index: int) -> str:
-    content = {key: value for key, value in record.items() if key != "record_id"}
-    digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
-    return str(uuid.uuid5(HTTP_RECORD_ID_NAMESPACE, f"{digest}/{index}"))
+    """A UUID from the canonical record's content and its position in the request."""
+    digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"/%d" % index).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
 def check_count(count: int, max_records: int) -> None:
@@ -115,8 +116,9 @@ def finish_record(obj: dict[str, Any], fallback_time: datetime, index: int, max_
 
 
 def validate_record(normalized: dict[str, Any], index: int, max_record_bytes: int, label: str) -> dict[str, Any]:
-    if not normalized.get("record_id"):
-        normalized["record_id"] = content_record_id(normalized, index)
+    derive_id = not normalized.get("record_id")
+    if derive_id:
+        normalized["record_id"] = _PENDING_ID
     try:
         record = LogRecord(**normalized).to_json_dict()
     except ValidationError as exc:
@@ -125,6 +127,8 @@ def validate_record(normalized: dict[str, Any], index: int, max_record_bytes: in
         raise ProtocolError(f"{label}: {where}: {first.get('msg')}") from exc
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"{label}: {exc}") from exc
+    if derive_id:
+        record["record_id"] = content_record_id(record, index)
     size = len(orjson.dumps(record))
     if size > max_record_bytes:
         raise ProtocolError(f"{label} is {size} bytes, over the {max_record_bytes}-byte record limit", 413)
