@@ -212,3 +212,12 @@ async def test_known_texts_skip_the_search_but_keep_the_verdict(store):
     assert SearchCounting.searches == 3  # only the new text was searched
     assert [e["record_id"] for e in again.novel_events] == ["rec-20"]
     counted.close()
+
+
+async def test_a_huge_message_is_embedded_from_its_start_and_stored_whole(store):
+    embedder = CountingEmbedder()
+    pipeline = VectorizerPipeline(embedder.embed, store, sleep=no_sleep)
+    huge = "OutOfMemoryError " + "at frame\n" * 20_000
+    outcome = await pipeline.process(messages([record(1, huge)]))
+    assert outcome.upserted == 1 and len(embedder.calls[0][0]) == 2048
+    assert store.retrieve(["rec-1"])[0]["payload"]["message"] == huge[:8192]

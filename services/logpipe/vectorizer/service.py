@@ -24,6 +24,9 @@ from logpipe.stores.vectors import VectorPoint
 PAYLOAD_FIELDS = ("timestamp", "service", "level", "message", "trace_id", "span_id", "host", "error_type",
                   "pattern_id", "record_id")
 MAX_PAYLOAD_MESSAGE = 8192
+# The model reads 256 tokens (roughly 1,000 characters); a longer text only costs transfer and
+# would exceed the embedder service's 8,192-character limit, failing its whole batch.
+MAX_EMBED_CHARS = 2048
 # Ingest forwards canonical level names; only other spellings need normalising.
 _CANONICAL_LEVELS = frozenset(level.value for level in Level)
 
@@ -106,7 +109,7 @@ def decode(messages: Sequence[QueueMessage], mask: Callable[[list[str]], list[st
         level = record.get("level", "ERROR")
         if level not in _CANONICAL_LEVELS:
             record["level"] = str(normalize_level(level) or "ERROR")
-        items.append(WorkItem(message, record, " ".join(record["message"].split())))
+        items.append(WorkItem(message, record, " ".join(record["message"][:MAX_EMBED_CHARS * 2].split())[:MAX_EMBED_CHARS]))
     if mask is not None and items:
         for item, masked in zip(items, mask([item.text for item in items])):
             if masked.strip():
