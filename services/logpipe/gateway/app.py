@@ -13,16 +13,15 @@ from fastapi.staticfiles import StaticFiles
 
 from logpipe.core.health import Health
 from logpipe.core.http import create_service_app
+from logpipe.core.query import QueryError
 from logpipe.core.topics import Topics
 from logpipe.gateway import routers
 from logpipe.gateway.auth import Authenticator, open_engine
 from logpipe.gateway.insights import LazySemanticSearcher
 from logpipe.gateway.protocols import ProtocolError
-from logpipe.gateway.service import ScopeError
+from logpipe.gateway.service import Fanout, ScopeError
 from logpipe.gateway.settings import Settings
 from logpipe.gateway.streams import KafkaOffsets, RecordProducer, TopicTail, decode_event, decode_raw_log
-from logpipe.gateway.service import Fanout
-from logpipe.core.query import QueryError
 from logpipe.stores import sql
 from logpipe.stores.clickhouse import ClickHouseStore
 

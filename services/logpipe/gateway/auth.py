@@ -7,6 +7,7 @@ entropy, so a fast hash is enough (no password stretching needed, unlike human p
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -153,30 +154,37 @@ class Authenticator:
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
-    def verify(self, token: str) -> Principal | None:
-        now = time.monotonic()
-        key = hash_token(token)
+    def cached(self, token: str) -> tuple[bool, Principal | None]:
         with self._lock:
-            cached = self._cache.get(key)
-            if cached and cached[0] > now:
-                return cached[1]
+            entry = self._cache.get(hash_token(token))
+        if entry and entry[0] > time.monotonic():
+            return True, entry[1]
+        return False, None
+
+    def verify(self, token: str) -> Principal | None:
+        found, principal = self.cached(token)
+        if found:
+            return principal
         principal = verify_token(self.engine, token)
         if self.cache_s > 0:
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
-                self._cache[key] = (now + self.cache_s, principal)
+                self._cache[hash_token(token)] = (time.monotonic() + self.cache_s, principal)
         return principal
 
     def forget(self) -> None:
         with self._lock:
             self._cache.clear()
 
-    def authenticate(self, token: str | None, scope: str) -> Principal:
+    async def authenticate(self, token: str | None, scope: str) -> Principal:
         if not token:
             raise HTTPException(401, "missing API token: send `Authorization: Bearer <token>`",
                                 headers={"WWW-Authenticate": "Bearer"})
-        principal = self.verify(token)
+        found, principal = self.cached(token)
+        if not found:
+            # A database round trip (PostgreSQL in production) stays off the event loop.
+            principal = await asyncio.to_thread(self.verify, token)
         if principal is None:
             raise HTTPException(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
         if not principal.allows(scope):
@@ -209,7 +217,7 @@ def require(scope: str):
 
     async def dependency(request: Request) -> Principal:
         authenticator: Authenticator = request.app.state.authenticator
-        return authenticator.authenticate(token_from_headers(request.headers), scope)
+        return await authenticator.authenticate(token_from_headers(request.headers), scope)
 
     dependency.__name__ = f"require_{scope}"
     return dependency
@@ -223,7 +231,7 @@ async def authenticate_websocket(websocket: WebSocket, scope: str) -> Principal 
     authenticator: Authenticator = websocket.app.state.authenticator
     token = token_from_headers(websocket.headers) or websocket.query_params.get("token")
     try:
-        return authenticator.authenticate(token, scope)
+        return await authenticator.authenticate(token, scope)
     except HTTPException as exc:
         await deny_websocket(websocket, exc.status_code, str(exc.detail))
         return None
