@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from logpipe.core.record import LogRecord
-from logpipe.vectorizer.app import create_app
-from logpipe.vectorizer.settings import Settings
 from support import produce, wait_for
+from vectorizer_support import running_vectorizer
 
 T0 = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
 
@@ -25,19 +21,6 @@ def forwarded(index: int, message: str, level: str = "ERROR", service: str = "or
     record = LogRecord(record_id=f"rec-{index}", message=message, level=level, service=service,
                        timestamp=T0 + timedelta(seconds=index), trace_id=f"{index:032x}", host="node-1")
     return orjson.dumps({**record.to_json_dict(), "pattern_id": pattern_id})
-
-
-@contextlib.asynccontextmanager
-async def running_vectorizer(kafka_bootstrap, topics, data_dir, **overrides):
-    options = dict(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix, data_dir=data_dir,
-                   batch_size=10, batch_timeout_seconds=0.5, session_timeout_ms=2000, heartbeat_interval_ms=500,
-                   group_id=f"vectorizer-{topics.prefix}", retry_base_seconds=0.05, qdrant_collection="e2e_logs")
-    options.update(overrides)
-    settings = Settings(**options)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vectorizer") as http:
-            yield app, http, settings
 
 
 async def read_topic(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> list:

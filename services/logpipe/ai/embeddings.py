@@ -506,7 +506,6 @@ def create_embedder(*, data_dir: Path, redis_url: str = "", tei_url: str = "", t
 
 # Settings a process needs to build an in-process embedder. The embedder service, the vectorizer
 # (in `run all`) and the gateway mix this in, so one set of EMBEDDER_* variables configures all.
-from pydantic import Field as _Field  # noqa: E402
 from pydantic import field_validator as _field_validator  # noqa: E402
 from pydantic_settings import BaseSettings as _BaseSettings  # noqa: E402
 
