@@ -24,7 +24,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from logpipe.core import metrics
 from logpipe.core.kafka import send_values
 from logpipe.core.topics import Topics
-from logpipe.vectorizer.service import QueueMessage, VectorizerPipeline
+from logpipe.vectorizer.service import BatchOutcome, QueueMessage, VectorizerPipeline
 from logpipe.vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class Vectorizer:
     async def _flush_locked(self, limit: int | None = None) -> dict[str, Any]:
         if not self._buffer:
             self._buffer_since = None
-            return {"consumed": 0}
+            return BatchOutcome().summary()
         count = limit or len(self._buffer)
         messages, self._buffer = self._buffer[:count], self._buffer[count:]
         self._buffer_since = time.monotonic() if self._buffer else None
