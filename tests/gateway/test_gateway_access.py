@@ -10,7 +10,7 @@ import httpx
 import pytest
 import websockets
 
-from conftest import insert_logs, make_rows
+from gateway_support import insert_logs, make_rows
 from logpipe.gateway import auth
 
 PUBLIC = {("GET", "/health"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"),

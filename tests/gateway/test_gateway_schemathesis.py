@@ -7,17 +7,23 @@ analyzer service and an embedder that speaks the embedder service's contract.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta, timezone
 
-import json
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from conftest import ServerThread, gateway_settings, insert_logs, make_rows, start_gateway
-from test_insights import hashing_embed
-from test_search import fake_embedder_app
+from gateway_support import (
+    ServerThread,
+    fake_embedder_app,
+    gateway_settings,
+    hashing_embed,
+    insert_logs,
+    make_rows,
+    start_gateway,
+)
 
 EXAMPLES_PER_OPERATION = 30
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from conftest import gateway_settings, start_gateway
+from gateway_support import gateway_settings, start_gateway
 
 
 async def test_serves_the_dashboard_and_keeps_the_api_protected(kafka_bootstrap, topics, clickhouse, tmp_path):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from conftest import insert_logs, make_rows
+from gateway_support import insert_logs, make_rows
 from logpipe.core.query import Cursor, LogFilter, QueryError, scan_windows, search_logs
 
 LEVELS = ("INFO", "WARN", "ERROR", "DEBUG")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta, timezone
 
 import httpx
-import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlmodel import Session
 
-from conftest import ServerThread, gateway_settings, insert_logs, make_rows, start_gateway
+from gateway_support import ServerThread, gateway_settings, hashing_embed, insert_logs, make_rows, start_gateway
 from logpipe.stores.sql import Anomaly, ErrorPattern, NightlyReport
 from support import wait_for
 
@@ -67,16 +65,6 @@ async def test_reports_and_anomalies(gateway):
         assert (await client.get(f"/api/reports/{new}")).status_code == 404
         body = (await client.get("/api/anomalies")).json()
         assert [a["severity"] for a in body["anomalies"]] == ["medium"]
-
-
-def hashing_embed(texts):
-    """A stand-in for the embedding model: bag of words hashed into 64 dimensions."""
-    vectors = np.zeros((len(texts), 64), dtype=np.float32)
-    for row, text in enumerate(texts):
-        for word in text.lower().split():
-            vectors[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1, norms)
 
 
 async def test_analyze_runs_the_analyzer_and_the_report_is_readable(kafka_bootstrap, topics, clickhouse, tmp_path):

@@ -2,35 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import httpx
-import numpy as np
-from fastapi import FastAPI
 
-from conftest import ServerThread, gateway_settings, start_gateway
-
-DIMENSION = 64
-
-
-def hashed(text: str) -> np.ndarray:
-    """A stand-in for the model: words hashed into 64 dimensions, so shared words mean closeness."""
-    vector = np.zeros(DIMENSION, dtype=np.float32)
-    for word in text.lower().split():
-        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIMENSION] += 1
-    return vector / max(float(np.linalg.norm(vector)), 1e-9)
-
-
-def fake_embedder_app() -> FastAPI:
-    """The embedder service's `POST /embed/batch` contract."""
-    app = FastAPI()
-
-    @app.post("/embed/batch")
-    async def embed_batch(body: dict):
-        vectors = [hashed(text).tolist() for text in body["texts"]]
-        return {"embeddings": vectors, "model": "hashing", "dimension": DIMENSION, "count": len(vectors)}
-
-    return app
+from gateway_support import DIMENSION, ServerThread, fake_embedder_app, gateway_settings, hashed, start_gateway
 
 
 async def test_semantic_search_ranks_by_meaning_and_filters(kafka_bootstrap, topics, clickhouse, tmp_path):

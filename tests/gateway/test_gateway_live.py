@@ -89,7 +89,7 @@ async def stalled_websocket(port: int, path: str) -> socket.socket:
 
 
 async def test_a_stalled_client_does_not_block_another(kafka_bootstrap, topics, clickhouse, tmp_path):
-    from conftest import gateway_settings, start_gateway
+    from gateway_support import gateway_settings, start_gateway
 
     gateway, server = start_gateway(gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path,
                                                      ws_queue_size=200))

@@ -148,7 +148,7 @@ async def test_accepted_means_in_kafka_and_malformed_is_refused_whole(gateway, k
 
 
 async def test_ingest_answers_503_when_kafka_is_unreachable(kafka_bootstrap, topics, clickhouse, tmp_path):
-    from conftest import gateway_settings, start_gateway
+    from gateway_support import gateway_settings, start_gateway
     from logpipe.core.broker import free_port
 
     settings = gateway_settings(f"127.0.0.1:{free_port()}", topics.prefix, clickhouse, tmp_path,
