@@ -131,3 +131,16 @@ def test_ensure_collection_function_for_the_operator(tmp_path):
     assert ensure_collection("", "op_logs", tmp_path, DIM) is True
     assert ensure_collection("", "op_logs", tmp_path, DIM) is False
     assert (tmp_path / "qdrant" / "op_logs").is_dir()
+
+
+def test_novel_flag_round_trips_and_filters(store):
+    points = make_points(12)
+    for index, point in enumerate(points):
+        point.payload["novel"] = index % 4 == 0
+    store.upsert(points)
+    assert store.count(VectorFilter(novel=True)) == 3
+    assert store.count(VectorFilter(novel=False)) == 9
+    assert store.retrieve(["rec-4"])[0]["payload"]["novel"] is True
+    assert store.retrieve(["rec-5"])[0]["payload"]["novel"] is False
+    hits = store.search(unit(4), limit=12, filters=VectorFilter(novel=True))
+    assert {h.record_id for h in hits} == {"rec-0", "rec-4", "rec-8"} and all(h.payload["novel"] for h in hits)

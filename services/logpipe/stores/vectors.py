@@ -24,8 +24,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 POINT_ID_NAMESPACE = uuid.UUID("2b0e4f7c-51d4-4a3c-8f0e-7d2c5a9b1e63")
-# Payload key -> index type. Callers see `novel` as a bool; it is stored as the `novelty`
-# keyword because qdrant-edge 0.9 turns MatchValue(True) into the integer 1, which no bool matches.
+# Payload key -> index type. Callers see `novel` as a bool; only novel points store it, as the
+# keyword `novelty: "novel"`: qdrant-edge 0.9 turns MatchValue(True) into the integer 1, which
+# no bool matches, and every stored field costs the engine about 7 µs per point.
 PAYLOAD_INDEXES = {"service": "keyword", "level": "keyword", "timestamp": "datetime",
                    "pattern_id": "integer", "novelty": "keyword"}
 _INT64_LIMIT = 1 << 63
@@ -91,8 +92,7 @@ class VectorHit:
 
 def _payload_out(payload: dict[str, Any] | None) -> dict[str, Any]:
     payload = dict(payload or {})
-    if "novelty" in payload:
-        payload["novel"] = payload.pop("novelty") == "novel"
+    payload["novel"] = payload.pop("novelty", None) == "novel"
     if "pattern_id" in payload:
         payload["pattern_id"] = from_stored_pattern_id(payload["pattern_id"])
     return payload
@@ -105,9 +105,8 @@ def _payload_in(point: VectorPoint) -> dict[str, Any]:
         payload["pattern_id"] = to_stored_pattern_id(payload["pattern_id"])
     if "timestamp" in payload and isinstance(payload["timestamp"], datetime):
         payload["timestamp"] = _iso(payload["timestamp"])
-    if "novel" in payload:
-        # Stored once, as the indexed keyword (each payload field costs the engine ~7 µs/point).
-        payload["novelty"] = "novel" if payload.pop("novel") else "known"
+    if payload.pop("novel", False):
+        payload["novelty"] = "novel"
     return payload
 
 
@@ -203,9 +202,9 @@ def _edge_filter(filters: VectorFilter | None):
     if filters.pattern_ids:
         must.append(qe.FieldCondition("pattern_id", match=qe.MatchAny(
             [to_stored_pattern_id(p) for p in filters.pattern_ids])))
-    if filters.novel is not None:
-        must.append(qe.FieldCondition("novelty", match=qe.MatchValue("novel" if filters.novel else "known")))
     must_not = []
+    if filters.novel is not None:
+        (must if filters.novel else must_not).append(qe.FieldCondition("novelty", match=qe.MatchValue("novel")))
     if filters.exclude_record_ids:
         must_not.append(qe.HasIdCondition({point_id(r) for r in filters.exclude_record_ids}))
     return qe.Filter(must=must or None, must_not=must_not or None)
@@ -386,10 +385,10 @@ def _server_filter(filters: VectorFilter | None):
     if filters.pattern_ids:
         must.append(models.FieldCondition(key="pattern_id", match=models.MatchAny(
             any=[to_stored_pattern_id(p) for p in filters.pattern_ids])))
-    if filters.novel is not None:
-        must.append(models.FieldCondition(key="novelty", match=models.MatchValue(
-            value="novel" if filters.novel else "known")))
     must_not = []
+    if filters.novel is not None:
+        (must if filters.novel else must_not).append(
+            models.FieldCondition(key="novelty", match=models.MatchValue(value="novel")))
     if filters.exclude_record_ids:
         must_not.append(models.HasIdCondition(has_id=[point_id(r) for r in filters.exclude_record_ids]))
     return models.Filter(must=must or None, must_not=must_not or None)
