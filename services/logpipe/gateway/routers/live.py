@@ -57,9 +57,11 @@ async def _serve(websocket: WebSocket, fanout: Fanout, subscriber: Subscriber, l
             error = task.exception()
             if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
                 log.info("closing a live client that could not keep up")
+                fanout.unsubscribe(subscriber)
                 if websocket.application_state == WebSocketState.CONNECTED:
+                    # Its socket is full, so even the close frame may not go out: bounded wait.
                     with contextlib.suppress(Exception):
-                        await websocket.close(CLOSE_TOO_SLOW, "client too slow")
+                        await asyncio.wait_for(websocket.close(CLOSE_TOO_SLOW, "client too slow"), 1.0)
     finally:
         fanout.unsubscribe(subscriber)
 
