@@ -60,7 +60,11 @@ async def test_filters_and_totals(clickhouse):
     assert {log["record_id"] for log in page.logs} == {f"r{i:06d}" for i in range(0, 200, 25)}
 
     page = await search_logs(clickhouse, LogFilter(trace_id="trace-7"), limit=500)
-    assert sorted(log["record_id"] for log in page.logs) == ["r000007", "r000008"]
+    assert sorted(log["record_id"] for log in page.logs) == ["r000007", "r000008"] and page.total == 2
+    page = await search_logs(clickhouse, LogFilter(trace_id="trace-7"), limit=1)
+    assert [log["record_id"] for log in page.logs] == ["r000008"] and page.total == 2 and page.next_cursor
+    page = await search_logs(clickhouse, LogFilter(trace_id="trace-7"), limit=1, cursor=page.next_cursor)
+    assert [log["record_id"] for log in page.logs] == ["r000007"] and page.total == 2 and not page.next_cursor
 
     page = await search_logs(clickhouse, LogFilter(pattern_id=42), limit=500)
     assert page.total == 20 and all(log["pattern_id"] == 42 for log in page.logs)

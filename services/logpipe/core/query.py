@@ -222,15 +222,17 @@ async def search_logs(store, log_filter: LogFilter, limit: int = 100, cursor: st
     after = Cursor.decode(cursor) if cursor else None
     table = store.table("logs")
     total = None
-    if with_total:
+    wanted = limit + 1  # one extra row tells whether a next page exists
+    # A trace holds a handful of logs: read them all at once, and their number is the total.
+    whole_trace = bool(log_filter.trace_id) and after is None
+    if with_total and not whole_trace:
         sql, params = count_sql(table, log_filter)
         total = int((await store.aquery(sql, params))[0][0])
     rows: list[dict[str, Any]] = []
-    wanted = limit + 1  # one extra row tells whether a next page exists
     now = now or datetime.now(timezone.utc)
     if total == 0:
         windows = []
-    elif total is not None and total <= SELECTIVE_TOTAL_PER_ROW * wanted:
+    elif whole_trace or (total is not None and total <= SELECTIVE_TOTAL_PER_ROW * wanted):
         # Few matches in all: they are spread over the whole range anyway, so one read
         # of the range beats a series of mostly empty windows.
         windows = [(None, None)]
@@ -253,6 +255,12 @@ async def search_logs(store, log_filter: LogFilter, limit: int = 100, cursor: st
             continue
         last_key = key
         logs.append(format_row(row))
+    if with_total and whole_trace:
+        if has_more:
+            sql, params = count_sql(table, log_filter)
+            total = int((await store.aquery(sql, params))[0][0])
+        else:
+            total = len(logs)
     next_cursor = None
     if has_more and rows:
         last = rows[-1]
