@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from logpipe.core.kafka import new_producer, reachable, send_values
 from logpipe.core.metrics import counter
+from logpipe.core.record import LogRecord
 from logpipe.core.shippers import NotALogError, decode_message
 from logpipe.gateway.service import Fanout
 
@@ -162,8 +163,6 @@ def decode_raw_log(message) -> list[dict[str, Any]]:
                                  partition=message.partition, offset=message.offset, max_bytes=16 * 1024 * 1024)
     except NotALogError:
         return []
-    from logpipe.core.record import LogRecord
-
     out = []
     for record in records:
         try:
