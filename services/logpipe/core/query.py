@@ -162,14 +162,26 @@ def page_sql(table: str, log_filter: LogFilter, limit: int, cursor: Cursor | Non
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     params["limit"] = int(limit)
     sql = (f"SELECT {', '.join(LOG_COLUMNS)} FROM {table} {where} "
-           "ORDER BY timestamp DESC, record_id DESC LIMIT {limit:UInt32}")
+           "ORDER BY timestamp DESC, record_id DESC LIMIT {limit:UInt32}" + _plan_hint(log_filter))
     return sql, params
+
+
+def _plan_hint(log_filter: LogFilter) -> str:
+    """Keep ClickHouse on the table's own sort key and skip indexes where they fit best.
+
+    Where a time-ordered projection of `logs` exists (docs/api.md), ClickHouse prefers it for
+    newest-first reads; for a service (the key's prefix), a trace or a pattern (skip indexes
+    the projection lacks) the table itself reads far less.
+    """
+    if log_filter.services or log_filter.trace_id or log_filter.pattern_id is not None:
+        return " SETTINGS optimize_use_projections = 0"
+    return ""
 
 
 def count_sql(table: str, log_filter: LogFilter) -> tuple[str, dict[str, Any]]:
     conditions, params = where_clause(log_filter)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    return f"SELECT count() FROM {table} {where}", params
+    return f"SELECT count() FROM {table} {where}" + _plan_hint(log_filter), params
 
 
 def scan_windows(log_filter: LogFilter, cursor: Cursor | None, now: datetime) -> list[tuple[datetime | None, datetime | None]]:
