@@ -76,6 +76,7 @@ class TokenCreated(TokenInfo):
 
 
 class AnalyzeRequest(BaseModel):
-    window_hours: float = Field(24.0, gt=0, le=24 * 31, description="how many hours before `end` to analyse")
+    window_hours: float | None = Field(None, gt=0, le=24 * 31, description="how many hours before `end` to analyse "
+                                       "(default: the analyzer's ANALYZER_WINDOW_HOURS, 24)")
     services: list[str] | None = Field(None, max_length=200, description="only these services (default: all)")
     end: datetime | None = Field(None, description="end of the window (default: now)")

@@ -118,7 +118,8 @@ async def analyze(
     """Forwarded to the analyzer service (`GATEWAY_ANALYZER_URL`); poll GET /api/reports/{report_id}."""
     settings = request.app.state.settings
     check_pipeline_access(principal.pipeline, settings.pipeline)
-    payload = (body or AnalyzeRequest()).model_dump(mode="json", exclude_none=True)
+    # Only what the caller set: the analyzer applies its own defaults (ANALYZER_WINDOW_HOURS).
+    payload = body.model_dump(mode="json", exclude_unset=True) if body else {}
     url = settings.analyzer_url.rstrip("/") + "/analyze"
     try:
         async with httpx.AsyncClient(timeout=30.0) as client:
