@@ -39,7 +39,7 @@ def _day_range(start: datetime | None, end: datetime | None, date_from: date | N
     if start is None and date_from is not None:
         start = datetime.combine(date_from, time.min, tzinfo=timezone.utc)
     if end is None and date_to is not None:
-        end = datetime.combine(date_to, time.min, tzinfo=timezone.utc) + timedelta(days=1)
+        end = datetime.combine(min(date_to, MAX_TIMESTAMP.date()), time.min, tzinfo=timezone.utc) + timedelta(days=1)
     return _range(start, end)
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from logpipe.core.query import LogFilter, QueryError, search_logs
+from logpipe.core.record import MIN_TIMESTAMP
 from logpipe.gateway.auth import Principal, require
 from logpipe.gateway.schemas import LogPage
 from logpipe.gateway.service import effective_pipeline, split_values
@@ -25,7 +26,10 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
     match = _SINCE.match(value.strip())
     if not match:
         raise QueryError("since must look like 30s, 15m, 6h or 7d")
-    return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        return MIN_TIMESTAMP  # further back than anything stored
 
 
 @router.get("/api/logs", response_model=LogPage, summary="Search logs, newest first")
