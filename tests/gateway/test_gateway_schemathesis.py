@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import datetime, timedelta, timezone
 
 import schemathesis
@@ -25,7 +26,8 @@ from gateway_support import (
     start_gateway,
 )
 
-EXAMPLES_PER_OPERATION = 30
+# More with GATEWAY_FUZZ_EXAMPLES=200 for a deeper, slower run.
+EXAMPLES_PER_OPERATION = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
 
 
 @schemathesis.serializer("application/x-ndjson", "application/x-protobuf")
