@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from logpipe.core.dlq import dead_letter
 from logpipe.core.record import (
     FORWARDED_LEVELS,
     LEVEL_ALIASES,
@@ -30,7 +31,6 @@ from logpipe.core.record import (
     STRING_FIELDS,
     Level,
     derived_record_id,
-    format_timestamp,
 )
 from logpipe.core.shippers import NotALogError, decode_message
 
@@ -87,28 +87,9 @@ class DeadLetter:
     failed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     def to_bytes(self) -> bytes:
-        value = self.message.value or b""
-        try:
-            text: str | None = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        import base64
-
-        return orjson.dumps(
-            {
-                "original_base64": base64.b64encode(value).decode(),
-                "original_text": text,
-                "error": self.error,
-                "stage": self.stage,
-                "time": format_timestamp(self.failed_at),
-                "source": {
-                    "topic": self.message.topic,
-                    "partition": self.message.partition,
-                    "offset": self.message.offset,
-                    "timestamp_ms": self.message.timestamp,
-                },
-            }
-        )
+        m = self.message
+        return dead_letter(m.value, self.error, self.stage, self.failed_at, topic=m.topic,
+                           partition=m.partition, offset=m.offset, timestamp_ms=m.timestamp)
 
 
 @dataclass

@@ -7,7 +7,6 @@ benchmark drive the same code the service runs.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,6 +16,7 @@ import numpy as np
 import orjson
 
 from logpipe.ai.search import NOVELTY_LEVELS, judge_novelty, nearest_earlier_errors
+from logpipe.core.dlq import dead_letter
 from logpipe.core.record import Level, format_timestamp, normalize_level
 from logpipe.stores.vectors import VectorPoint
 
@@ -50,20 +50,9 @@ class DeadLetter:
     failed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     def to_bytes(self) -> bytes:
-        value = self.message.value or b""
-        try:
-            text: str | None = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        return orjson.dumps({
-            "original_base64": base64.b64encode(value).decode(),
-            "original_text": text,
-            "error": self.error,
-            "stage": self.stage,
-            "time": format_timestamp(self.failed_at),
-            "source": {"topic": self.message.topic, "partition": self.message.partition,
-                       "offset": self.message.offset, "timestamp_ms": self.message.timestamp_ms},
-        })
+        m = self.message
+        return dead_letter(m.value, self.error, self.stage, self.failed_at, topic=m.topic,
+                           partition=m.partition, offset=m.offset, timestamp_ms=m.timestamp_ms)
 
 
 @dataclass
