@@ -41,9 +41,12 @@ async def test_serves_the_dashboard_and_keeps_the_api_protected(kafka_bootstrap,
         server.stop()
 
 
-async def test_without_a_dashboard_build_root_is_404_and_no_cors(gateway):
+async def test_without_a_dashboard_build_root_points_to_the_docs_and_no_cors(gateway):
     async with httpx.AsyncClient(base_url=gateway.url) as client:
-        assert (await client.get("/")).status_code == 404
+        root = await client.get("/")
+        assert root.status_code == 200 and root.json()["docs"] == "/docs"
+        assert "not built" in root.json()["dashboard"]
+        assert (await client.get("/some/page")).status_code == 404
         response = await client.get("/health", headers={"Origin": "http://localhost:5173"})
         assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
         body = response.json()

@@ -23,7 +23,7 @@ def _banner(bootstrap: str, token: str | None, services: list[str]) -> str:
     lines = [
         "",
         "logpipe is running (Ctrl-C stops everything)",
-        f"  dashboard + API     {gateway}/            (OpenAPI docs: {gateway}/docs)",
+        f"  API (gateway)       {gateway}/            (OpenAPI docs: {gateway}/docs)",
     ]
     for name in services:
         if name != "gateway":

@@ -111,6 +111,11 @@ def mount_dashboard(app: FastAPI, folder: Path) -> None:
     """Serve the built dashboard at / when it exists; client-side routes fall back to index.html."""
     index = folder / "index.html"
     if not index.is_file():
+        @app.get("/", include_in_schema=False)
+        async def no_dashboard() -> JSONResponse:
+            # Nothing is built yet: point a browser at the API instead of a bare 404.
+            return JSONResponse({"service": "logpipe gateway", "docs": "/docs", "openapi": "/openapi.json",
+                                 "dashboard": f"not built (no {index})"})
         return
     assets = StaticFiles(directory=folder, html=True)
 
