@@ -128,8 +128,10 @@ def cmd_dev(args: argparse.Namespace) -> None:
 def cmd_schema(args: argparse.Namespace) -> None:
     from logpipe.core.schemas import ensure_all
 
-    asyncio.run(ensure_all(topics=not args.no_topics))
-    print("schemas ready")
+    import json
+
+    done = asyncio.run(ensure_all(topics=not args.no_topics))
+    print(json.dumps({"ready": True, **done}, default=str))
 
 
 def build_parser() -> argparse.ArgumentParser:
