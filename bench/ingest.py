@@ -1,7 +1,7 @@
 """Ingest throughput: logs/s from a filled `raw-logs` topic until all are queryable in ClickHouse,
 against a bare aiokafka consume + JSON decode of the same topic, in the same run.
 
-    .venv/bin/python bench/ingest.py [--records 1000000] [--partitions 4] [--batch-size 20000]
+    .venv/bin/python bench/ingest.py [--records 1000000] [--partitions 4] [--batch-size 50000]
 
 Prints one JSON line: e2e_logs_per_s, bare_consume_per_s, ratio (= e2e / bare).
 """
@@ -103,7 +103,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=50_000)
     parser.add_argument("--no-patterns", action="store_true", help="measure without pattern tagging")
     args = parser.parse_args()
     if args.no_patterns:
