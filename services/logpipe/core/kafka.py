@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Sequence
+import logging
+from typing import Any, Awaitable, Callable, Sequence
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener
+
+log = logging.getLogger(__name__)
 
 _round_robin = itertools.count()
 
@@ -56,3 +59,31 @@ async def reachable(producer: AIOKafkaProducer, timeout_s: float = 2.5) -> bool:
     """Health probe: the broker answers a metadata request."""
     metadata = await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=timeout_s)
     return bool(metadata.brokers())
+
+
+class FlushOnRebalance(ConsumerRebalanceListener):
+    """Write and commit what a consumer buffered before its partitions move; tell it what arrived.
+
+    `flush` failing is logged, not raised: the next owner replays the uncommitted records.
+    """
+
+    def __init__(self, flush: Callable[[], Awaitable[Any]],
+                 assigned: Callable[[Any], None] | None = None) -> None:
+        self._flush = flush
+        self._assigned = assigned
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        if revoked:
+            try:
+                await self._flush()
+            except Exception as exc:  # noqa: BLE001 - replayed by the next owner
+                log.warning("flush before rebalance failed: %s", exc)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        if self._assigned is not None:
+            self._assigned(assigned)
+
+
+async def raw_decoder(message) -> Any:
+    """FastStream decoder for batch handlers that read the ConsumerRecords themselves."""
+    return None

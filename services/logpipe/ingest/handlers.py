@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from fastapi import APIRouter, Request
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from logpipe.core import metrics
-from logpipe.core.kafka import send_values
+from logpipe.core.kafka import FlushOnRebalance, raw_decoder, send_values
 from logpipe.core.topics import Topics
 from logpipe.ingest.service import (
     Batch,
@@ -354,28 +354,6 @@ class Ingestor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class RebalanceListener(ConsumerRebalanceListener):
-    """Flush and commit before partitions move; re-read stored offsets after they arrive."""
-
-    def __init__(self, ingestor: Ingestor) -> None:
-        self.ingestor = ingestor
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        if revoked:
-            try:
-                await self.ingestor.flush()
-            except Exception as exc:  # noqa: BLE001 - replayed by the next owner, skipped if stored
-                log.warning("flush before rebalance failed: %s", exc)
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        self.ingestor.forget_partitions(assigned)
-
-
-async def _raw_decoder(message) -> Any:
-    # The handler reads ConsumerRecords itself; skip FastStream's JSON decoding.
-    return None
-
-
 def subscribe(broker: KafkaBroker, ingestor: Ingestor, settings: Settings) -> None:
     topics = Topics(settings.topic_prefix)
 
@@ -392,8 +370,8 @@ def subscribe(broker: KafkaBroker, ingestor: Ingestor, settings: Settings) -> No
         max_poll_interval_ms=settings.max_poll_interval_ms,
         max_partition_fetch_bytes=8 << 20,
         fetch_max_bytes=64 << 20,
-        listener=RebalanceListener(ingestor),
-        decoder=_raw_decoder,
+        listener=FlushOnRebalance(ingestor.flush, ingestor.forget_partitions),
+        decoder=raw_decoder,
     )
     async def consume_raw_logs(body: Any, message: KafkaMessage) -> None:
         await ingestor.on_records(message.raw_message, message)

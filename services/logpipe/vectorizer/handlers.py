@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from fastapi import APIRouter, Request
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from logpipe.core import metrics
-from logpipe.core.kafka import send_values
+from logpipe.core.kafka import FlushOnRebalance, raw_decoder, send_values
 from logpipe.core.topics import Topics
 from logpipe.vectorizer.service import BatchOutcome, QueueMessage, VectorizerPipeline
 from logpipe.vectorizer.settings import Settings
@@ -211,28 +211,6 @@ class Vectorizer:
                 log.warning("background index build failed: %s", exc)
 
 
-class RebalanceListener(ConsumerRebalanceListener):
-    """Process and commit what is buffered before partitions move to another consumer."""
-
-    def __init__(self, vectorizer: Vectorizer) -> None:
-        self.vectorizer = vectorizer
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        if revoked:
-            try:
-                await self.vectorizer.flush()
-            except Exception as exc:  # noqa: BLE001 - the next owner replays it; upserts are idempotent
-                log.warning("flush before rebalance failed: %s", exc)
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        return None
-
-
-async def _raw_decoder(message) -> Any:
-    # The handler reads ConsumerRecords itself; skip FastStream's JSON decoding.
-    return None
-
-
 def subscribe(broker: KafkaBroker, vectorizer: Vectorizer, settings: Settings) -> None:
     topics = Topics(settings.topic_prefix)
 
@@ -247,8 +225,8 @@ def subscribe(broker: KafkaBroker, vectorizer: Vectorizer, settings: Settings) -
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_interval_ms=settings.max_poll_interval_ms,
-        listener=RebalanceListener(vectorizer),
-        decoder=_raw_decoder,
+        listener=FlushOnRebalance(vectorizer.flush),
+        decoder=raw_decoder,
     )
     async def consume_vectorization_queue(body: Any, message: KafkaMessage) -> None:
         await vectorizer.on_records(message.raw_message, message)
