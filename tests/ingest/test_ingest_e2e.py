@@ -234,3 +234,21 @@ async def test_levels_are_normalised_on_the_fast_path(kafka_bootstrap, topics, t
         await produce(kafka_bootstrap, topics.raw_logs, [encode(record)])
         await wait_for(lambda: app.state.ingestor.stats.written >= 1)
     assert clickhouse.query(f"SELECT level FROM {clickhouse.table('logs')}") == [(level_out,)]
+
+
+async def test_two_replicas_share_partitions_and_store_each_log_once(kafka_bootstrap, topics, topic_prefix, clickhouse):
+    records = LogFactory(seed=21).batch(4000)
+    group = f"replicas-{topic_prefix}"
+    async with running_ingest(kafka_bootstrap, topic_prefix, clickhouse, group_id=group) as first:
+        await produce(kafka_bootstrap, topics.raw_logs, [encode(r) for r in records[:2000]])
+        # A second replica joins mid-stream: partitions move, the first flushes and commits before they do.
+        async with running_ingest(kafka_bootstrap, topic_prefix, clickhouse, group_id=group) as second:
+            await wait_for(lambda: second.state.ingestor.stats.assigned_partitions, timeout=60)
+            await wait_for(lambda: len(first.state.ingestor.stats.assigned_partitions) < 4, timeout=60)
+            await produce(kafka_bootstrap, topics.raw_logs, [encode(r) for r in records[2000:]])
+            await wait_for(lambda: count(clickhouse) >= 4000, timeout=60)
+            await first.state.ingestor.flush()
+            await second.state.ingestor.flush()
+            assert second.state.ingestor.stats.consumed > 0  # it did get partitions
+    assert count(clickhouse) == 4000
+    assert clickhouse.query(f"SELECT uniqExact(record_id) FROM {clickhouse.table('logs')}")[0][0] == 4000

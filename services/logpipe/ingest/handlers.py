@@ -66,6 +66,7 @@ class Stats:
     last_error: str | None = None
     last_flush_at: float | None = None
     circuit: str = "closed"
+    assigned_partitions: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=lambda: {"build": 0.0, "publish": 0.0,
                                                                      "insert": 0.0, "commit": 0.0})
     started_at: float = field(default_factory=time.time)
@@ -339,6 +340,7 @@ class Ingestor:
 
     def forget_partitions(self, partitions) -> None:
         """After a rebalance another consumer may have stored more: ask ClickHouse again."""
+        self.stats.assigned_partitions = sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)
         for tp in partitions:
             self._known_partitions.discard((tp.topic, tp.partition))
             self._stored.pop((tp.topic, tp.partition), None)
