@@ -52,6 +52,7 @@ class Stats:
     novel: int = 0
     batches: int = 0
     retries: int = 0
+    paused: bool = False
     last_error: str | None = None
     last_flush_at: float | None = None
     started_at: float = field(default_factory=time.time)
@@ -94,8 +95,20 @@ class Vectorizer:
                 self._buffer_since = time.monotonic()
             self._buffer.extend(batch)
             self._consumer = message.consumer
+            delay = max(self.settings.retry_base_seconds, 0.05)
             while len(self._buffer) >= self.settings.batch_size:
-                await self._flush_locked(self.settings.batch_size)
+                try:
+                    await self._flush_locked(self.settings.batch_size)
+                except Exception:
+                    if len(self._buffer) < self.settings.max_buffered or self._closing:
+                        raise
+                    # Full: hold the consumer here, so nothing more is fetched, and retry.
+                    self.stats.paused = True
+                    log.error("vectorizer buffer full (%d records); consumption paused, retrying in %.1fs",
+                              len(self._buffer), delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+            self.stats.paused = False
 
     async def _timer(self) -> None:
         timeout = self.settings.batch_timeout_seconds
