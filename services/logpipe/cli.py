@@ -120,7 +120,7 @@ def cmd_broker(args: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from logpipe.core.dev import run_dev
+    from logpipe.dev import run_dev
 
     run_dev(port=args.broker_port, partitions=args.partitions, generate=not args.no_generator)
 

@@ -87,3 +87,24 @@ class FlushOnRebalance(ConsumerRebalanceListener):
 async def raw_decoder(message) -> Any:
     """FastStream decoder for batch handlers that read the ConsumerRecords themselves."""
     return None
+
+
+def batch_subscriber_options(settings: Any, max_records: int, listener: ConsumerRebalanceListener) -> dict[str, Any]:
+    """FastStream batch-subscriber options shared by consumers that buffer, write, then commit
+    exactly what they wrote themselves (manual acks, raw records, a flush before rebalance)."""
+    from faststream import AckPolicy
+
+    return dict(
+        group_id=settings.group_id,
+        batch=True,
+        max_records=max_records,
+        # Poll often; the consumer's own buffer enforces BATCH_TIMEOUT_SECONDS.
+        batch_timeout_ms=int(min(settings.batch_timeout_seconds, 1.0) * 1000),
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset=settings.auto_offset_reset,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        listener=listener,
+        decoder=raw_decoder,
+    )

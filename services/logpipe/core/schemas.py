@@ -36,10 +36,7 @@ async def ensure_all(settings: CommonSettings | None = None, *, topics: bool = T
     done["collection_created"] = await asyncio.to_thread(
         ensure_collection, settings.qdrant_url, settings.qdrant_collection, settings.data_dir, dimension)
 
-    from logpipe.stores import sql
-
-    # Importing the modules that define tables registers them on the shared metadata.
-    import logpipe.gateway.auth  # noqa: F401  (api_tokens)
+    from logpipe.stores import sql  # defines every SQL table
 
     await asyncio.to_thread(sql.init_db, sql.engine(settings))
     done["sql"] = True

@@ -22,25 +22,14 @@ from typing import Iterable
 from fastapi import HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Session, select
 
 from logpipe.stores import sql
+from logpipe.stores.sql import ApiToken
 
 SCOPES = ("read", "ingest", "admin")
 TOKEN_PREFIX = "lpt_"
 _TOKEN_SHAPE = re.compile(r"^lpt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-
-
-class ApiToken(SQLModel, table=True):
-    __tablename__ = "api_tokens"
-
-    id: str = Field(primary_key=True, max_length=12)
-    name: str = Field(max_length=200)
-    scopes: str = Field(max_length=100)  # comma-separated, sorted
-    pipeline: str | None = Field(default=None, max_length=200)
-    token_hash: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
-    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from fastapi import APIRouter, Request
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from logpipe.core import metrics
-from logpipe.core.kafka import FlushOnRebalance, raw_decoder, send_values
+from logpipe.core.kafka import FlushOnRebalance, batch_subscriber_options, send_values
 from logpipe.core.topics import Topics
 from logpipe.ingest.service import (
     Batch,
@@ -361,19 +360,10 @@ def subscribe(broker: KafkaBroker, ingestor: Ingestor, settings: Settings) -> No
 
     @broker.subscriber(
         topics.raw_logs,
-        group_id=settings.group_id,
-        batch=True,
-        max_records=settings.batch_size,
-        batch_timeout_ms=int(min(settings.batch_timeout_seconds, 1.0) * 1000),
-        ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset=settings.auto_offset_reset,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        max_poll_interval_ms=settings.max_poll_interval_ms,
         max_partition_fetch_bytes=8 << 20,
         fetch_max_bytes=64 << 20,
-        listener=FlushOnRebalance(ingestor.flush, ingestor.forget_partitions),
-        decoder=raw_decoder,
+        **batch_subscriber_options(settings, settings.batch_size,
+                                   FlushOnRebalance(ingestor.flush, ingestor.forget_partitions)),
     )
     async def consume_raw_logs(body: Any, message: KafkaMessage) -> None:
         await ingestor.on_records(message.raw_message, message)

@@ -214,3 +214,16 @@ class Baseline(SQLModel, table=True):
     m2: float = 0.0
     last_bucket: datetime | None = _utc(default=None)
     updated_at: datetime = _utc(default_factory=utcnow)
+
+
+# The gateway's API tokens: only a SHA-256 of each token is stored (see gateway/auth.py).
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: str = Field(primary_key=True, max_length=12)
+    name: str = Field(max_length=200)
+    scopes: str = Field(max_length=100)  # comma-separated, sorted
+    pipeline: str | None = Field(default=None, max_length=200)
+    token_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    revoked_at: datetime | None = None

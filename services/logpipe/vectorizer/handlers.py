@@ -18,11 +18,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from fastapi import APIRouter, Request
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from logpipe.core import metrics
-from logpipe.core.kafka import FlushOnRebalance, raw_decoder, send_values
+from logpipe.core.kafka import FlushOnRebalance, batch_subscriber_options, send_values
 from logpipe.core.topics import Topics
 from logpipe.vectorizer.service import BatchOutcome, QueueMessage, VectorizerPipeline
 from logpipe.vectorizer.settings import Settings
@@ -229,17 +228,7 @@ def subscribe(broker: KafkaBroker, vectorizer: Vectorizer, settings: Settings) -
 
     @broker.subscriber(
         topics.vectorization_queue,
-        group_id=settings.group_id,
-        batch=True,
-        max_records=max(settings.batch_size, 100),
-        batch_timeout_ms=int(min(settings.batch_timeout_seconds, 1.0) * 1000),
-        ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset=settings.auto_offset_reset,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        max_poll_interval_ms=settings.max_poll_interval_ms,
-        listener=FlushOnRebalance(vectorizer.flush),
-        decoder=raw_decoder,
+        **batch_subscriber_options(settings, max(settings.batch_size, 100), FlushOnRebalance(vectorizer.flush)),
     )
     async def consume_vectorization_queue(body: Any, message: KafkaMessage) -> None:
         await vectorizer.on_records(message.raw_message, message)
