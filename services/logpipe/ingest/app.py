@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
+from faststream.confluent import KafkaBroker
 
 from logpipe.core import patterns
 from logpipe.core.health import Health

@@ -17,27 +17,29 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Request
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.confluent import KafkaBroker, KafkaMessage
 
 from logpipe.core import metrics
-from logpipe.core.kafka import FlushOnRebalance, batch_subscriber_options, send_values
+from logpipe.core.kafka import ConfluentCommitter, confluent_batch_options, send_values
 from logpipe.core.topics import Topics
 from logpipe.ingest.service import (
     Batch,
     BatchBuilder,
     CircuitBreaker,
-    RawMessage,
-    next_offsets,
-    rows_to_json,
-    skip_stored,
+    RawBatch,
     with_pattern_ids,
 )
 from logpipe.ingest.settings import Settings
 from logpipe.stores.clickhouse import ClickHouseStore
 
 log = logging.getLogger(__name__)
+
+# ClickHouse by default runs the ReplacingMergeTree merge over every inserted block, which
+# doubled the insert's CPU; a batch holds no duplicate record ids (dropped while building) and
+# replays are skipped by offset, so background merges alone fold what is left.
+INSERT_SETTINGS = {"optimize_on_insert": 0}
 
 CONSUMED = metrics.counter("logpipe_ingest_consumed_total", "Kafka records consumed from raw-logs")
 WRITTEN = metrics.counter("logpipe_ingest_written_total", "Log rows written to ClickHouse")
@@ -75,12 +77,13 @@ class Stats:
 class _Pending:
     """One cut batch on its way through the pipeline."""
 
-    messages: list[RawMessage]
+    messages: Any  # confluent-kafka Messages as consumed, then a RawBatch
     done: asyncio.Future
     batch: Batch | None = None
     commit_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     forward_values: list[bytes] = field(default_factory=list)
     skipped: int = 0
+    built: asyncio.Task | None = None
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -105,10 +108,10 @@ class Ingestor:
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.retry_base_seconds,
                                       settings.retry_max_seconds)
         self.stats = Stats()
-        self._buffer: list[RawMessage] = []
+        self._buffer: list = []
         self._buffer_since: float | None = None
         self._lock = asyncio.Lock()
-        self._consumer = None
+        self.committer = ConfluentCommitter(asyncio.get_running_loop(), self.flush, self.forget_partitions)
         self._stored: dict[tuple[str, int], int] = {}
         self._known_partitions: set[tuple[str, int]] = set()
         self._closing = False
@@ -131,7 +134,7 @@ class Ingestor:
             if not self._buffer:
                 self._buffer_since = time.monotonic()
             self._buffer.extend(batch)
-            self._consumer = message.consumer
+            self.committer.attach(message.consumer)
             if len(self._buffer) >= self.settings.batch_size:
                 await self._cut_locked()
 
@@ -173,28 +176,40 @@ class Ingestor:
 
     # -- stage 1: build ----------------------------------------------------------------------
     async def _build_stage(self) -> None:
+        """Start building each batch as it comes, up to BUILD_WORKERS at once; the write
+        stage takes them in the order they were cut."""
+        slots = asyncio.Semaphore(self.settings.build_workers)
         while True:
             pending = await self._to_build.get()
+            await slots.acquire()
+            pending.built = asyncio.create_task(self._build_one(pending, slots))
+            await self._to_write.put(pending)
+
+    async def _build_one(self, pending: _Pending, slots: asyncio.Semaphore) -> None:
+        try:
             while True:
                 try:
                     if not pending.commit_offsets:
-                        pending.commit_offsets = await asyncio.to_thread(next_offsets, pending.messages)
+                        pending.messages = await asyncio.to_thread(RawBatch.from_confluent, pending.messages)
+                        pending.commit_offsets = pending.messages.next_offsets()
                     stored = await self._stored_offsets(pending.commit_offsets)
                     with self._timed("build"):
                         pending.batch, pending.skipped, pending.forward_values = await asyncio.to_thread(
                             self._build, pending.messages, stored)
-                    break
+                    return
                 except Exception as exc:  # noqa: BLE001 - e.g. ClickHouse down while reading offsets
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
                     log.exception("building a batch failed; retrying")
                     await asyncio.sleep(1.0)
-            await self._to_write.put(pending)
+        finally:
+            slots.release()
 
     # -- stage 2: publish, insert, commit ---------------------------------------------------
     async def _write_stage(self) -> None:
         while True:
             pending = await self._to_write.get()
             try:
+                await pending.built
                 result = await self._write(pending)
             except BaseException as exc:
                 if not pending.done.done():
@@ -228,6 +243,7 @@ class Ingestor:
         # Publishing waits on broker acks and the insert on ClickHouse: do both at once;
         # the commit waits for both.
         await asyncio.gather(self._publish(batch, pending.forward_values), self._store(batch))
+        self._remember_offsets(pending.commit_offsets)
         with self._timed("commit"):
             await self._commit(pending.commit_offsets)
         self.stats.written += batch.rows.num_rows
@@ -261,7 +277,6 @@ class Ingestor:
         if batch.rows.num_rows:
             with self._timed("insert"):
                 await self._insert_with_retry(batch)
-            self._remember_offsets(batch)
 
     @contextlib.contextmanager
     def _timed(self, stage: str):
@@ -273,18 +288,18 @@ class Ingestor:
             self.stats.stage_seconds[stage] += elapsed
             STAGE_SECONDS.labels(stage).inc(elapsed)
 
-    def _build(self, messages: list[RawMessage], stored: dict[tuple[str, int], int]) -> tuple[Batch, int, list[bytes]]:
-        fresh = skip_stored(messages, stored)
+    def _build(self, messages: RawBatch, stored: dict[tuple[str, int], int]) -> tuple[Batch, int, list[bytes]]:
+        fresh = messages.skip_stored(stored)
         batch = self.builder.build(fresh)
         if self.tagger is not None and batch.rows.num_rows:
             batch.rows = with_pattern_ids(batch.rows, self.tagger.tag(batch.rows["message"]))
-        return batch, len(messages) - len(fresh), rows_to_json(batch.forwarded())
+        return batch, len(messages) - len(fresh), batch.forwarded_json()
 
     async def _insert_with_retry(self, batch: Batch) -> None:
         """Retry until ClickHouse takes the rows. Meanwhile nothing is consumed or committed."""
         while True:
             try:
-                await self.store.ainsert_arrow("logs", batch.rows)
+                await self.store.ainsert_arrow("logs", batch.rows, settings=INSERT_SETTINGS)
                 if self.breaker.failures:
                     log.info("ClickHouse insert recovered after %d failures", self.breaker.failures)
                 self.breaker.record_success()
@@ -307,14 +322,16 @@ class Ingestor:
         BREAKER_OPEN.set(1 if self.breaker.state == "open" else 0)
 
     async def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
-        """Commit exactly what was written: positions the consumer fetched since are not ours."""
-        if self._consumer is None:
-            return
-        assigned = self._consumer.assignment()
-        offsets = {TopicPartition(topic, partition): offset for (topic, partition), offset in next_offsets.items()}
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-        if offsets:
-            await self._consumer.commit(offsets)
+        """Commit exactly what was written: positions the consumer fetched since are not ours.
+
+        A failed commit (a rebalance under way, the coordinator moving) loses nothing: the rows
+        are stored, and whoever reads these partitions next skips them by offset.
+        """
+        try:
+            await self.committer.commit(next_offsets)
+        except Exception as exc:  # noqa: BLE001
+            self.stats.last_error = f"commit: {type(exc).__name__}: {exc}"[:500]
+            log.warning("offset commit failed; stored rows will be skipped on replay: %s", exc)
 
     async def _stored_offsets(self, partitions) -> dict[tuple[str, int], int]:
         """Highest stored offset per partition, read from ClickHouse once per assignment."""
@@ -330,12 +347,10 @@ class Ingestor:
                     self._stored[(topic, partition)] = found[partition]
         return self._stored
 
-    def _remember_offsets(self, batch: Batch) -> None:
-        # Everything up to here is stored; later skips need no query.
-        for topic, partition, offset in zip(batch.rows["kafka_topic"].to_pylist()[-1:],
-                                            batch.rows["kafka_partition"].to_pylist()[-1:],
-                                            batch.rows["kafka_offset"].to_pylist()[-1:]):
-            self._stored[(topic, partition)] = max(offset, self._stored.get((topic, partition), -1))
+    def _remember_offsets(self, next_offsets: dict[tuple[str, int], int]) -> None:
+        # Everything below these offsets is handled; later skips need no query.
+        for key, offset in next_offsets.items():
+            self._stored[key] = max(offset - 1, self._stored.get(key, -1))
 
     def forget_partitions(self, partitions) -> None:
         """After a rebalance another consumer may have stored more: ask ClickHouse again."""
@@ -358,13 +373,7 @@ class Ingestor:
 def subscribe(broker: KafkaBroker, ingestor: Ingestor, settings: Settings) -> None:
     topics = Topics(settings.topic_prefix)
 
-    @broker.subscriber(
-        topics.raw_logs,
-        max_partition_fetch_bytes=8 << 20,
-        fetch_max_bytes=64 << 20,
-        **batch_subscriber_options(settings, settings.batch_size,
-                                   FlushOnRebalance(ingestor.flush, ingestor.forget_partitions)),
-    )
+    @broker.subscriber(topics.raw_logs, **confluent_batch_options(settings, settings.batch_size, ingestor.committer))
     async def consume_raw_logs(body: Any, message: KafkaMessage) -> None:
         await ingestor.on_records(message.raw_message, message)
 

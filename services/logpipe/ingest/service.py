@@ -36,8 +36,7 @@ from logpipe.core.shippers import NotALogError, decode_message
 
 
 class RawMessage(NamedTuple):
-    """What ingest needs of one Kafka record (aiokafka's ConsumerRecord has the same attributes,
-    so consumed records are used as they are, without a copy)."""
+    """What ingest needs of one Kafka record (aiokafka's ConsumerRecord has the same attributes)."""
 
     value: bytes | None
     timestamp: int | None  # milliseconds since the epoch, as Kafka gives it
@@ -78,6 +77,81 @@ _FORWARDED = pa.array(sorted(level.value for level in FORWARDED_LEVELS))
 
 
 @dataclass
+class RawBatch:
+    """Consumed Kafka records column-wise: the fast path never makes a Python object per record."""
+
+    values: list[bytes | None]
+    timestamps: np.ndarray  # int64 ms since the epoch; <= 0 where Kafka gave none
+    topics: list[str]
+    partitions: np.ndarray  # int64
+    offsets: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def message(self, i: int) -> RawMessage:
+        stamp = int(self.timestamps[i])
+        return RawMessage(self.values[i], stamp if stamp > 0 else None, self.topics[i],
+                          int(self.partitions[i]), int(self.offsets[i]))
+
+    @classmethod
+    def from_messages(cls, messages: Sequence[RawMessage]) -> "RawBatch":
+        count = len(messages)
+        return cls([m.value for m in messages],
+                    np.fromiter((m.timestamp or 0 for m in messages), np.int64, count),
+                    [m.topic for m in messages],
+                    np.fromiter((m.partition for m in messages), np.int64, count),
+                    np.fromiter((m.offset for m in messages), np.int64, count))
+
+    @classmethod
+    def from_confluent(cls, records: Sequence[Any]) -> "RawBatch":
+        """confluent-kafka Messages (a timestamp of type 0, "not available", reads as none)."""
+        count = len(records)
+        return cls([m.value() for m in records],
+                   np.fromiter((m.timestamp()[1] if m.timestamp()[0] else 0 for m in records), np.int64, count),
+                   [m.topic() for m in records],
+                   np.fromiter((m.partition() for m in records), np.int64, count),
+                   np.fromiter((m.offset() for m in records), np.int64, count))
+
+    def select(self, keep: np.ndarray) -> "RawBatch":
+        index = np.flatnonzero(keep)
+        values, topics = self.values, self.topics
+        return RawBatch([values[i] for i in index], self.timestamps[index], [topics[i] for i in index],
+                        self.partitions[index], self.offsets[index])
+
+    def _partition_keys(self) -> tuple[list[tuple[str, int]], np.ndarray]:
+        """The distinct (topic, partition) pairs, and each record's index into them."""
+        names = sorted(set(self.topics))
+        if len(names) == 1:
+            codes = self.partitions
+        else:
+            position = {name: i for i, name in enumerate(names)}
+            codes = np.fromiter((position[t] for t in self.topics), np.int64, len(self)) << 32 | self.partitions
+        unique, inverse = np.unique(codes, return_inverse=True)
+        if len(names) == 1:
+            return [(names[0], int(code)) for code in unique], inverse
+        return [(names[int(code) >> 32], int(code) & 0xFFFFFFFF) for code in unique], inverse
+
+    def next_offsets(self) -> dict[tuple[str, int], int]:
+        """The offset to commit per partition once these records are handled (highest + 1)."""
+        if not len(self):
+            return {}
+        keys, inverse = self._partition_keys()
+        highest = np.full(len(keys), -1, np.int64)
+        np.maximum.at(highest, inverse, self.offsets)
+        return {key: int(offset) + 1 for key, offset in zip(keys, highest)}
+
+    def skip_stored(self, stored: dict[tuple[str, int], int]) -> "RawBatch":
+        """Drop records at or below the highest offset already in ClickHouse (a replay after a crash)."""
+        if not stored or not len(self):
+            return self
+        keys, inverse = self._partition_keys()
+        floor = np.array([stored.get(key, -1) for key in keys], np.int64)
+        keep = self.offsets > floor[inverse]
+        return self if keep.all() else self.select(keep)
+
+
+@dataclass
 class DeadLetter:
     """A message that cannot be a log: the original bytes, why, where, when."""
 
@@ -99,12 +173,36 @@ class Batch:
     rows: pa.Table
     dead_letters: list[DeadLetter]
     fast_path: bool
+    # Fast path: each row's original record, for forwarding without re-encoding it.
+    raw_values: list[bytes] | None = None
 
     def forwarded(self) -> pa.Table:
         """Rows the vectorizer wants (WARN, ERROR, FATAL)."""
         if self.rows.num_rows == 0:
             return self.rows
         return self.rows.filter(pc.is_in(self.rows["level"], value_set=_FORWARDED))
+
+    def forwarded_json(self) -> list[bytes]:
+        """The forwarded rows as record JSON for vectorization-queue.
+
+        On the fast path each original record is canonical JSON already: what ingest decided
+        (normalised level and time, record id, pattern id, ...) is appended to it, and the
+        last occurrence of a key wins, so no row is re-encoded whole.
+        """
+        if self.rows.num_rows == 0:
+            return []
+        if self.raw_values is None:
+            return rows_to_json(self.forwarded())
+        index = np.flatnonzero(pc.is_in(self.rows["level"], value_set=_FORWARDED).to_numpy(zero_copy_only=False))
+        if not len(index):
+            return []
+        rows = self.rows.take(pa.array(index))
+        columns = [pc.strftime(rows["timestamp"], format="%Y-%m-%dT%H:%M:%SZ").to_pylist()]
+        columns += [rows[name].to_pylist() for name in _DECIDED]
+        raw, dumps, out = self.raw_values, orjson.dumps, []
+        for i, values in zip(index, zip(*columns)):
+            out.append(raw[i].rstrip()[:-1] + b"," + dumps(dict(zip(_DECIDED_KEYS, values)))[1:])
+        return out
 
 
 class BatchBuilder:
@@ -114,17 +212,21 @@ class BatchBuilder:
         self.pipeline = pipeline
         self.max_record_bytes = max_record_bytes
 
-    def build(self, messages: Sequence[RawMessage]) -> Batch:
-        if not messages:
+    def build(self, messages: RawBatch | Sequence[RawMessage]) -> Batch:
+        if not isinstance(messages, RawBatch):
+            messages = RawBatch.from_messages(messages)
+        if not len(messages):
             return Batch(LOG_SCHEMA.empty_table(), [], True)
-        table = self._fast(messages)
-        if table is not None:
-            return Batch(table, [], True)
+        fast = self._fast(messages)
+        if fast is not None:
+            table, keep = fast
+            values = messages.values if keep is None else [v for v, k in zip(messages.values, keep) if k]
+            return Batch(table, [], True, values)
         return self._exact(messages)
 
     # -- fast path -------------------------------------------------------------------------
-    def _fast(self, messages: Sequence[RawMessage]) -> pa.Table | None:
-        values = [m.value for m in messages]
+    def _fast(self, messages: RawBatch) -> tuple[pa.Table, np.ndarray | None] | None:
+        values = messages.values
         limit = self.max_record_bytes
         for value in values:
             # Blank, oversized, non-object or multi-line values need the exact path.
@@ -157,8 +259,7 @@ class BatchBuilder:
                 return None
             level = pc.take(_ALIAS_VALUES, index)
 
-        kafka_ms = pa.array([m.timestamp if m.timestamp and m.timestamp > 0 else int(time.time() * 1000)
-                             for m in messages], pa.int64())
+        kafka_ms = pa.array(np.where(messages.timestamps > 0, messages.timestamps, int(time.time() * 1000)))
         try:
             stamp = pc.cast(pc.cast(parsed["timestamp"], pa.timestamp("ns", tz="UTC")),
                             pa.timestamp("ms", tz="UTC"), safe=False)
@@ -182,8 +283,9 @@ class BatchBuilder:
         record_id = parsed["record_id"]
         if record_id.null_count:
             ids = record_id.to_pylist()
-            record_id = pa.array([rid or derived_record_id(m.topic, m.partition, m.offset)
-                                  for rid, m in zip(ids, messages)], pa.string())
+            record_id = pa.array([rid or derived_record_id(topic, int(partition), int(offset))
+                                  for rid, topic, partition, offset in zip(ids, messages.topics, messages.partitions,
+                                                                           messages.offsets)], pa.string())
         if pc.max(pc.utf8_length(record_id)).as_py() > 128:
             return None
 
@@ -209,11 +311,11 @@ class BatchBuilder:
         return self._finish(columns, messages)
 
     # -- exact path ------------------------------------------------------------------------
-    def _exact(self, messages: Sequence[RawMessage]) -> Batch:
+    def _exact(self, messages: RawBatch) -> Batch:
         records: list[dict[str, Any]] = []
         origins: list[RawMessage] = []
         dead: list[DeadLetter] = []
-        for message in messages:
+        for message in map(messages.message, range(len(messages))):
             try:
                 decoded = decode_message(message.value, kafka_timestamp_ms=message.timestamp,
                                          topic=message.topic, partition=message.partition,
@@ -235,17 +337,19 @@ class BatchBuilder:
         columns["record_id"] = pa.array([r["record_id"] for r in records], pa.string())
         columns["attributes"] = pa.array([list(r["attributes"].items()) for r in records],
                                          LOG_SCHEMA.field("attributes").type)
-        return Batch(self._finish(columns, origins), dead, False)
+        table, _ = self._finish(columns, RawBatch.from_messages(origins))
+        return Batch(table, dead, False)
 
-    def _finish(self, columns: dict[str, Any], origins: Sequence[RawMessage]) -> pa.Table:
+    def _finish(self, columns: dict[str, Any], origins: RawBatch) -> tuple[pa.Table, np.ndarray | None]:
         count = len(origins)
         columns["pattern_id"] = pa.array(np.zeros(count, dtype=np.uint64))
         columns["pipeline"] = pa.array([self.pipeline] * count, pa.string())
-        columns["kafka_topic"] = pa.array([m.topic for m in origins], pa.string())
-        columns["kafka_partition"] = pa.array([m.partition for m in origins], pa.uint32())
-        columns["kafka_offset"] = pa.array([m.offset for m in origins], pa.uint64())
+        columns["kafka_topic"] = pa.array(origins.topics, pa.string())
+        columns["kafka_partition"] = pa.array(origins.partitions.astype(np.uint32))
+        columns["kafka_offset"] = pa.array(origins.offsets.astype(np.uint64))
         table = pa.table(columns, schema=LOG_SCHEMA)
-        return drop_duplicate_ids(table)
+        keep = duplicate_free(table)
+        return (table, None) if keep is None else (table.filter(pa.array(keep)), keep)
 
 
 def _attributes_column(column: pa.ChunkedArray) -> pa.Array | None:
@@ -290,23 +394,28 @@ def _attributes_per_row(struct: pa.Array) -> pa.Array:
     return pa.array(out, LOG_SCHEMA.field("attributes").type)
 
 
-def drop_duplicate_ids(table: pa.Table) -> pa.Table:
-    """A record delivered twice within one batch is stored once (first one wins)."""
+def duplicate_free(table: pa.Table) -> np.ndarray | None:
+    """Which rows to keep so a record delivered twice within one batch is stored once (the
+    first wins); None when every record id is distinct."""
     ids = table["record_id"]
     if len(pc.unique(ids)) == table.num_rows:
-        return table
+        return None
     seen: set[str] = set()
-    keep = []
-    for rid in ids.to_pylist():
-        keep.append(rid not in seen)
+    keep = np.zeros(table.num_rows, dtype=bool)
+    for i, rid in enumerate(ids.to_pylist()):
+        keep[i] = rid not in seen
         seen.add(rid)
-    return table.filter(pa.array(keep))
+    return keep
 
 
 def with_pattern_ids(table: pa.Table, pattern_ids: pa.Array | pa.ChunkedArray) -> pa.Table:
     index = table.schema.get_field_index("pattern_id")
     return table.set_column(index, "pattern_id", pc.cast(pattern_ids, pa.uint64()))
 
+
+# What ingest decides about a record, appended to its original JSON when forwarding it.
+_DECIDED = ["level", "service", "record_id", "pattern_id", "pipeline"]
+_DECIDED_KEYS = ["timestamp", *_DECIDED]
 
 _JSON_COLUMNS = [name for name in LOG_SCHEMA.names if not name.startswith("kafka_") and name != "timestamp"]
 
@@ -326,23 +435,6 @@ def rows_to_json(table: pa.Table) -> list[bytes]:
         row["timestamp"] = stamp
         row["attributes"] = dict(values[attributes_index] or ())
         out.append(dumps(row))
-    return out
-
-
-def skip_stored(messages: Sequence[RawMessage], stored: dict[tuple[str, int], int]) -> Sequence[RawMessage]:
-    """Drop messages at or below the highest offset already in ClickHouse (a replay after a crash)."""
-    if not stored:
-        return messages
-    return [m for m in messages if m.offset > stored.get((m.topic, m.partition), -1)]
-
-
-def next_offsets(messages: Sequence[RawMessage]) -> dict[tuple[str, int], int]:
-    """The offset to commit per partition once `messages` are handled (highest + 1)."""
-    out: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic, m.partition)
-        if m.offset >= out.get(key, 0):
-            out[key] = m.offset + 1
     return out
 
 

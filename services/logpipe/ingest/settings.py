@@ -22,5 +22,7 @@ class Settings(ServiceSettings):
     retry_max_seconds: float = 30.0
     # Batches in each pipeline stage at once (memory: about batch_size * record size each).
     pipeline_depth: int = Field(2, ge=1, le=16)
+    # Batches parsed and tagged at once (each in its own thread; the GIL is mostly released).
+    build_workers: int = Field(2, ge=1, le=16)
     apply_schema: bool = True
     tag_patterns: bool = True
