@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from gateway_support import insert_logs, make_rows
-from logpipe.core.query import Cursor, LogFilter, QueryError, scan_windows, search_logs
+from logpipe.core.query import Cursor, LogFilter, QueryError, first_window_width, scan_windows, search_logs
 
 LEVELS = ("INFO", "WARN", "ERROR", "DEBUG")
 
@@ -25,6 +25,40 @@ def test_scan_windows_cover_the_range_newest_first_without_gaps():
     bounded = scan_windows(LogFilter(), cursor, now)
     assert bounded[0][1] == now - timedelta(hours=1) + timedelta(milliseconds=1)
     assert bounded[-1][0] is None
+
+
+def test_first_window_follows_the_filters_rate():
+    now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    week_ago = now - timedelta(days=7)
+    # 300k errors a week: four pages of 101 arrive in about 13 minutes.
+    width = first_window_width(LogFilter(levels=["ERROR"]), 300_000, 101, week_ago, now, now)
+    assert timedelta(minutes=12) < width < timedelta(minutes=15)
+    # 10M logs a week would fill four pages in 24 s; the first fixed step (2 min) is the least.
+    assert first_window_width(LogFilter(), 10_000_000, 101, week_ago, now, now) == timedelta(minutes=2)
+    # The filter's own start counts, and the newest stored log (not the clock) ends the range.
+    width = first_window_width(LogFilter(start=now - timedelta(days=1)), 60_000, 101, week_ago,
+                               now - timedelta(hours=12), now)
+    assert timedelta(minutes=4.5) < width < timedelta(minutes=5)
+    # Few matches: the whole range at once; nothing stored: no rate, the fixed steps.
+    assert first_window_width(LogFilter(), 300, 101, week_ago, now, now) == timedelta(days=7)
+    assert first_window_width(LogFilter(), 0, 101, None, None, now) is None
+
+
+def test_sized_windows_widen_from_the_newest_stored_log():
+    now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    newest = now - timedelta(minutes=5)
+    anchor = newest + timedelta(milliseconds=1)
+    windows = scan_windows(LogFilter(), None, now, timedelta(seconds=30), newest)
+    assert windows[0] == (anchor - timedelta(seconds=30), None)  # open upwards: logs stored since are seen
+    lows = [low for low, _ in windows[:-1]]
+    assert lows == [anchor - timedelta(seconds=30) * 8**k for k in range(len(lows))]
+    assert windows[-1][0] is None
+    for (low, _), (_, high) in zip(windows, windows[1:]):
+        assert low == high
+    start = now - timedelta(hours=1)
+    windows = scan_windows(LogFilter(start=start), None, now, timedelta(minutes=1), newest)
+    one, eight = anchor - timedelta(minutes=1), anchor - timedelta(minutes=8)
+    assert windows == [(one, None), (eight, one), (start, eight)]
 
 
 def test_cursor_round_trip_and_garbage():
@@ -110,6 +144,66 @@ async def test_pagination_is_stable_while_logs_arrive(clickhouse):
                 break
         assert len(seen) == len(set(seen)) == 800
         assert seen == expected
+
+
+class CountingStore:
+    """The store, counting the page reads (the queries that return whole rows)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.page_reads = 0
+
+    def table(self, name: str) -> str:
+        return self.store.table(name)
+
+    async def aquery(self, sql, parameters=None):
+        return await self.store.aquery(sql, parameters)
+
+    async def aquery_dicts(self, sql, parameters=None):
+        self.page_reads += 1
+        return await self.store.aquery_dicts(sql, parameters)
+
+
+async def test_sized_windows_page_bursty_logs_exactly(clickhouse):
+    now = datetime.now(timezone.utc)
+    # Quiet for days, one burst, a trickle now: the mean rate misjudges the first window, so
+    # the wider ones after it must go on exactly where it ended.
+    rows = make_rows(300, start=now - timedelta(days=6), step_ms=1_500_000, level="INFO")
+    rows += make_rows(250, start=now - timedelta(days=2), step_ms=3, level="ERROR")
+    rows += make_rows(40, start=now - timedelta(minutes=3), step_ms=2_000, level="WARN")
+    for index, row in enumerate(rows):
+        row["record_id"] = f"b{index:05d}"
+    insert_logs(clickhouse, rows)
+    expected = [record_id for _, record_id in sorted(((r["timestamp"], r["record_id"]) for r in rows), reverse=True)]
+    for with_total in (True, False):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await search_logs(clickhouse, LogFilter(), limit=7, cursor=cursor, with_total=with_total)
+            assert page.total == (len(rows) if with_total else None)
+            seen.extend(log["record_id"] for log in page.logs)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == expected
+    # Logs newer than the (briefly cached) newest stored one still come first.
+    fresh = make_rows(3, start=now + timedelta(seconds=30), step_ms=10, level="WARN")
+    insert_logs(clickhouse, [dict(row, record_id=f"fresh{i}") for i, row in enumerate(fresh)])
+    page = await search_logs(clickhouse, LogFilter(), limit=7)
+    assert [log["record_id"] for log in page.logs] == ["fresh2", "fresh1", "fresh0", *expected[:4]]
+
+
+async def test_a_rare_filter_is_read_in_one_window(clickhouse):
+    now = datetime.now(timezone.utc)
+    # A week of logs, one in fifty an error: the fixed 2-minute first window would hold none.
+    rows = make_rows(10_000, start=now - timedelta(days=7), step_ms=60_000,
+                     level=lambda i: "ERROR" if i % 50 == 0 else "INFO")
+    insert_logs(clickhouse, rows)
+    store = CountingStore(clickhouse)
+    page = await search_logs(store, LogFilter(levels=["ERROR"]), limit=1)
+    errors = [r["record_id"] for r in reversed(rows) if r["level"] == "ERROR"]
+    assert [log["record_id"] for log in page.logs] == errors[:1] and page.total == len(errors)
+    assert store.page_reads == 1
 
 
 async def test_http_logs_endpoint(gateway, clickhouse):

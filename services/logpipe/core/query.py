@@ -6,13 +6,15 @@ and friends against a `ClickHouseStore`.
 
 Pagination is keyset on (timestamp DESC, record_id DESC): a cursor names the last row
 seen, so new logs arriving never shift or repeat a page. The newest-first scan runs over
-widening time windows, so "the latest 100 logs" reads minutes of data, not months.
+widening time windows, so "the latest 100 logs" reads minutes of data, not months; with a
+total, the first window is sized from the filter's rate so that it usually holds the page.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -36,7 +38,14 @@ WINDOW_STEPS = (timedelta(minutes=2), timedelta(minutes=30), timedelta(hours=6),
 MAX_CONTAINS_LENGTH = 500
 # With at most this many matches per wanted row, a page is read in one query, not windows.
 SELECTIVE_TOTAL_PER_ROW = 50
+# With a total, the first window is sized to hold this many times the wanted rows at the
+# filter's average rate, and each further one is this many times wider: logs come in bursts.
+WINDOW_MARGIN = 4
+WINDOW_GROWTH = 8
+STORED_RANGE_TTL_S = 10.0
 MAX_FILTER_VALUES = 50
+# Per table: (monotonic time fetched, (oldest, newest)); see stored_range.
+_stored_ranges: dict[str, tuple[float, tuple[datetime | None, datetime | None]]] = {}
 
 
 class QueryError(ValueError):
@@ -184,8 +193,38 @@ def count_sql(table: str, log_filter: LogFilter) -> tuple[str, dict[str, Any]]:
     return f"SELECT count() FROM {table} {where}" + _plan_hint(log_filter), params
 
 
-def scan_windows(log_filter: LogFilter, cursor: Cursor | None, now: datetime) -> list[tuple[datetime | None, datetime | None]]:
-    """Disjoint [low, high) windows, newest first, that together cover the filter's range."""
+async def stored_range(store, table: str) -> tuple[datetime | None, datetime | None]:
+    """The oldest and newest stored timestamps, from part metadata (no scan), cached briefly.
+
+    They only size and anchor the scan windows, whose first is open upwards, and never decide
+    which rows match: a stale range costs at most another window, never a row.
+    """
+    clock = time.monotonic()
+    cached = _stored_ranges.get(table)
+    if cached is not None and clock - cached[0] < STORED_RANGE_TTL_S:
+        return cached[1]
+    # min/max of the partition key's column come from the implicit minmax projection.
+    rows = await store.aquery(f"SELECT count(), toUnixTimestamp64Milli(min(timestamp)), "
+                              f"toUnixTimestamp64Milli(max(timestamp)) FROM {table} "
+                              "SETTINGS optimize_use_projections = 1")
+    count, oldest_ms, newest_ms = rows[0]
+    found = (None, None)
+    if count:
+        found = (datetime.fromtimestamp(oldest_ms / 1000, tz=timezone.utc),
+                 datetime.fromtimestamp(newest_ms / 1000, tz=timezone.utc))
+    _stored_ranges[table] = (clock, found)
+    return found
+
+
+def scan_windows(log_filter: LogFilter, cursor: Cursor | None, now: datetime,
+                 first_step: timedelta | None = None,
+                 newest: datetime | None = None) -> list[tuple[datetime | None, datetime | None]]:
+    """Disjoint [low, high) windows, newest first, that together cover the filter's range.
+
+    Their widths are WINDOW_STEPS, or with `first_step` that and WINDOW_GROWTH times more each,
+    counted back from `newest` (the newest stored log) where that is older than now: the
+    first window stays open upwards, so a log stored since is still seen.
+    """
     high: datetime | None = log_filter.end
     if cursor is not None:
         cursor_time = datetime.fromtimestamp(cursor.timestamp_ms / 1000, tz=timezone.utc)
@@ -194,9 +233,12 @@ def scan_windows(log_filter: LogFilter, cursor: Cursor | None, now: datetime) ->
         high = cursor_high if high is None else min(high, cursor_high)
     low_bound = log_filter.start
     anchor = high or now
+    if newest is not None:
+        anchor = min(anchor, newest + timedelta(milliseconds=1))
+    steps = WINDOW_STEPS if first_step is None else _widening(first_step)
     windows: list[tuple[datetime | None, datetime | None]] = []
     upper = high
-    for step in WINDOW_STEPS:
+    for step in steps:
         lower = anchor - step
         if low_bound is not None and lower <= low_bound:
             break
@@ -206,6 +248,32 @@ def scan_windows(log_filter: LogFilter, cursor: Cursor | None, now: datetime) ->
         upper = lower
     windows.append((low_bound, upper))
     return windows
+
+
+def _widening(first_step: timedelta) -> tuple[timedelta, ...]:
+    steps = []
+    step = max(first_step, timedelta(seconds=1))
+    while step < WINDOW_STEPS[-1]:
+        steps.append(step)
+        step *= WINDOW_GROWTH
+    return tuple(steps)
+
+
+def first_window_width(log_filter: LogFilter, total: int, wanted: int, oldest: datetime | None,
+                       newest: datetime | None, now: datetime) -> timedelta | None:
+    """A width that holds about WINDOW_MARGIN times `wanted` matches at the filter's mean rate.
+
+    The fixed WINDOW_STEPS suit "everything, newest first", but a rare level or a pattern
+    needs far wider windows, and every window read decompresses the tail granules of the
+    sort key's (service, level) runs again: one well-sized window is one such read.
+    None where no rate can be told (no total, or no stored range); never below WINDOW_STEPS[0].
+    """
+    low = max(filter(None, (log_filter.start, oldest)), default=None)
+    high = min(filter(None, (log_filter.end, newest, now)))
+    if low is None or total < 1 or high <= low:
+        return None
+    # Never narrower than the fixed first step: below it a read costs the same, and misses more.
+    return max((high - low) * min(1.0, WINDOW_MARGIN * wanted / total), WINDOW_STEPS[0])
 
 
 def format_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -248,8 +316,12 @@ async def search_logs(store, log_filter: LogFilter, limit: int = 100, cursor: st
         # Few matches in all: they are spread over the whole range anyway, so one read
         # of the range beats a series of mostly empty windows.
         windows = [(None, None)]
-    else:
+    elif total is None:
         windows = scan_windows(log_filter, after, now)
+    else:
+        oldest, newest = await stored_range(store, table)
+        first_step = first_window_width(log_filter, total, wanted, oldest, newest, now)
+        windows = scan_windows(log_filter, after, now, first_step, newest)
     for window in windows:
         sql, params = page_sql(table, log_filter, wanted - len(rows), after, window)
         rows.extend(await store.aquery_dicts(sql, params))
