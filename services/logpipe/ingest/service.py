@@ -227,15 +227,21 @@ class BatchBuilder:
     # -- fast path -------------------------------------------------------------------------
     def _fast(self, messages: RawBatch) -> tuple[pa.Table, np.ndarray | None] | None:
         values = messages.values
-        limit = self.max_record_bytes
-        for value in values:
-            # Blank, oversized, non-object or multi-line values need the exact path.
-            if not value or len(value) > limit or value[0] != 0x7B or b"\n" in value:
-                return None
+        # Blank, oversized, non-object or multi-line values need the exact path (checked in C:
+        # every record one line that opens with "{").
+        if None in values:
+            return None
+        sizes = list(map(len, values))
+        if min(sizes) == 0 or max(sizes) > self.max_record_bytes:
+            return None
+        data = b"\n".join(values)
+        lines = len(values) - 1
+        if not data.startswith(b"{") or data.count(b"\n") != lines or data.count(b"\n{") != lines:
+            return None
         try:
             parsed = pa_json.read_json(
-                io.BytesIO(b"\n".join(values)),
-                read_options=pa_json.ReadOptions(block_size=max(1 << 20, sum(map(len, values)) + 1)),
+                io.BytesIO(data),
+                read_options=pa_json.ReadOptions(block_size=max(1 << 20, len(data) + 1)),
                 parse_options=pa_json.ParseOptions(explicit_schema=_FAST_SCHEMA,
                                                    unexpected_field_behavior="infer"),
             )
