@@ -19,7 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Request
-from faststream.confluent import KafkaBroker, KafkaMessage
+from faststream.confluent import KafkaBroker, KafkaMessage, Topic
 
 from logpipe.core import metrics
 from logpipe.core.kafka import ConfluentCommitter, confluent_batch_options, send_values
@@ -373,7 +373,10 @@ class Ingestor:
 def subscribe(broker: KafkaBroker, ingestor: Ingestor, settings: Settings) -> None:
     topics = Topics(settings.topic_prefix)
 
-    @broker.subscriber(topics.raw_logs, **confluent_batch_options(settings, settings.batch_size, ingestor.committer))
+    # Topics are created by `logpipe.core.schemas` (partition count and all), never by a consumer.
+    raw_logs = Topic(topics.raw_logs, declare=False)
+
+    @broker.subscriber(raw_logs, **confluent_batch_options(settings, settings.batch_size, ingestor.committer))
     async def consume_raw_logs(body: Any, message: KafkaMessage) -> None:
         await ingestor.on_records(message.raw_message, message)
 
