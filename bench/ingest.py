@@ -99,7 +99,7 @@ async def e2e(bootstrap: str, prefix: str, records: int, batch_size: int, data_d
             "stage_seconds": {k: round(v, 2) for k, v in stats["stage_seconds"].items()}}
 
 
-async def main() -> None:
+async def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=4)
@@ -122,7 +122,7 @@ async def main() -> None:
             result = await e2e(broker.bootstrap_servers, prefix, args.records, args.batch_size, data_dir)
     finally:
         broker.stop()
-    print(json.dumps({
+    return {
         "bench": "ingest",
         "records": args.records,
         "record_bytes": record_bytes,
@@ -138,8 +138,11 @@ async def main() -> None:
         "stage_seconds": result["stage_seconds"],
         "produce_per_s": round(args.records / fill_s),
         "cpus": os.cpu_count(),
-    }))
+    }
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    result = asyncio.run(main())
+    # Printed once the event loop is closed: clients log while shutting down, and the result
+    # must be the last line.
+    print(json.dumps(result), flush=True)
