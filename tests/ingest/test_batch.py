@@ -75,3 +75,12 @@ def test_exact_path_forwards_by_encoding_rows():
     assert not batch.fast_path and batch.raw_values is None
     forwarded = [orjson.loads(v) for v in batch.forwarded_json()]
     assert [r["level"] for r in forwarded] == ["ERROR", "ERROR"]
+
+
+def test_a_value_spanning_lines_takes_the_exact_path():
+    values = [_record(0, "INFO"), _record(1, "INFO") + b"\n" + _record(2, "INFO"), b'{"message": "a",\n "level": "INFO"}']
+    batch = BatchBuilder().build(_raw(values))
+    assert not batch.fast_path
+    # One Kafka message is one log: two documents in one message are a dead letter, with why.
+    assert sorted(batch.rows["message"].to_pylist()) == ["a", "payment 0 failed"]
+    assert [d.error.split(":")[0] for d in batch.dead_letters] == ["malformed JSON"]

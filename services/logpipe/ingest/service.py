@@ -227,16 +227,17 @@ class BatchBuilder:
     # -- fast path -------------------------------------------------------------------------
     def _fast(self, messages: RawBatch) -> tuple[pa.Table, np.ndarray | None] | None:
         values = messages.values
-        # Blank, oversized, non-object or multi-line values need the exact path (checked in C:
-        # every record one line that opens with "{").
+        # Blank, oversized or non-object values need the exact path (checked on whole arrays).
+        # A value holding a newline either fails to parse or yields more rows than values, and
+        # both send the batch to the exact path below.
         if None in values:
             return None
-        sizes = list(map(len, values))
-        if min(sizes) == 0 or max(sizes) > self.max_record_bytes:
+        sizes = np.fromiter(map(len, values), np.int64, len(values))
+        if sizes.min() == 0 or sizes.max() > self.max_record_bytes:
             return None
         data = b"\n".join(values)
-        lines = len(values) - 1
-        if not data.startswith(b"{") or data.count(b"\n") != lines or data.count(b"\n{") != lines:
+        starts = np.cumsum(sizes + 1) - (sizes + 1)
+        if (np.frombuffer(data, np.uint8)[starts] != 0x7B).any():
             return None
         try:
             parsed = pa_json.read_json(
