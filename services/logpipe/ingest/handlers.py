@@ -127,6 +127,8 @@ class Ingestor:
 
     # -- Kafka side ------------------------------------------------------------------------
     async def on_records(self, records: tuple, message: KafkaMessage) -> None:
+        if self._closing:
+            return  # fetched after the final flush: not committed, so read again after a restart
         batch = records
         self.stats.consumed += len(batch)
         CONSUMED.inc(len(batch))
@@ -160,6 +162,8 @@ class Ingestor:
 
     async def flush(self) -> dict[str, int]:
         """Write everything consumed so far; returns what this flush wrote."""
+        if self._closing:  # the pipeline is gone; a rebalance while stopping has nothing to write
+            return {"flushed": 0, "written": 0, "dlq": 0, "forwarded": 0, "replay_skipped": 0}
         async with self._lock:
             await self._cut_locked()
             waiting = list(self._in_flight)
