@@ -84,3 +84,15 @@ def test_a_value_spanning_lines_takes_the_exact_path():
     # One Kafka message is one log: two documents in one message are a dead letter, with why.
     assert sorted(batch.rows["message"].to_pylist()) == ["a", "payment 0 failed"]
     assert [d.error.split(":")[0] for d in batch.dead_letters] == ["malformed JSON"]
+
+
+def test_times_with_offsets_stay_on_the_fast_path_and_odd_ones_take_the_exact_path():
+    offset = orjson.dumps({"timestamp": "2026-11-25T12:00:00.5+02:00", "level": "INFO", "message": "m"})
+    fast = BatchBuilder().build(_raw([offset]))
+    assert fast.fast_path
+    assert fast.rows["timestamp"][0].as_py().isoformat() == "2026-11-25T10:00:00.500000+00:00"
+
+    odd = orjson.dumps({"timestamp": "yesterday", "level": "INFO", "message": "m"})
+    exact = BatchBuilder().build(_raw([offset, odd], timestamps=[1_764_000_000_000] * 2))
+    assert not exact.fast_path and exact.rows.num_rows == 2
+    assert exact.rows["timestamp"][1].as_py().timestamp() == 1_764_000_000.0  # Kafka's time
