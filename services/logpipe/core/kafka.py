@@ -170,15 +170,17 @@ class ConfluentCommitter:
         """Commit `offsets` (the next offset to read per topic and partition) and wait for it."""
         if not offsets:
             return
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("no consumer attached yet")
         waiter = self._loop.create_future()
         with self._lock:
             for key, offset in offsets.items():
                 self._pending[key] = max(offset, self._pending.get(key, -1))
             self._waiters.append(waiter)
         if not self._revoking:
-            consumer = self._consumer
-            if consumer is None:
-                raise RuntimeError("no consumer attached yet")
+            # FastStream runs every call on its confluent consumer through this one-thread pool
+            # (faststream issue 1904); queueing there puts the commit between two polls.
             self._loop.run_in_executor(consumer._thread_pool, self._drain, consumer.consumer)
         await waiter
 
