@@ -213,50 +213,44 @@ def _settle(waiter: asyncio.Future, error: Exception | None) -> None:
         waiter.set_exception(error)
 
 
-def confluent_batch_options(settings: Any, max_records: int, committer: ConfluentCommitter) -> dict[str, Any]:
-    """FastStream confluent batch-subscriber options for a consumer that buffers, writes, then
-    commits exactly what it wrote itself (through `committer`)."""
+def _manual_batch_options(settings: Any, max_records: int) -> dict[str, Any]:
+    """Options every batch consumer here shares: it buffers, writes, then commits exactly what
+    it wrote itself (manual acks, raw records)."""
     from faststream import AckPolicy
 
     return dict(
         group_id=settings.group_id,
         batch=True,
         max_records=max_records,
-        # A poll holds the consumer: keep it short so commits between polls wait little.
-        polling_interval=0.1,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset=settings.auto_offset_reset,
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_interval_ms=settings.max_poll_interval_ms,
         check_crcs=settings.kafka_check_crcs,
-        max_partition_fetch_bytes=8 << 20,
-        fetch_max_bytes=64 << 20,
-        on_assign=committer.on_assign,
-        on_revoke=committer.on_revoke,
         parser=first_record_parser,
         decoder=raw_decoder,
     )
 
 
-def batch_subscriber_options(settings: Any, max_records: int, listener: ConsumerRebalanceListener) -> dict[str, Any]:
-    """FastStream batch-subscriber options shared by consumers that buffer, write, then commit
-    exactly what they wrote themselves (manual acks, raw records, a flush before rebalance)."""
-    from faststream import AckPolicy
-
+def confluent_batch_options(settings: Any, max_records: int, committer: ConfluentCommitter) -> dict[str, Any]:
+    """FastStream confluent batch-subscriber options; commits go through `committer`."""
     return dict(
-        group_id=settings.group_id,
-        batch=True,
-        max_records=max_records,
+        _manual_batch_options(settings, max_records),
+        # A poll holds the consumer: keep it short so commits between polls wait little.
+        polling_interval=0.1,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+        on_assign=committer.on_assign,
+        on_revoke=committer.on_revoke,
+    )
+
+
+def batch_subscriber_options(settings: Any, max_records: int, listener: ConsumerRebalanceListener) -> dict[str, Any]:
+    """FastStream (aiokafka) batch-subscriber options, with a flush before rebalance."""
+    return dict(
+        _manual_batch_options(settings, max_records),
         # Poll often; the consumer's own buffer enforces BATCH_TIMEOUT_SECONDS.
         batch_timeout_ms=int(min(settings.batch_timeout_seconds, 1.0) * 1000),
-        ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset=settings.auto_offset_reset,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        max_poll_interval_ms=settings.max_poll_interval_ms,
         listener=listener,
-        check_crcs=settings.kafka_check_crcs,
-        parser=first_record_parser,
-        decoder=raw_decoder,
     )

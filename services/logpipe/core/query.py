@@ -117,18 +117,13 @@ def where_clause(log_filter: LogFilter) -> tuple[list[str], dict[str, Any]]:
     """Conditions and parameters for a validated filter (server-side bound, never interpolated)."""
     conditions: list[str] = []
     params: dict[str, Any] = {}
-    if log_filter.services:
-        names = []
-        for index, service in enumerate(log_filter.services):
-            params[f"service_{index}"] = service
-            names.append(f"{{service_{index}:String}}")
-        conditions.append(f"service IN ({', '.join(names)})")
-    if log_filter.levels:
-        names = []
-        for index, level in enumerate(log_filter.levels):
-            params[f"level_{index}"] = level
-            names.append(f"{{level_{index}:String}}")
-        conditions.append(f"level IN ({', '.join(names)})")
+    for column, values in (("service", log_filter.services), ("level", log_filter.levels)):
+        if values:
+            names = []
+            for index, value in enumerate(values):
+                params[f"{column}_{index}"] = value
+                names.append(f"{{{column}_{index}:String}}")
+            conditions.append(f"{column} IN ({', '.join(names)})")
     if log_filter.start:
         params["start_ms"] = _ms(log_filter.start)
         conditions.append("timestamp >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')")

@@ -10,6 +10,7 @@ A batch takes the fast path only when every record in it fits; otherwise the exa
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from dataclasses import dataclass, field
@@ -108,8 +109,9 @@ class RawBatch:
     def from_confluent(cls, records: Sequence[Any]) -> "RawBatch":
         """confluent-kafka Messages (a timestamp of type 0, "not available", reads as none)."""
         count = len(records)
+        stamps = np.array([m.timestamp() for m in records], np.int64).reshape(count, 2)
         return cls([m.value() for m in records],
-                   np.fromiter((m.timestamp()[1] if m.timestamp()[0] else 0 for m in records), np.int64, count),
+                   np.where(stamps[:, 0] != 0, stamps[:, 1], 0),
                    [m.topic() for m in records],
                    np.fromiter((m.partition() for m in records), np.int64, count),
                    np.fromiter((m.offset() for m in records), np.int64, count))
@@ -120,8 +122,10 @@ class RawBatch:
         return RawBatch([values[i] for i in index], self.timestamps[index], [topics[i] for i in index],
                         self.partitions[index], self.offsets[index])
 
+    @functools.cached_property
     def _partition_keys(self) -> tuple[list[tuple[str, int]], np.ndarray]:
-        """The distinct (topic, partition) pairs, and each record's index into them."""
+        """The distinct (topic, partition) pairs, and each record's index into them (computed
+        once: both the commit offsets and the replay skip need them)."""
         names = sorted(set(self.topics))
         if len(names) == 1:
             codes = self.partitions
@@ -137,7 +141,7 @@ class RawBatch:
         """The offset to commit per partition once these records are handled (highest + 1)."""
         if not len(self):
             return {}
-        keys, inverse = self._partition_keys()
+        keys, inverse = self._partition_keys
         highest = np.full(len(keys), -1, np.int64)
         np.maximum.at(highest, inverse, self.offsets)
         return {key: int(offset) + 1 for key, offset in zip(keys, highest)}
@@ -146,7 +150,7 @@ class RawBatch:
         """Drop records at or below the highest offset already in ClickHouse (a replay after a crash)."""
         if not stored or not len(self):
             return self
-        keys, inverse = self._partition_keys()
+        keys, inverse = self._partition_keys
         floor = np.array([stored.get(key, -1) for key in keys], np.int64)
         keep = self.offsets > floor[inverse]
         return self if keep.all() else self.select(keep)
