@@ -42,7 +42,8 @@ async def topics(kafka_bootstrap, topic_prefix):
 
 @pytest.fixture(scope="session")
 def chdb_dsn(tmp_path_factory) -> str:
-    return f"chdb://{tmp_path_factory.mktemp('clickhouse')}"
+    # With the engine setting the services pass by default, so tests run the shipped form.
+    return f"chdb://{tmp_path_factory.mktemp('clickhouse')}?uncompressed_cache_size={256 * 1024 * 1024}"
 
 
 @pytest.fixture

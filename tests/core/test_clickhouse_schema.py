@@ -28,3 +28,26 @@ def test_replay_offsets_are_tracked_by_the_insert_itself(clickhouse):
     assert clickhouse.stored_offsets("raw-logs", [1, 5]) == {1: 109}
     assert clickhouse.stored_offsets("other") == {}
     assert isinstance(batch.rows, pa.Table)
+
+
+def test_embedded_dsn_carries_engine_settings(clickhouse, chdb_dsn):
+    from logpipe.stores.clickhouse import split_embedded_dsn
+
+    assert split_embedded_dsn("chdb:///data/ch") == ("chdb:///data/ch", {})
+    assert split_embedded_dsn("chdb:///data/ch?uncompressed_cache_size=1048576&mark_cache_size=2") == (
+        "chdb:///data/ch", {"uncompressed_cache_size": "1048576", "mark_cache_size": "2"})
+    # The session's engine opened with the DSN's setting, as the services' default DSN asks.
+    expected = split_embedded_dsn(chdb_dsn)[1]["uncompressed_cache_size"]
+    rows = clickhouse.query("SELECT value FROM system.server_settings WHERE name = 'uncompressed_cache_size'")
+    assert rows == [(expected,)]
+
+
+def test_default_dsn_sizes_the_uncompressed_cache(tmp_path):
+    from logpipe.core.settings import CommonSettings
+
+    embedded = CommonSettings(data_dir=tmp_path)
+    assert embedded.clickhouse_dsn == f"chdb://{(tmp_path / 'clickhouse').resolve()}?uncompressed_cache_size={1024 ** 3}"
+    off = CommonSettings(data_dir=tmp_path, clickhouse_uncompressed_cache_mb=0)
+    assert off.clickhouse_dsn == f"chdb://{(tmp_path / 'clickhouse').resolve()}"
+    server = CommonSettings(clickhouse_url="http://ch:8123")
+    assert server.clickhouse_dsn == "http://ch:8123"

@@ -206,6 +206,22 @@ async def test_a_rare_filter_is_read_in_one_window(clickhouse):
     assert store.page_reads == 1
 
 
+async def test_a_repeated_page_is_read_from_the_uncompressed_cache(clickhouse):
+    now = datetime.now(timezone.utc)
+    insert_logs(clickhouse, make_rows(2_000, start=now - timedelta(hours=1), step_ms=1_000))
+
+    def hits() -> int:
+        rows = clickhouse.query("SELECT value FROM system.events WHERE event = 'UncompressedCacheHits'")
+        return int(rows[0][0]) if rows else 0
+
+    first = await search_logs(clickhouse, LogFilter(), limit=20)
+    before = hits()
+    again = await search_logs(clickhouse, LogFilter(), limit=20)
+    assert again.logs == first.logs and again.total == first.total
+    # The second read found the blocks the first one decompressed.
+    assert hits() > before
+
+
 async def test_http_logs_endpoint(gateway, clickhouse):
     now = datetime.now(timezone.utc)
     insert_logs(clickhouse, make_rows(40, start=now - timedelta(minutes=5), step_ms=100,

@@ -171,15 +171,22 @@ def page_sql(table: str, log_filter: LogFilter, limit: int, cursor: Cursor | Non
 
 
 def _plan_hint(log_filter: LogFilter) -> str:
-    """Keep ClickHouse on the table's own sort key and skip indexes where they fit best.
+    """Keep ClickHouse on the table's own sort key and skip indexes where they fit best, and
+    let it keep decompressed blocks for the next reader.
 
     Where a time-ordered projection of `logs` exists (docs/api.md), ClickHouse prefers it for
     newest-first reads; for a service (the key's prefix), a trace or a pattern (skip indexes
     the projection lacks) the table itself reads far less.
+
+    A page reads the tail granules of many (service, level) runs, and decompressing them is
+    most of its cost; the next page or refresh reads the same granules. The uncompressed cache
+    (sized by the server, or CLICKHOUSE_UNCOMPRESSED_CACHE_MB embedded) keeps them; ClickHouse
+    bypasses it by itself for reads of over `merge_tree_max_rows_to_use_cache` rows.
     """
+    settings = ["use_uncompressed_cache = 1"]
     if log_filter.services or log_filter.trace_id or log_filter.pattern_id is not None:
-        return " SETTINGS optimize_use_projections = 0"
-    return ""
+        settings.append("optimize_use_projections = 0")
+    return " SETTINGS " + ", ".join(settings)
 
 
 def count_sql(table: str, log_filter: LogFilter) -> tuple[str, dict[str, Any]]:

@@ -30,6 +30,10 @@ class CommonSettings(BaseSettings):
     # Empty means the embedded in-process ClickHouse (chdb) under DATA_DIR/clickhouse.
     clickhouse_url: str = shared("", "CLICKHOUSE_URL")
     clickhouse_database: str = shared("logpipe", "CLICKHOUSE_DATABASE")
+    # Embedded engine only (a server sets `uncompressed_cache_size` in its own config): memory
+    # for decompressed blocks, so a dashboard asking again for the newest logs reads them from
+    # memory instead of decompressing the same tail granules each time. 0 turns it off.
+    clickhouse_uncompressed_cache_mb: int = shared(1024, "CLICKHOUSE_UNCOMPRESSED_CACHE_MB", ge=0)
     log_ttl_days: int = shared(90, "LOG_TTL_DAYS", ge=1, le=36500)
     topic_prefix: str = shared("", "TOPIC_PREFIX")
     pipeline: str = shared("default", "LOGPIPE_PIPELINE")
@@ -42,7 +46,12 @@ class CommonSettings(BaseSettings):
 
     @property
     def clickhouse_dsn(self) -> str:
-        return self.clickhouse_url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        dsn = f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        if self.clickhouse_uncompressed_cache_mb:
+            dsn += f"?uncompressed_cache_size={self.clickhouse_uncompressed_cache_mb * 1024 * 1024}"
+        return dsn
 
 
 class ServiceSettings(CommonSettings):

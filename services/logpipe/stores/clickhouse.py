@@ -2,6 +2,9 @@
 
 The embedded engine (chdb) allows one process per data directory, so clients are shared
 per DSN within a process, and calls are serialised behind a lock and run off the event loop.
+An embedded DSN may carry engine (server) settings as its query string, such as
+`chdb:///var/lib/logpipe/clickhouse?uncompressed_cache_size=1073741824`: chdb takes them when
+the engine opens, as a ClickHouse server takes them from its config.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 import threading
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import parse_qsl
 
 import clickhouse_connect
 import pyarrow as pa
@@ -26,14 +30,21 @@ def sql_dir() -> Path:
     return Path(os.environ.get("LOGPIPE_SQL_DIR", _SQL_DIR_DEFAULT))
 
 
+def split_embedded_dsn(dsn: str) -> tuple[str, dict[str, str]]:
+    """`chdb://PATH?name=value&...` -> (`chdb://PATH`, the engine settings)."""
+    location, _, query = dsn.partition("?")
+    return location, dict(parse_qsl(query, strict_parsing=bool(query)))
+
+
 def connect(dsn: str):
     """One client per DSN per process (chdb: one engine per data directory)."""
     with _clients_lock:
         client = _clients.get(dsn)
         if client is None:
             if dsn.startswith("chdb://"):
-                Path(dsn[len("chdb://"):]).mkdir(parents=True, exist_ok=True)
-                client = clickhouse_connect.get_client(dsn=dsn)
+                location, engine_settings = split_embedded_dsn(dsn)
+                Path(location[len("chdb://"):]).mkdir(parents=True, exist_ok=True)
+                client = clickhouse_connect.get_client(dsn=location, chdb_options=engine_settings or None)
             else:
                 client = clickhouse_connect.get_client(dsn=dsn, compress="lz4")
             _clients[dsn] = client
