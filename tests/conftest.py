@@ -55,6 +55,7 @@ def clickhouse(chdb_dsn):
     store.apply_schema(ttl_days=90)
     yield store
     store.command(f"DROP DATABASE IF EXISTS {store.database} SYNC")
+    store.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """ClickHouse through `clickhouse-connect`: a server URL in production, `chdb://PATH` embedded.
 
-The embedded engine (chdb) allows one process per data directory, so clients are shared
-per DSN within a process, and calls are serialised behind a lock and run off the event loop.
+Each store keeps a few client handles and runs a call on whichever is free, off the event
+loop: a log page need not wait behind an insert or an analysis query, in its own service or
+in another service of the same process. chdb allows one process per data directory; its
+handles on the same directory share one engine and run queries at the same time.
 An embedded DSN may carry engine (server) settings as its query string, such as
 `chdb:///var/lib/logpipe/clickhouse?uncompressed_cache_size=1073741824`: chdb takes them when
 the engine opens, as a ClickHouse server takes them from its config.
@@ -10,11 +12,12 @@ the engine opens, as a ClickHouse server takes them from its config.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 from urllib.parse import parse_qsl
 
 import clickhouse_connect
@@ -22,8 +25,11 @@ import pyarrow as pa
 
 _SQL_DIR_DEFAULT = Path(__file__).resolve().parents[3] / "sql" / "clickhouse"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_clients: dict[str, Any] = {}
+_clients: list[Any] = []
 _clients_lock = threading.Lock()
+TIME_PROJECTION = "by_time"
+# Handles per store: enough for a dashboard's parallel requests beside ingest and analysis.
+DEFAULT_HANDLES = 4
 
 
 def sql_dir() -> Path:
@@ -37,28 +43,34 @@ def split_embedded_dsn(dsn: str) -> tuple[str, dict[str, str]]:
 
 
 def connect(dsn: str):
-    """One client per DSN per process (chdb: one engine per data directory)."""
+    """A new client handle; closed by `close_all` if not before (chdb: on the shared engine,
+    which opens with the DSN's engine settings when this process first opens its directory)."""
     with _clients_lock:
-        client = _clients.get(dsn)
-        if client is None:
-            if dsn.startswith("chdb://"):
-                location, engine_settings = split_embedded_dsn(dsn)
-                Path(location[len("chdb://"):]).mkdir(parents=True, exist_ok=True)
-                client = clickhouse_connect.get_client(dsn=location, chdb_options=engine_settings or None)
-            else:
-                client = clickhouse_connect.get_client(dsn=dsn, compress="lz4")
-            _clients[dsn] = client
+        if dsn.startswith("chdb://"):
+            location, engine_settings = split_embedded_dsn(dsn)
+            Path(location[len("chdb://"):]).mkdir(parents=True, exist_ok=True)
+            client = clickhouse_connect.get_client(dsn=location, chdb_options=engine_settings or None)
+        else:
+            client = clickhouse_connect.get_client(dsn=dsn, compress="lz4")
+        _clients.append(client)
         return client
+
+
+def _close(client) -> None:
+    with _clients_lock:
+        if client in _clients:
+            _clients.remove(client)
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001 - best effort at shutdown
+        pass
 
 
 def close_all() -> None:
     with _clients_lock:
-        for client in _clients.values():
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001 - best effort at shutdown
-                pass
-        _clients.clear()
+        clients = list(_clients)
+    for client in clients:
+        _close(client)
 
 
 def schema_statements(database: str, ttl_days: int) -> list[str]:
@@ -78,51 +90,95 @@ def schema_statements(database: str, ttl_days: int) -> list[str]:
 class ClickHouseStore:
     """The log store. Sync methods for tools and tests; `a*` methods for services."""
 
-    def __init__(self, dsn: str, database: str = "logpipe") -> None:
+    def __init__(self, dsn: str, database: str = "logpipe", handles: int = DEFAULT_HANDLES) -> None:
         if not _IDENTIFIER.match(database):
             raise ValueError(f"invalid ClickHouse database name {database!r}")
+        if handles < 1:
+            raise ValueError("a store needs at least one handle")
         self.dsn = dsn
         self.database = database
-        self.client = connect(dsn)
-        self._lock = threading.Lock()
+        self._idle = [connect(dsn)]  # the first opens now, so a bad DSN fails here
+        self._idle_lock = threading.Lock()
+        self._free = threading.BoundedSemaphore(handles)
+
+    @contextlib.contextmanager
+    def _handle(self) -> Iterator[Any]:
+        """A handle no other call is using; a new one while fewer than `handles` exist."""
+        with self._free:
+            with self._idle_lock:
+                client = self._idle.pop() if self._idle else None
+            if client is None:
+                client = connect(self.dsn)
+            try:
+                yield client
+            finally:
+                with self._idle_lock:
+                    self._idle.append(client)
+
+    def close(self) -> None:
+        """Close the idle handles (calls still running keep theirs until close_all)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for client in idle:
+            _close(client)
 
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb://")
 
-    def apply_schema(self, ttl_days: int = 90) -> None:
-        """Create or update every table; safe to run on every start."""
-        with self._lock:
+    def apply_schema(self, ttl_days: int = 90, time_projection: bool = False) -> None:
+        """Create or update every table; safe to run on every start.
+
+        `time_projection` (CLICKHOUSE_TIME_PROJECTION) keeps a copy of `logs` ordered by time
+        beside the table's (service, level, time) order, so "the newest logs" of every service
+        are read from a few contiguous granules: about twice the storage and insert work.
+        Turned on, parts written before get it by a background mutation; turned off, it is dropped.
+        """
+        with self._handle() as client:
             for statement in schema_statements(self.database, ttl_days):
-                self.client.command(statement)
+                client.command(statement)
+            logs = self.table("logs")
+            present = client.query("SELECT count() FROM system.projections WHERE database = {db:String} "
+                                   "AND table = 'logs' AND name = {name:String}",
+                                   parameters={"db": self.database, "name": TIME_PROJECTION}).result_rows[0][0] > 0
+            if time_projection and not present:
+                # ReplacingMergeTree folds duplicates when merging: the projection is rebuilt then,
+                # and after a lightweight delete, instead of refusing the merge or the delete.
+                client.command(f"ALTER TABLE {logs} MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild', "
+                               "lightweight_mutation_projection_mode = 'rebuild'")
+                client.command(f"ALTER TABLE {logs} ADD PROJECTION IF NOT EXISTS {TIME_PROJECTION} "
+                               "(SELECT * ORDER BY timestamp, record_id)")
+                client.command(f"ALTER TABLE {logs} MATERIALIZE PROJECTION {TIME_PROJECTION}")
+            elif present and not time_projection:
+                client.command(f"ALTER TABLE {logs} DROP PROJECTION IF EXISTS {TIME_PROJECTION}")
 
     def table(self, name: str) -> str:
         return f"{self.database}.{name}"
 
     def command(self, sql: str, parameters: dict | None = None):
-        with self._lock:
-            return self.client.command(sql, parameters=parameters)
+        with self._handle() as client:
+            return client.command(sql, parameters=parameters)
 
     def query(self, sql: str, parameters: dict | None = None) -> list[tuple]:
-        with self._lock:
-            return self.client.query(sql, parameters=parameters).result_rows
+        with self._handle() as client:
+            return client.query(sql, parameters=parameters).result_rows
 
     def query_dicts(self, sql: str, parameters: dict | None = None) -> list[dict]:
-        with self._lock:
-            result = self.client.query(sql, parameters=parameters)
-            return [dict(zip(result.column_names, row)) for row in result.result_rows]
+        with self._handle() as client:
+            result = client.query(sql, parameters=parameters)
+        return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
     def query_arrow(self, sql: str, parameters: dict | None = None) -> pa.Table:
-        with self._lock:
-            return self.client.query_arrow(sql, parameters=parameters)
+        with self._handle() as client:
+            return client.query_arrow(sql, parameters=parameters)
 
     def insert_arrow(self, table_name: str, table: pa.Table, settings: dict | None = None) -> None:
-        with self._lock:
-            self.client.insert_arrow(self.table(table_name), table, settings=settings)
+        with self._handle() as client:
+            client.insert_arrow(self.table(table_name), table, settings=settings)
 
     def insert_rows(self, table_name: str, rows: Sequence[Sequence], column_names: Sequence[str]) -> None:
-        with self._lock:
-            self.client.insert(self.table(table_name), rows, column_names=list(column_names))
+        with self._handle() as client:
+            client.insert(self.table(table_name), rows, column_names=list(column_names))
 
     def ping(self) -> bool:
         try:
