@@ -51,3 +51,4 @@ def test_default_dsn_sizes_the_uncompressed_cache(tmp_path):
     assert off.clickhouse_dsn == f"chdb://{(tmp_path / 'clickhouse').resolve()}"
     server = CommonSettings(clickhouse_url="http://ch:8123")
     assert server.clickhouse_dsn == "http://ch:8123"
+

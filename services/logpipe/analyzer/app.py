@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, *, store: ClickHouseStore | Non
     async def lifespan(app: FastAPI):
         clickhouse = store or ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database)
         if store is None:
-            await asyncio.to_thread(clickhouse.apply_schema, settings.log_ttl_days)
+            await asyncio.to_thread(clickhouse.apply_schema, settings.log_ttl_days,
+                                    settings.clickhouse_time_projection)
         sql_engine = engine or sql.engine(settings)
         await asyncio.to_thread(sql.init_db, sql_engine)
         interrupted = await asyncio.to_thread(recover_interrupted, sql_engine, settings.pipeline)

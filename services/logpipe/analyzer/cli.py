@@ -39,7 +39,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         if end.tzinfo is None:
             end = end.replace(tzinfo=timezone.utc)
     store = ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database)
-    store.apply_schema(settings.log_ttl_days)
+    store.apply_schema(settings.log_ttl_days, settings.clickhouse_time_projection)
     engine = sql.engine(settings)
     sql.init_db(engine)
     services = [s.strip() for s in args.services.split(",") if s.strip()]

@@ -27,7 +27,8 @@ async def ensure_all(settings: CommonSettings | None = None, *, topics: bool = T
     from logpipe.stores.clickhouse import ClickHouseStore
 
     store = ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database)
-    await asyncio.to_thread(store.apply_schema, settings.log_ttl_days)
+    await asyncio.to_thread(store.apply_schema, settings.log_ttl_days,
+                            settings.clickhouse_time_projection)
     done["clickhouse"] = settings.clickhouse_database
 
     from logpipe.stores.vectors import ensure_collection

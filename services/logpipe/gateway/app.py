@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         store = ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database)
         if settings.apply_schema:
-            await asyncio.to_thread(store.apply_schema, settings.log_ttl_days)
+            await asyncio.to_thread(store.apply_schema, settings.log_ttl_days,
+                                    settings.clickhouse_time_projection)
         engine = await asyncio.to_thread(open_engine, settings)
         await asyncio.to_thread(sql.init_db, engine)
         producer = RecordProducer(settings.kafka_bootstrap_servers, topics.raw_logs,

@@ -32,7 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         store = ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database)
         if settings.apply_schema:
-            await asyncio.to_thread(store.apply_schema, settings.log_ttl_days)
+            await asyncio.to_thread(store.apply_schema, settings.log_ttl_days,
+                                    settings.clickhouse_time_projection)
         producer = new_producer(settings.kafka_bootstrap_servers)
         await producer.start()
         tagger = await asyncio.to_thread(build_tagger, store, settings)
