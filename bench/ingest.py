@@ -118,7 +118,8 @@ async def main() -> dict:
         record_bytes = await fill(broker.bootstrap_servers, topics.raw_logs, args.records)
         fill_s = time.perf_counter() - fill_started
         bare = await bare_consume(broker.bootstrap_servers, topics.raw_logs, args.records)
-        with tempfile.TemporaryDirectory() as data_dir:
+        # The in-process ClickHouse may still be merging in the directory when it is removed.
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as data_dir:
             result = await e2e(broker.bootstrap_servers, prefix, args.records, args.batch_size, data_dir)
     finally:
         broker.stop()

@@ -1,12 +1,14 @@
 """Gateway speed: GET /api/logs latency over a large table, and ingest requests/s.
 
-    .venv/bin/python bench/query.py [--rows 10000000] [--requests 40] [--ingest-seconds 10]
+    .venv/bin/python bench/query.py [--rows 10000000] [--requests 40] [--ingest-seconds 10] [--writing 10000]
 
 Fills a temporary embedded ClickHouse (chdb) with `--rows` synthetic logs spread over 7
 days (INSERT ... SELECT FROM numbers(): seconds, not minutes), serves the real gateway with
 uvicorn, and times each common filter of /api/logs (with its total) as a user's dashboard
 sends it. Then POSTs JSON-lines batches to /api/ingest (Kafka: the embedded Tansu) from
-several concurrent clients. Prints one JSON line; the target is p95 <= 50 ms.
+several concurrent clients. With `--writing N`, a thread of the gateway's process inserts N
+logs a second into the same ClickHouse meanwhile, as ingest does under `logpipe run all`.
+Prints one JSON line; the target is p95 <= 50 ms.
 """
 
 from __future__ import annotations
@@ -36,46 +38,70 @@ TEMPLATES = ["request completed in {n} ms", "user {n} logged in", "cache miss fo
              "circuit breaker open for dependency {n}"]
 
 
-# "The newest logs" cut across every (service, level) block of the table's sort key; a copy
-# ordered by time makes them contiguous (about twice the storage of `logs`).
-TIME_PROJECTION = (
-    "ALTER TABLE {table} MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
-    "ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS by_time (SELECT * ORDER BY timestamp, record_id)",
-)
-
-
 def fill(store, rows: int, days: int = 7) -> float:
     """`rows` logs over the last `days` days, newest now; returns seconds taken."""
     started = time.perf_counter()
     end_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
-    span_ms = days * 86_400_000
+    chunk = 2_000_000
+    for offset in range(0, rows, chunk):
+        insert_synthetic(store, offset, min(chunk, rows - offset), 0, rows, end_ms - days * 86_400_000, end_ms)
+    return time.perf_counter() - started
+
+
+def insert_synthetic(store, offset: int, count: int, first: int, rows: int, start_ms: int, end_ms: int,
+                     pipeline: str = "default") -> None:
+    """Logs number `offset` to `offset + count`, of `rows` numbered from `first` spread evenly over
+    [start_ms, end_ms)."""
+    span_ms = end_ms - start_ms
     services = "[" + ",".join(f"'{s}'" for s in SERVICES) + "]"
     heads = "[" + ",".join("'" + t.split("{n}")[0] + "'" for t in TEMPLATES) + "]"
     tails = "[" + ",".join("'" + t.split("{n}")[1] + "'" for t in TEMPLATES) + "]"
-    chunk = 2_000_000
-    for offset in range(0, rows, chunk):
-        count = min(chunk, rows - offset)
-        store.command(f"""
-            INSERT INTO {store.table('logs')}
-                (timestamp, service, level, message, logger, host, trace_id, span_id, user_id, request_id,
-                 http_method, http_path, http_status, duration_ms, record_id, pattern_id, pipeline)
-            SELECT
-                fromUnixTimestamp64Milli(toInt64({end_ms - span_ms} + intDiv(n * {span_ms}, {rows})), 'UTC'),
-                {services}[cityHash64(n, 1) % {len(SERVICES)} + 1],
-                multiIf(cityHash64(n, 2) % 100 < 3, 'ERROR', cityHash64(n, 2) % 100 < 9, 'WARN',
-                        cityHash64(n, 2) % 100 < 30, 'DEBUG', 'INFO'),
-                concat({heads}[t + 1], toString(n % 99991), {tails}[t + 1]),
-                'app.main', concat('node-', toString(cityHash64(n, 3) % 40)),
-                lower(hex(cityHash64(intDiv(n, 4), 4))), lower(hex(cityHash64(n, 5) % 4294967296)),
-                concat('u-', toString(cityHash64(n, 6) % 100000)), toString(generateUUIDv4(n)),
-                'GET', concat('/api/v1/items/', toString(n % 1000)), 200 + (cityHash64(n, 7) % 4) * 100,
-                (cityHash64(n, 8) % 5000) / 10.0, toString(generateUUIDv4(n + 1)),
-                t + 1000 * (cityHash64(n, 1) % {len(SERVICES)}) + 1, 'default'
-            FROM (SELECT number + {offset} AS n, cityHash64(number + {offset}, 9) % {len(TEMPLATES)} AS t
-                  FROM numbers({count}))
-            SETTINGS max_insert_threads = 2, max_block_size = 262144
-        """)
-    return time.perf_counter() - started
+    store.command(f"""
+        INSERT INTO {store.table('logs')}
+            (timestamp, service, level, message, logger, host, trace_id, span_id, user_id, request_id,
+             http_method, http_path, http_status, duration_ms, record_id, pattern_id, pipeline)
+        SELECT
+            fromUnixTimestamp64Milli(toInt64({start_ms} + intDiv((n - {first}) * {span_ms}, {rows})),
+                                     'UTC'),
+            {services}[cityHash64(n, 1) % {len(SERVICES)} + 1],
+            multiIf(cityHash64(n, 2) % 100 < 3, 'ERROR', cityHash64(n, 2) % 100 < 9, 'WARN',
+                    cityHash64(n, 2) % 100 < 30, 'DEBUG', 'INFO'),
+            concat({heads}[t + 1], toString(n % 99991), {tails}[t + 1]),
+            'app.main', concat('node-', toString(cityHash64(n, 3) % 40)),
+            lower(hex(cityHash64(intDiv(n, 4), 4))), lower(hex(cityHash64(n, 5) % 4294967296)),
+            concat('u-', toString(cityHash64(n, 6) % 100000)), toString(generateUUIDv4(n)),
+            'GET', concat('/api/v1/items/', toString(n % 1000)), 200 + (cityHash64(n, 7) % 4) * 100,
+            (cityHash64(n, 8) % 5000) / 10.0, toString(generateUUIDv4(n + 1)),
+            t + 1000 * (cityHash64(n, 1) % {len(SERVICES)}) + 1, '{pipeline}'
+        FROM (SELECT number + {offset} AS n, cityHash64(number + {offset}, 9) % {len(TEMPLATES)} AS t
+              FROM numbers({count}))
+        SETTINGS max_insert_threads = 2, max_block_size = 262144
+    """)
+
+
+WRITER_PIPELINE = "bench-writer"  # its rows are deleted again at the end, so a kept --data-dir stays as filled
+
+
+class Writer(threading.Thread):
+    """Inserts `per_second` new logs once a second, as ingest does in the same process
+    (`logpipe run all`), through a store of its own."""
+
+    def __init__(self, store, per_second: int) -> None:
+        super().__init__(daemon=True)
+        self.store, self.per_second = store, per_second
+        self.stop = threading.Event()
+        self.written = 0
+
+    def run(self) -> None:
+        offset = 10**12  # far from the filled rows' numbers
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+            insert_synthetic(self.store, offset, self.per_second, offset, self.per_second, now_ms - 1000, now_ms,
+                             WRITER_PIPELINE)
+            offset += self.per_second
+            self.written += self.per_second
+            self.stop.wait(max(0.0, 1.0 - (time.perf_counter() - started)))
 
 
 class Server:
@@ -193,7 +219,10 @@ def main() -> None:
     parser.add_argument("--ingest-clients", type=int, default=8)
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the data here (default: a temp dir)")
     parser.add_argument("--time-projection", action="store_true",
-                        help="add a projection of `logs` ordered by time before filling (see docs/api.md)")
+                        help="CLICKHOUSE_TIME_PROJECTION=true: a copy of `logs` ordered by time (docs/api.md)")
+    parser.add_argument("--writing", type=int, default=0, metavar="LOGS_PER_S",
+                        help="meanwhile insert this many logs a second into the same ClickHouse from the "
+                             "gateway's process, as ingest does under `logpipe run all`")
     parser.add_argument("--client", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--read-token", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ingest-token", default=None, help=argparse.SUPPRESS)
@@ -214,16 +243,15 @@ def main() -> None:
     from logpipe.gateway.settings import Settings
     from logpipe.stores.clickhouse import ClickHouseStore
 
-    with tempfile.TemporaryDirectory() as temp, EmbeddedBroker(port=free_port()) as broker:
+    # ignore_cleanup_errors: the in-process ClickHouse may still be merging in the directory.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as temp, EmbeddedBroker(port=free_port()) as broker:
         data_dir = args.data_dir or Path(temp)
         database = "bench_projection" if args.time_projection else "bench"
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, data_dir=data_dir,
-                            clickhouse_database=database, port=free_port(), max_records_per_request=10_000)
+                            clickhouse_database=database, port=free_port(), max_records_per_request=10_000,
+                            clickhouse_time_projection=args.time_projection)
         store = ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database)
-        store.apply_schema(settings.log_ttl_days)
-        if args.time_projection:
-            for statement in TIME_PROJECTION:
-                store.command(statement.format(table=store.table("logs")))
+        store.apply_schema(settings.log_ttl_days, settings.clickhouse_time_projection)
         existing = store.query(f"SELECT count() FROM {store.table('logs')}")[0][0]
         fill_seconds = fill(store, args.rows - existing) if existing < args.rows else 0.0
         asyncio.run(ensure_topics(broker.bootstrap_servers, Topics(settings.topic_prefix)))
@@ -232,7 +260,10 @@ def main() -> None:
         shipper = create_token(engine, "bench-ingest", ["ingest"]).token
         sample = store.query_dicts(f"SELECT trace_id, pattern_id FROM {store.table('logs')} "
                                    "WHERE level = 'ERROR' ORDER BY timestamp DESC LIMIT 1")[0]
+        writer = Writer(ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database), args.writing)
         with Server(create_app(settings), settings.port) as server:
+            if args.writing:
+                writer.start()
             # The timing client runs in its own process: sharing the server's interpreter
             # (and its GIL) would add the client's own work to every measured latency.
             client = subprocess.run(
@@ -246,10 +277,15 @@ def main() -> None:
                 raise SystemExit(f"timing client failed: {client.stderr[-2000:]}")
             measured = json.loads(client.stdout.strip().splitlines()[-1])
             queries, ingest = measured["queries"], measured["ingest"]
+            if args.writing:
+                writer.stop.set()
+                writer.join()
+                store.command(f"DELETE FROM {store.table('logs')} WHERE pipeline = '{WRITER_PIPELINE}'")
         rows = store.query(f"SELECT count() FROM {store.table('logs')}")[0][0]
     result = {
         "bench": "gateway_query", "rows": int(rows), "fill_seconds": round(fill_seconds, 1),
-        "time_projection": args.time_projection,
+        "time_projection": args.time_projection, "writing_logs_per_s": args.writing,
+        "written_meanwhile": writer.written,
         "logs_p50_ms": queries["p50_ms"], "logs_p95_ms": queries["p95_ms"], "logs_mean_ms": queries["mean_ms"],
         "target_p95_ms": 50, "meets_target": queries["p95_ms"] <= 50,
         "cases": queries["cases"],
