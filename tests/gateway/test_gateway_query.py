@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -162,6 +163,60 @@ class CountingStore:
     async def aquery_dicts(self, sql, parameters=None):
         self.page_reads += 1
         return await self.store.aquery_dicts(sql, parameters)
+
+
+class OverlapStore(CountingStore):
+    """Tells whether a count was still running when a page read started."""
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self.page_started = asyncio.Event()
+        self.wait_for_page = False
+        self.overlapped: bool | None = None
+
+    async def aquery(self, sql, parameters=None):
+        if sql.startswith("SELECT count() FROM"):
+            if self.wait_for_page:
+                try:
+                    await asyncio.wait_for(self.page_started.wait(), 10)
+                    self.overlapped = True
+                except TimeoutError:
+                    self.overlapped = False
+        return await self.store.aquery(sql, parameters)
+
+    async def aquery_dicts(self, sql, parameters=None):
+        self.page_started.set()
+        return await super().aquery_dicts(sql, parameters)
+
+
+async def test_a_known_filter_is_counted_beside_its_page(clickhouse):
+    now = datetime.now(timezone.utc)
+    rows = make_rows(5_000, start=now - timedelta(days=2), step_ms=30_000,
+                     level=lambda i: "ERROR" if i % 10 == 0 else "INFO")
+    insert_logs(clickhouse, rows)
+    errors = [r["record_id"] for r in reversed(rows) if r["level"] == "ERROR"]
+    store = OverlapStore(clickhouse)
+    first = await search_logs(store, LogFilter(levels=["ERROR"]), limit=20)  # counted first: no rate yet
+    store.wait_for_page = True
+    store.page_started.clear()
+    second = await search_logs(store, LogFilter(levels=["ERROR"]), limit=20, cursor=first.next_cursor)
+    assert store.overlapped is True
+    assert [log["record_id"] for log in first.logs + second.logs] == errors[:40]
+    assert first.total == second.total == len(errors)
+
+
+async def test_a_stale_rate_never_costs_a_row_or_the_exact_total(clickhouse):
+    from logpipe.core import query
+
+    now = datetime.now(timezone.utc)
+    table = clickhouse.table("logs")
+    # Remembered: no errors at all. Errors arrive; the estimate must not hide them.
+    query.remember_rate(table, LogFilter(levels=["ERROR"]).validated(), 0, 3600.0)
+    rows = make_rows(300, start=now - timedelta(minutes=30), step_ms=1000, level="ERROR")
+    insert_logs(clickhouse, rows)
+    page = await search_logs(clickhouse, LogFilter(levels=["ERROR"]), limit=10)
+    assert [log["record_id"] for log in page.logs] == [r["record_id"] for r in reversed(rows)][:10]
+    assert page.total == 300
 
 
 async def test_sized_windows_page_bursty_logs_exactly(clickhouse):

@@ -12,6 +12,7 @@ total, the first window is sized from the filter's rate so that it usually holds
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -46,6 +47,11 @@ STORED_RANGE_TTL_S = 10.0
 MAX_FILTER_VALUES = 50
 # Per table: (monotonic time fetched, (oldest, newest)); see stored_range.
 _stored_ranges: dict[str, tuple[float, tuple[datetime | None, datetime | None]]] = {}
+# A filter's rate (matches per second of its range), remembered from its last exact total so
+# the next page of it, or a refresh, can size its windows while it is counted anew.
+FILTER_RATE_TTL_S = 30.0
+MAX_FILTER_RATES = 1000
+_filter_rates: dict[tuple, tuple[float, float]] = {}
 
 
 class QueryError(ValueError):
@@ -295,9 +301,46 @@ class LogPage:
     total: int | None
 
 
+def _rate_key(table: str, log_filter: LogFilter) -> tuple:
+    """A filter apart from its time range: the part a rate belongs to."""
+    return (table, tuple(log_filter.levels), tuple(log_filter.services), log_filter.contains,
+            log_filter.trace_id, log_filter.pattern_id, log_filter.pipeline)
+
+
+def _counted_seconds(log_filter: LogFilter, oldest: datetime | None, newest: datetime | None,
+                     now: datetime) -> float | None:
+    """The seconds of stored time a filter's total covers (None: nothing stored)."""
+    low = max(filter(None, (log_filter.start, oldest)), default=None)
+    high = min(filter(None, (log_filter.end, newest, now)))
+    if low is None or high <= low:
+        return None
+    return (high - low).total_seconds()
+
+
+def remember_rate(table: str, log_filter: LogFilter, total: int, seconds: float | None) -> None:
+    if seconds is None:
+        return
+    if len(_filter_rates) >= MAX_FILTER_RATES:
+        del _filter_rates[next(iter(_filter_rates))]
+    _filter_rates[_rate_key(table, log_filter)] = (time.monotonic(), total / max(seconds, 1e-3))
+
+
+def estimated_total(table: str, log_filter: LogFilter, seconds: float | None) -> int | None:
+    """The filter's total over `seconds` at its remembered rate, if one is fresh."""
+    remembered = _filter_rates.get(_rate_key(table, log_filter))
+    if remembered is None or seconds is None or time.monotonic() - remembered[0] > FILTER_RATE_TTL_S:
+        return None
+    return round(remembered[1] * seconds)
+
+
 async def search_logs(store, log_filter: LogFilter, limit: int = 100, cursor: str | None = None,
                       with_total: bool = True, now: datetime | None = None) -> LogPage:
-    """A page of logs, newest first, with the cursor of the next page and the filter's total."""
+    """A page of logs, newest first, with the cursor of the next page and the filter's total.
+
+    The total is always counted exactly. When the filter's rate is known from a recent total
+    (a next page, a refresh), the count runs beside the page reads on another ClickHouse
+    handle and the windows are sized from that rate; otherwise the count comes first.
+    """
     if limit < 1:
         raise QueryError("limit must be at least 1")
     log_filter = log_filter.validated()
@@ -305,30 +348,47 @@ async def search_logs(store, log_filter: LogFilter, limit: int = 100, cursor: st
     table = store.table("logs")
     total = None
     wanted = limit + 1  # one extra row tells whether a next page exists
+    now = now or datetime.now(timezone.utc)
     # A trace holds a handful of logs: read them all at once, and their number is the total.
     whole_trace = bool(log_filter.trace_id) and after is None
+    oldest = newest = seconds = None
+    counting: asyncio.Future | None = None
+    planned = None  # the total the windows are planned with: counted, or estimated
     if with_total and not whole_trace:
-        sql, params = count_sql(table, log_filter)
-        total = int((await store.aquery(sql, params))[0][0])
-    rows: list[dict[str, Any]] = []
-    now = now or datetime.now(timezone.utc)
-    if total == 0:
-        windows = []
-    elif whole_trace or (total is not None and total <= SELECTIVE_TOTAL_PER_ROW * wanted):
-        # Few matches in all: they are spread over the whole range anyway, so one read
-        # of the range beats a series of mostly empty windows.
-        windows = [(None, None)]
-    elif total is None:
-        windows = scan_windows(log_filter, after, now)
-    else:
         oldest, newest = await stored_range(store, table)
-        first_step = first_window_width(log_filter, total, wanted, oldest, newest, now)
-        windows = scan_windows(log_filter, after, now, first_step, newest)
-    for window in windows:
-        sql, params = page_sql(table, log_filter, wanted - len(rows), after, window)
-        rows.extend(await store.aquery_dicts(sql, params))
-        if len(rows) >= wanted:
-            break
+        seconds = _counted_seconds(log_filter, oldest, newest, now)
+        sql, params = count_sql(table, log_filter)
+        planned = estimated_total(table, log_filter, seconds)
+        if planned is None:
+            total = planned = int((await store.aquery(sql, params))[0][0])
+        else:
+            counting = asyncio.ensure_future(store.aquery(sql, params))
+    rows: list[dict[str, Any]] = []
+    try:
+        if total == 0:
+            windows = []
+        elif whole_trace or (planned is not None and planned <= SELECTIVE_TOTAL_PER_ROW * wanted):
+            # Few matches in all: they are spread over the whole range anyway, so one read
+            # of the range beats a series of mostly empty windows. (An estimate of none reads
+            # the range too: logs may have come since.)
+            windows = [(None, None)]
+        elif planned is None:
+            windows = scan_windows(log_filter, after, now)
+        else:
+            first_step = first_window_width(log_filter, planned, wanted, oldest, newest, now)
+            windows = scan_windows(log_filter, after, now, first_step, newest)
+        for window in windows:
+            sql, params = page_sql(table, log_filter, wanted - len(rows), after, window)
+            rows.extend(await store.aquery_dicts(sql, params))
+            if len(rows) >= wanted:
+                break
+        if counting is not None:
+            total = int((await counting)[0][0])
+    finally:
+        if counting is not None and not counting.done():
+            counting.cancel()
+    if total is not None:
+        remember_rate(table, log_filter, total, seconds)
     has_more = len(rows) > limit
     rows = rows[:limit]
     # A record delivered twice can sit in two unmerged parts until ClickHouse folds it;
