@@ -42,6 +42,18 @@ def test_embedded_dsn_carries_engine_settings(clickhouse, chdb_dsn):
     assert rows == [(expected,)]
 
 
+def test_an_unknown_engine_setting_in_the_dsn_is_named(chdb_dsn):
+    import pytest
+
+    from logpipe.stores.clickhouse import ClickHouseStore, split_embedded_dsn
+
+    location, _ = split_embedded_dsn(chdb_dsn)
+    with pytest.raises(ValueError, match="uncompressed_cache_sise"):
+        ClickHouseStore(f"{location}?uncompressed_cache_sise=1048576")
+    with pytest.raises(ValueError, match="bad query field"):
+        ClickHouseStore(f"{location}?uncompressed_cache_size")
+
+
 def test_default_dsn_sizes_the_uncompressed_cache(tmp_path):
     from logpipe.core.settings import CommonSettings
 

@@ -267,6 +267,16 @@ def _widening(first_step: timedelta) -> tuple[timedelta, ...]:
     return tuple(steps)
 
 
+def _counted_seconds(log_filter: LogFilter, oldest: datetime | None, newest: datetime | None,
+                     now: datetime) -> float | None:
+    """The seconds of stored time a filter's total covers (None: nothing stored)."""
+    low = max(filter(None, (log_filter.start, oldest)), default=None)
+    high = min(filter(None, (log_filter.end, newest, now)))
+    if low is None or high <= low:
+        return None
+    return (high - low).total_seconds()
+
+
 def first_window_width(log_filter: LogFilter, total: int, wanted: int, oldest: datetime | None,
                        newest: datetime | None, now: datetime) -> timedelta | None:
     """A width that holds about WINDOW_MARGIN times `wanted` matches at the filter's mean rate.
@@ -276,12 +286,11 @@ def first_window_width(log_filter: LogFilter, total: int, wanted: int, oldest: d
     sort key's (service, level) runs again: one well-sized window is one such read.
     None where no rate can be told (no total, or no stored range); never below WINDOW_STEPS[0].
     """
-    low = max(filter(None, (log_filter.start, oldest)), default=None)
-    high = min(filter(None, (log_filter.end, newest, now)))
-    if low is None or total < 1 or high <= low:
+    seconds = _counted_seconds(log_filter, oldest, newest, now)
+    if seconds is None or total < 1:
         return None
     # Never narrower than the fixed first step: below it a read costs the same, and misses more.
-    return max((high - low) * min(1.0, WINDOW_MARGIN * wanted / total), WINDOW_STEPS[0])
+    return max(timedelta(seconds=seconds * min(1.0, WINDOW_MARGIN * wanted / total)), WINDOW_STEPS[0])
 
 
 def format_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -305,16 +314,6 @@ def _rate_key(table: str, log_filter: LogFilter) -> tuple:
     """A filter apart from its time range: the part a rate belongs to."""
     return (table, tuple(log_filter.levels), tuple(log_filter.services), log_filter.contains,
             log_filter.trace_id, log_filter.pattern_id, log_filter.pipeline)
-
-
-def _counted_seconds(log_filter: LogFilter, oldest: datetime | None, newest: datetime | None,
-                     now: datetime) -> float | None:
-    """The seconds of stored time a filter's total covers (None: nothing stored)."""
-    low = max(filter(None, (log_filter.start, oldest)), default=None)
-    high = min(filter(None, (log_filter.end, newest, now)))
-    if low is None or high <= low:
-        return None
-    return (high - low).total_seconds()
 
 
 def remember_rate(table: str, log_filter: LogFilter, total: int, seconds: float | None) -> None:

@@ -35,8 +35,9 @@ class CommonSettings(BaseSettings):
     # memory instead of decompressing the same tail granules each time. 0 turns it off.
     clickhouse_uncompressed_cache_mb: int = shared(1024, "CLICKHOUSE_UNCOMPRESSED_CACHE_MB", ge=0)
     # A copy of `logs` ordered by time (ClickHouse projection): the newest logs of all services
-    # come from a few granules instead of the tail of every (service, level) run. About twice
-    # the storage and insert work; see docs/api.md. Every service must agree: it is a table property.
+    # come from a few granules instead of the tail of every (service, level) run. It costs 2.5x
+    # the storage and 5-12 % of ingest throughput (docs/api.md). Every service must agree: it is
+    # a table property.
     clickhouse_time_projection: bool = shared(False, "CLICKHOUSE_TIME_PROJECTION")
     log_ttl_days: int = shared(90, "LOG_TTL_DAYS", ge=1, le=36500)
     topic_prefix: str = shared("", "TOPIC_PREFIX")
