@@ -6,7 +6,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -18,6 +18,38 @@ from logpipe.core.metrics import HTTP_REQUESTS, HTTP_SECONDS
 UNMETERED_PATHS = frozenset({"/health", "/metrics"})
 
 Lifespan = Callable[[FastAPI], "AsyncIterator[None]"]
+
+
+class _Meter:
+    """Request counts and latency per route (plain ASGI: Starlette's `BaseHTTPMiddleware`
+    costs about a millisecond a request in task and stream plumbing)."""
+
+    def __init__(self, app, service: str, health: Health) -> None:
+        self.app, self.service, self.health = app, service, health
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNMETERED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts: an exception becomes a 500 further out
+
+        async def send_meter(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_meter)
+        finally:
+            # The router records the matched route in the shared scope.
+            route_path = getattr(scope.get("route"), "path", "unmatched")
+            self.health.requests_total += 1
+            if status >= 500:
+                self.health.errors_total += 1
+            HTTP_REQUESTS.labels(self.service, scope["method"], route_path, str(status)).inc()
+            HTTP_SECONDS.labels(self.service, route_path).observe(time.perf_counter() - started)
 
 
 def create_service_app(service: str, health: Health, lifespan: Lifespan | None = None,
@@ -35,25 +67,7 @@ def create_service_app(service: str, health: Health, lifespan: Lifespan | None =
     app = FastAPI(title=f"logpipe {service}", version=__version__, lifespan=_lifespan, **fastapi_kwargs)
     app.state.health = health
 
-    @app.middleware("http")
-    async def _meter(request: Request, call_next):
-        path = request.url.path
-        if path in UNMETERED_PATHS:
-            return await call_next(request)
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            route_path = getattr(route, "path", "unmatched")
-            health.requests_total += 1
-            if status >= 500:
-                health.errors_total += 1
-            HTTP_REQUESTS.labels(service, request.method, route_path, str(status)).inc()
-            HTTP_SECONDS.labels(service, route_path).observe(time.perf_counter() - started)
+    app.add_middleware(_Meter, service=service, health=health)
 
     @app.get("/health", tags=["ops"])
     async def health_endpoint() -> JSONResponse:
