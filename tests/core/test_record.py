@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -12,6 +12,7 @@ from logpipe.core.record import (
     Level,
     LogRecord,
     derived_record_id,
+    format_timestamp,
     infer_level,
     normalize_level,
     otel_severity_level,
@@ -80,3 +81,14 @@ def test_derived_ids_are_stable_per_kafka_coordinate():
     assert derived_record_id("raw-logs", 1, 42) == derived_record_id("raw-logs", 1, 42)
     assert derived_record_id("raw-logs", 1, 42) != derived_record_id("raw-logs", 1, 43)
     assert derived_record_id("raw-logs", 1, 42, 0) != derived_record_id("raw-logs", 1, 42, 1)
+
+
+@pytest.mark.parametrize("given, expected", [
+    (datetime(2026, 11, 25, 10, 0, 5, 123999, tzinfo=timezone.utc), "2026-11-25T10:00:05.123Z"),  # truncated
+    (datetime(2026, 11, 25, 10, 0, 5), "2026-11-25T10:00:05.000Z"),  # naive means UTC
+    (datetime(2026, 11, 25, 12, 0, 5, 7000, tzinfo=timezone(timedelta(hours=2))), "2026-11-25T10:00:05.007Z"),
+    (datetime(2026, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=-5))), "2026-01-01T05:30:00.000Z"),
+    (datetime(1970, 1, 1, tzinfo=timezone.utc), "1970-01-01T00:00:00.000Z"),
+])
+def test_timestamps_are_written_in_utc_with_milliseconds(given, expected):
+    assert format_timestamp(given) == expected

@@ -37,8 +37,12 @@ async def test_serves_the_dashboard_and_keeps_the_api_protected(kafka_bootstrap,
             stranger = await client.options("/api/logs", headers={
                 "Origin": "http://evil.example", "Access-Control-Request-Method": "GET"})
             assert "access-control-allow-origin" not in stranger.headers
+        store = gateway.app.state.store
+        assert store._idle, "the gateway has used ClickHouse"
     finally:
         server.stop()
+    # Stopping closes the store's ClickHouse handles (HTTP sessions against a server).
+    assert store._idle == []
 
 
 async def test_without_a_dashboard_build_root_points_to_the_docs_and_no_cors(gateway):

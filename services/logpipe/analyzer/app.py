@@ -79,6 +79,8 @@ def create_app(settings: Settings | None = None, *, store: ClickHouseStore | Non
                 # A run is a thread and cannot be cancelled; give it a moment to finish and
                 # let the next start mark it interrupted otherwise.
                 await asyncio.wait(list(tasks), timeout=30)
+            if store is None:  # ours: the caller's store is the caller's to close
+                await asyncio.to_thread(clickhouse.close)
 
     app = create_service_app("analyzer", health, lifespan)
     app.include_router(router)

@@ -218,5 +218,7 @@ def attribute_value(value: Any) -> str:
 
 def format_timestamp(value: datetime) -> str:
     """ISO 8601, UTC, millisecond precision, `Z` suffix: the wire form of a timestamp."""
-    value = to_utc_ms(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    # isoformat truncates to milliseconds, as to_utc_ms does; a few times faster than strftime.
+    return value.isoformat(timespec="milliseconds") + "Z"

@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.offsets.close()
             await state.semantic.close()
             await producer.stop()
+            await asyncio.to_thread(store.close)
 
     app = create_service_app("gateway", health, lifespan, description=API_DESCRIPTION)
     app.state.settings = settings

@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await producer.stop()
             if tagger is not None and hasattr(tagger, "close"):
                 await asyncio.to_thread(tagger.close)
+            await asyncio.to_thread(store.close)
 
     app = create_service_app("ingest", health, lifespan)
     app.include_router(handlers.router)
