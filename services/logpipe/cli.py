@@ -130,7 +130,7 @@ def cmd_schema(args: argparse.Namespace) -> None:
 
     import json
 
-    done = asyncio.run(ensure_all(topics=not args.no_topics))
+    done = asyncio.run(ensure_all(topics=not args.no_topics, reorder_logs=args.reorder_logs))
     print(json.dumps({"ready": True, **done}, default=str))
 
 
@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="create topics, tables and collections (idempotent)")
     schema.add_argument("--no-topics", action="store_true")
+    schema.add_argument("--reorder-logs", action="store_true",
+                        help="rewrite a `logs` table made with an earlier version's sort key (copies every row; "
+                             "inserts go on meanwhile)")
     schema.set_defaults(func=cmd_schema)
 
     for register in _EXTENSIONS:

@@ -1,6 +1,11 @@
 -- Every log, with its pattern. Applied idempotently at start by logpipe.stores.clickhouse.apply_schema.
 -- ReplacingMergeTree on (.., record_id) folds a record delivered twice; ingest also skips
 -- Kafka offsets it already stored (ingest_offsets below), so a replay never doubles a row.
+-- The sort key starts with the hour: the newest logs of every service and level then sit in
+-- the last hour's few granules, not at the tail of every (service, level) run of the day,
+-- and within an hour rows stay ordered for service/level/time queries (docs/api.md).
+-- The pattern set index covers single granules: with services interleaved per hour, a
+-- coarser one would hold most patterns of the hour and skip little.
 CREATE TABLE IF NOT EXISTS {database}.logs
 (
     timestamp     DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
@@ -36,11 +41,11 @@ CREATE TABLE IF NOT EXISTS {database}.logs
     ingested_at   DateTime64(3, 'UTC') DEFAULT now64(3) CODEC(Delta, ZSTD(1)),
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.01) GRANULARITY 4,
     INDEX idx_message message TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 4,
-    INDEX idx_pattern pattern_id TYPE set(1000) GRANULARITY 4
+    INDEX idx_pattern pattern_id TYPE set(1000) GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toDate(timestamp)
-ORDER BY (service, level, timestamp, record_id)
+ORDER BY (toStartOfHour(timestamp), service, level, timestamp, record_id)
 TTL toDateTime(timestamp) + INTERVAL {ttl_days} DAY DELETE
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 

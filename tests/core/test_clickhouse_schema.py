@@ -9,7 +9,8 @@ def test_schema_is_idempotent_and_ttl_follows_setting(clickhouse):
     ddl = clickhouse.query(f"SHOW CREATE TABLE {clickhouse.table('logs')}")[0][0]
     assert "toIntervalDay(7)" in ddl
     assert "PARTITION BY toDate(timestamp)" in ddl
-    assert "ORDER BY (service, level, timestamp, record_id)" in ddl
+    assert "ORDER BY (toStartOfHour(timestamp), service, level, timestamp, record_id)" in ddl
+    assert "INDEX idx_pattern pattern_id TYPE set(1000) GRANULARITY 1" in ddl
     assert "INDEX idx_trace_id trace_id TYPE bloom_filter" in ddl
     assert "INDEX idx_message message TYPE tokenbf_v1" in ddl
     assert "`service` LowCardinality(String)" in ddl
@@ -64,3 +65,59 @@ def test_default_dsn_sizes_the_uncompressed_cache(tmp_path):
     server = CommonSettings(clickhouse_url="http://ch:8123")
     assert server.clickhouse_dsn == "http://ch:8123"
 
+
+
+def test_a_table_of_an_earlier_sort_key_is_named_and_reordered_without_losing_a_row(chdb_dsn, caplog):
+    import logging
+    import uuid
+
+    import pytest
+
+    from logpipe.generator.service import LogFactory, encode
+    from logpipe.ingest.service import BatchBuilder, RawMessage
+    from logpipe.stores.clickhouse import LOGS_SORTING_KEY, ClickHouseStore, schema_statements
+
+    store = ClickHouseStore(chdb_dsn, database=f"test_{uuid.uuid4().hex[:12]}")
+    logs = store.table("logs")
+    try:
+        # The schema as an earlier version made it: ordered by (service, level, timestamp, record_id).
+        for statement in schema_statements(store.database, 90):
+            store.command(statement.replace("ORDER BY (toStartOfHour(timestamp), service, level, timestamp, record_id)",
+                                            "ORDER BY (service, level, timestamp, record_id)"))
+        records = LogFactory(seed=3).batch(500)
+        builder = BatchBuilder()
+        store.insert_arrow("logs", builder.build(
+            [RawMessage(encode(r), None, "raw-logs", i % 2, i) for i, r in enumerate(records)]).rows)
+        before = store.query(f"SELECT record_id, message, level, timestamp FROM {logs} ORDER BY record_id")
+
+        with caplog.at_level(logging.WARNING, logger="logpipe.stores.clickhouse"):
+            store.apply_schema(90)
+        assert "an earlier version's key" in caplog.text and "--reorder-logs" in caplog.text
+
+        assert store.reorder_logs(90) == 500
+        key = store.query("SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = 'logs'",
+                          {"db": store.database})
+        assert key == [(LOGS_SORTING_KEY,)]
+        assert store.query(f"SELECT record_id, message, level, timestamp FROM {logs} ORDER BY record_id") == before
+        assert store.query(f"EXISTS TABLE {store.table('logs_before_reorder')}") == [(0,)]
+        # The replay guard follows the new table: its offsets survive and new inserts move them.
+        assert store.stored_offsets("raw-logs") == {0: 498, 1: 499}
+        store.insert_arrow("logs", builder.build([RawMessage(encode(records[0]), None, "raw-logs", 1, 900)]).rows)
+        assert store.stored_offsets("raw-logs") == {0: 498, 1: 900}
+        # Current already: nothing to do, and no warning.
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="logpipe.stores.clickhouse"):
+            assert store.reorder_logs(90) is None
+        assert "earlier version" not in caplog.text
+
+        # A reorder that stopped halfway is not run over.
+        store.command(f"CREATE TABLE {store.table('logs_before_reorder')} (x UInt8) ENGINE = Memory")
+        for statement in schema_statements(store.database, 90):
+            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {logs}\n"):
+                store.command(f"DROP TABLE {logs} SYNC")
+                store.command(statement.replace("toStartOfHour(timestamp), ", ""))
+        with pytest.raises(RuntimeError, match="stopped before it finished"):
+            store.reorder_logs(90)
+    finally:
+        store.command(f"DROP DATABASE IF EXISTS {store.database} SYNC")
+        store.close()

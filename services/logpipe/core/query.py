@@ -181,13 +181,14 @@ def _plan_hint(log_filter: LogFilter) -> str:
     let it keep decompressed blocks for the next reader.
 
     Where a time-ordered projection of `logs` exists (docs/api.md), ClickHouse prefers it for
-    newest-first reads; for a service (the key's prefix), a trace or a pattern (skip indexes
-    the projection lacks) the table itself reads far less.
+    newest-first reads; for a service (in the key right after the hour), a trace or a pattern
+    (skip indexes the projection lacks) the table itself reads far less.
 
-    A page reads the tail granules of many (service, level) runs, and decompressing them is
-    most of its cost; the next page or refresh reads the same granules. The uncompressed cache
-    (sized by the server, or CLICKHOUSE_UNCOMPRESSED_CACHE_MB embedded) keeps them; ClickHouse
-    bypasses it by itself for reads of over `merge_tree_max_rows_to_use_cache` rows.
+    A page reads the tail granules of the (service, level) runs of the hours it covers, and
+    decompressing them is most of its cost; the next page or refresh reads the same granules.
+    The uncompressed cache (sized by the server, or CLICKHOUSE_UNCOMPRESSED_CACHE_MB embedded)
+    keeps them; ClickHouse bypasses it by itself for reads of over
+    `merge_tree_max_rows_to_use_cache` rows.
     """
     settings = ["use_uncompressed_cache = 1"]
     if log_filter.services or log_filter.trace_id or log_filter.pattern_id is not None:
@@ -283,7 +284,7 @@ def first_window_width(log_filter: LogFilter, total: int, wanted: int, oldest: d
 
     The fixed WINDOW_STEPS suit "everything, newest first", but a rare level or a pattern
     needs far wider windows, and every window read decompresses the tail granules of the
-    sort key's (service, level) runs again: one well-sized window is one such read.
+    (service, level) runs of its hours again: one well-sized window is one such read.
     None where no rate can be told (no total, or no stored range); never below WINDOW_STEPS[0].
     """
     seconds = _counted_seconds(log_filter, oldest, newest, now)

@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_all(settings: CommonSettings | None = None, *, topics: bool = True, partitions: int | None = None,
-                     vector_dimension: int | None = None) -> dict[str, object]:
+                     vector_dimension: int | None = None, reorder_logs: bool = False) -> dict[str, object]:
+    """Create what is missing; `reorder_logs` also rewrites a `logs` table made with an earlier
+    version's sort key (ClickHouseStore.reorder_logs)."""
     settings = settings or CommonSettings()
     done: dict[str, object] = {}
     if topics:
@@ -30,6 +32,9 @@ async def ensure_all(settings: CommonSettings | None = None, *, topics: bool = T
     await asyncio.to_thread(store.apply_schema, settings.log_ttl_days,
                             settings.clickhouse_time_projection)
     done["clickhouse"] = settings.clickhouse_database
+    if reorder_logs:
+        done["logs_rows_reordered"] = await asyncio.to_thread(
+            store.reorder_logs, settings.log_ttl_days, settings.clickhouse_time_projection)
 
     from logpipe.stores.vectors import ensure_collection
 

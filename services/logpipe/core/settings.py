@@ -35,7 +35,8 @@ class CommonSettings(BaseSettings):
     # memory instead of decompressing the same tail granules each time. 0 turns it off.
     clickhouse_uncompressed_cache_mb: int = shared(1024, "CLICKHOUSE_UNCOMPRESSED_CACHE_MB", ge=0)
     # A copy of `logs` ordered by time (ClickHouse projection): the newest logs of all services
-    # come from a few granules instead of the tail of every (service, level) run. It costs 2.5x
+    # come from a few granules even where an hour holds millions of rows, instead of the tail
+    # of every (service, level) run of the hour (`logs` is ordered by hour first). It costs 2.5x
     # the storage and 5-12 % of ingest throughput (docs/api.md). Every service must agree: it is
     # a table property.
     clickhouse_time_projection: bool = shared(False, "CLICKHOUSE_TIME_PROJECTION")

@@ -30,6 +30,10 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _clients: list[Any] = []
 _clients_lock = threading.Lock()
 TIME_PROJECTION = "by_time"
+# The sort key of `logs` in this version (sql/clickhouse/001_logs.sql), as system.tables writes it.
+LOGS_SORTING_KEY = "toStartOfHour(timestamp), service, level, timestamp, record_id"
+# Where reorder_logs keeps the rows of the table it replaces while it copies them.
+_REORDER_SOURCE = "logs_before_reorder"
 # Handles per store: enough for a dashboard's parallel requests beside ingest and analysis.
 DEFAULT_HANDLES = 4
 
@@ -150,9 +154,9 @@ class ClickHouseStore:
         """Create or update every table; safe to run on every start.
 
         `time_projection` (CLICKHOUSE_TIME_PROJECTION) keeps a copy of `logs` ordered by time
-        beside the table's (service, level, time) order, so "the newest logs" of every service
-        are read from a few contiguous granules, for 2.5x the storage and 5-12 % of ingest
-        throughput (docs/api.md).
+        beside the table's (hour, service, level, time) order, so "the newest logs" of every
+        service are read from a few contiguous granules even where an hour holds millions of
+        rows, for 2.5x the storage and 5-12 % of ingest throughput (docs/api.md).
         Turned on, parts written before get it by a background mutation; turned off, it is dropped.
         """
         with self._handle() as client:
@@ -172,6 +176,60 @@ class ClickHouseStore:
                 client.command(f"ALTER TABLE {logs} MATERIALIZE PROJECTION {TIME_PROJECTION}")
             elif present and not time_projection:
                 client.command(f"ALTER TABLE {logs} DROP PROJECTION IF EXISTS {TIME_PROJECTION}")
+            key = self._logs_sorting_key(client)
+        if key != LOGS_SORTING_KEY:
+            log.warning("%s is ordered by (%s), an earlier version's key: newest-first pages read more than "
+                        "with (%s). `logpipe schema --reorder-logs` rewrites it (README: Troubleshooting).",
+                        logs, key, LOGS_SORTING_KEY)
+
+    def _logs_sorting_key(self, client) -> str:
+        return client.query("SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = 'logs'",
+                            parameters={"db": self.database}).result_rows[0][0]
+
+    def reorder_logs(self, ttl_days: int = 90, time_projection: bool = False) -> int | None:
+        """Rewrite a `logs` table made by an earlier version in this version's sort key; returns
+        the rows copied, or None when it has that key already.
+
+        ClickHouse cannot change a table's sort key in place: a new `logs` takes the old one's
+        place at once (EXCHANGE TABLES), so inserts go on into it, and the old rows are copied
+        over, then dropped. Queries see the older rows again as the copy proceeds. The replay
+        guard's view is recreated on the new table; rows inserted in the instant between are
+        folded by record id if replayed, never doubled.
+        """
+        self.apply_schema(ttl_days, time_projection)
+        logs, source = self.table("logs"), self.table(_REORDER_SOURCE)
+        with self._handle() as client:
+            if self._logs_sorting_key(client) == LOGS_SORTING_KEY:
+                return None
+            if client.query("EXISTS TABLE " + source).result_rows[0][0]:
+                raise RuntimeError(f"{source} exists: an earlier reorder stopped before it finished. Copy its rows "
+                                   f"into {logs} (INSERT INTO {logs} SELECT * FROM {source}) and drop it, "
+                                   "then run again.")
+            create = next(statement for statement in schema_statements(self.database, ttl_days)
+                          if statement.startswith(f"CREATE TABLE IF NOT EXISTS {logs}\n"))
+            fresh = self.table("logs_reordered")
+            client.command(f"DROP TABLE IF EXISTS {fresh}")
+            client.command(create.replace(f"CREATE TABLE IF NOT EXISTS {logs}\n", f"CREATE TABLE {fresh}\n", 1))
+            # The view follows its source table through a rename: drop it, and let apply_schema
+            # create it again on the new table.
+            client.command(f"DROP VIEW IF EXISTS {self.table('ingest_offsets_mv')}")
+            client.command(f"EXCHANGE TABLES {logs} AND {fresh}")
+            client.command(f"RENAME TABLE {fresh} TO {source}")
+        self.apply_schema(ttl_days, time_projection)
+        with self._handle() as client:
+            names = [row[0] for row in client.query(
+                "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'logs' "
+                "AND default_kind NOT IN ('MATERIALIZED', 'ALIAS') ORDER BY position",
+                parameters={"db": self.database}).result_rows]
+            kept = {row[0] for row in client.query(
+                "SELECT name FROM system.columns WHERE database = {db:String} AND table = {source:String}",
+                parameters={"db": self.database, "source": _REORDER_SOURCE}).result_rows}
+            columns = ", ".join(name for name in names if name in kept)
+            copied = client.query(f"SELECT count() FROM {source}").result_rows[0][0]
+            client.command(f"INSERT INTO {logs} ({columns}) SELECT {columns} FROM {source}")
+            client.command(f"DROP TABLE {source} SYNC")
+        log.info("reordered %s: %d rows copied", logs, copied)
+        return int(copied)
 
     def table(self, name: str) -> str:
         return f"{self.database}.{name}"
