@@ -92,7 +92,8 @@ def test_a_table_of_an_earlier_sort_key_is_named_and_reordered_without_losing_a_
 
         with caplog.at_level(logging.WARNING, logger="logpipe.stores.clickhouse"):
             store.apply_schema(90)
-        assert "an earlier version's key" in caplog.text and "--reorder-logs" in caplog.text
+            store.apply_schema(90)  # as every service of `logpipe run all` does: said once
+        assert caplog.text.count("an earlier version's key") == 1 and "--reorder-logs" in caplog.text
 
         assert store.reorder_logs(90) == 500
         key = store.query("SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = 'logs'",

@@ -34,6 +34,7 @@ TIME_PROJECTION = "by_time"
 LOGS_SORTING_KEY = "toStartOfHour(timestamp), service, level, timestamp, record_id"
 # Where reorder_logs keeps the rows of the table it replaces while it copies them.
 _REORDER_SOURCE = "logs_before_reorder"
+_warned_keys: set[tuple[str, str]] = set()
 # Handles per store: enough for a dashboard's parallel requests beside ingest and analysis.
 DEFAULT_HANDLES = 4
 
@@ -177,7 +178,8 @@ class ClickHouseStore:
             elif present and not time_projection:
                 client.command(f"ALTER TABLE {logs} DROP PROJECTION IF EXISTS {TIME_PROJECTION}")
             key = self._logs_sorting_key(client)
-        if key != LOGS_SORTING_KEY:
+        if key != LOGS_SORTING_KEY and (self.dsn, logs) not in _warned_keys:
+            _warned_keys.add((self.dsn, logs))  # once per process: every service applies the schema
             log.warning("%s is ordered by (%s), an earlier version's key: newest-first pages read more than "
                         "with (%s). `logpipe schema --reorder-logs` rewrites it (README: Troubleshooting).",
                         logs, key, LOGS_SORTING_KEY)
