@@ -111,14 +111,20 @@ def test_a_table_of_an_earlier_sort_key_is_named_and_reordered_without_losing_a_
             assert store.reorder_logs(90) is None
         assert "earlier version" not in caplog.text
 
-        # A reorder that stopped halfway is not run over.
-        store.command(f"CREATE TABLE {store.table('logs_before_reorder')} (x UInt8) ENGINE = Memory")
-        for statement in schema_statements(store.database, 90):
-            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {logs}\n"):
-                store.command(f"DROP TABLE {logs} SYNC")
-                store.command(statement.replace("toStartOfHour(timestamp), ", ""))
+        # A reorder that stopped after the exchange, before the copy, is not run over.
+        source = store.table("logs_before_reorder")
+        store.command(f"CREATE TABLE {source} (x UInt8) ENGINE = Memory")
         with pytest.raises(RuntimeError, match="stopped before it finished"):
             store.reorder_logs(90)
+        # One that stopped before the exchange left an empty table: it is replaced.
+        store.command(f"DROP TABLE {logs} SYNC")
+        for statement in schema_statements(store.database, 90):
+            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {logs}\n"):
+                store.command(statement.replace("toStartOfHour(timestamp), ", ""))
+        store.insert_arrow("logs", builder.build([RawMessage(encode(records[1]), None, "raw-logs", 0, 901)]).rows)
+        assert store.reorder_logs(90) == 1
+        assert store.query(f"SELECT count() FROM {logs}") == [(1,)]
+        assert store.query(f"EXISTS TABLE {source}") == [(0,)]
     finally:
         store.command(f"DROP DATABASE IF EXISTS {store.database} SYNC")
         store.close()

@@ -201,22 +201,23 @@ class ClickHouseStore:
         self.apply_schema(ttl_days, time_projection)
         logs, source = self.table("logs"), self.table(_REORDER_SOURCE)
         with self._handle() as client:
-            if self._logs_sorting_key(client) == LOGS_SORTING_KEY:
-                return None
-            if client.query("EXISTS TABLE " + source).result_rows[0][0]:
+            current = self._logs_sorting_key(client) == LOGS_SORTING_KEY
+            left = client.query("EXISTS TABLE " + source).result_rows[0][0]
+            if current and left:
                 raise RuntimeError(f"{source} exists: an earlier reorder stopped before it finished. Copy its rows "
-                                   f"into {logs} (INSERT INTO {logs} SELECT * FROM {source}) and drop it, "
-                                   "then run again.")
+                                   f"into {logs} (INSERT INTO {logs} SELECT * FROM {source}) and drop it.")
+            if current:
+                return None
+            if left:  # made empty by a reorder that stopped before the exchange
+                client.command(f"DROP TABLE {source} SYNC")
             create = next(statement for statement in schema_statements(self.database, ttl_days)
                           if statement.startswith(f"CREATE TABLE IF NOT EXISTS {logs}\n"))
-            fresh = self.table("logs_reordered")
-            client.command(f"DROP TABLE IF EXISTS {fresh}")
-            client.command(create.replace(f"CREATE TABLE IF NOT EXISTS {logs}\n", f"CREATE TABLE {fresh}\n", 1))
+            client.command(create.replace(f"CREATE TABLE IF NOT EXISTS {logs}\n", f"CREATE TABLE {source}\n", 1))
             # The view follows its source table through a rename: drop it, and let apply_schema
             # create it again on the new table.
             client.command(f"DROP VIEW IF EXISTS {self.table('ingest_offsets_mv')}")
-            client.command(f"EXCHANGE TABLES {logs} AND {fresh}")
-            client.command(f"RENAME TABLE {fresh} TO {source}")
+            # One atomic step: the new, empty table is `logs`, the old rows are the source.
+            client.command(f"EXCHANGE TABLES {logs} AND {source}")
         self.apply_schema(ttl_days, time_projection)
         with self._handle() as client:
             names = [row[0] for row in client.query(
