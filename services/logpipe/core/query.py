@@ -119,6 +119,23 @@ def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+# The sort key's first column (sql/clickhouse/001_logs.sql), spelled as the key spells it.
+HOUR_KEY = "toStartOfHour(timestamp)"
+_HOUR_OPERATORS = {">=": ">=", "<": "<=", "<=": "<="}
+
+
+def time_bound(operator: str, param: str) -> list[str]:
+    """`timestamp <operator> {param}`, and the same bound on the hour the sort key starts with.
+
+    ClickHouse prunes partitions from a plain timestamp bound, but not primary-key ranges:
+    its key analysis does not carry `timestamp >= t` over to `toStartOfHour(timestamp)`, so
+    a window of minutes read every granule of its day (EXPLAIN indexes=1 shows it). The
+    hour bound is implied by the plain one, so it never changes which rows match.
+    """
+    value = f"fromUnixTimestamp64Milli({{{param}:Int64}}, 'UTC')"
+    return [f"timestamp {operator} {value}", f"{HOUR_KEY} {_HOUR_OPERATORS[operator]} toStartOfHour({value})"]
+
+
 def where_clause(log_filter: LogFilter) -> tuple[list[str], dict[str, Any]]:
     """Conditions and parameters for a validated filter (server-side bound, never interpolated)."""
     conditions: list[str] = []
@@ -132,10 +149,10 @@ def where_clause(log_filter: LogFilter) -> tuple[list[str], dict[str, Any]]:
             conditions.append(f"{column} IN ({', '.join(names)})")
     if log_filter.start:
         params["start_ms"] = _ms(log_filter.start)
-        conditions.append("timestamp >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')")
+        conditions.extend(time_bound(">=", "start_ms"))
     if log_filter.end:
         params["end_ms"] = _ms(log_filter.end)
-        conditions.append("timestamp < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')")
+        conditions.extend(time_bound("<", "end_ms"))
     if log_filter.contains:
         params["contains"] = log_filter.contains
         conditions.append("positionCaseInsensitiveUTF8(message, {contains:String}) > 0")
@@ -158,15 +175,15 @@ def page_sql(table: str, log_filter: LogFilter, limit: int, cursor: Cursor | Non
     low, high = window
     if low is not None:
         params["window_low_ms"] = _ms(low)
-        conditions.append("timestamp >= fromUnixTimestamp64Milli({window_low_ms:Int64}, 'UTC')")
+        conditions.extend(time_bound(">=", "window_low_ms"))
     if high is not None:
         params["window_high_ms"] = _ms(high)
-        conditions.append("timestamp < fromUnixTimestamp64Milli({window_high_ms:Int64}, 'UTC')")
+        conditions.extend(time_bound("<", "window_high_ms"))
     if cursor is not None:
         params["cursor_ms"] = cursor.timestamp_ms
         params["cursor_id"] = cursor.record_id
         # The plain bound lets ClickHouse prune parts and granules; the tuple makes it exact.
-        conditions.append("timestamp <= fromUnixTimestamp64Milli({cursor_ms:Int64}, 'UTC')")
+        conditions.extend(time_bound("<=", "cursor_ms"))
         conditions.append("(timestamp, record_id) < (fromUnixTimestamp64Milli({cursor_ms:Int64}, 'UTC'), "
                           "{cursor_id:String})")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
