@@ -282,8 +282,9 @@ def main() -> None:
                 writer.join()
                 # A mutation, not a lightweight DELETE: that would leave a row mask on the parts, and
                 # a plain count() of a later run would read it instead of the parts' metadata.
-                store.command(f"ALTER TABLE {store.table('logs')} DELETE WHERE pipeline = '{WRITER_PIPELINE}' "
-                              "SETTINGS mutations_sync = 2")
+                for table in ("logs", "logs_hourly"):  # the hourly counts follow inserts, not deletes
+                    store.command(f"ALTER TABLE {store.table(table)} DELETE WHERE pipeline = '{WRITER_PIPELINE}' "
+                                  "SETTINGS mutations_sync = 2")
         rows = store.query(f"SELECT count() FROM {store.table('logs')}")[0][0]
     result = {
         "bench": "gateway_query", "rows": int(rows), "fill_seconds": round(fill_seconds, 1),

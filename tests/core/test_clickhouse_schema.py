@@ -95,16 +95,28 @@ def test_a_table_of_an_earlier_sort_key_is_named_and_reordered_without_losing_a_
             store.apply_schema(90)  # as every service of `logpipe run all` does: said once
         assert caplog.text.count("an earlier version's key") == 1 and "--reorder-logs" in caplog.text
 
+        counted = store.query(f"SELECT toStartOfHour(timestamp) AS hour, pipeline, service, level, pattern_id, "
+                              f"toInt64(count()) FROM {logs} GROUP BY ALL ORDER BY ALL")
+        since = store.query(f"SELECT value FROM {store.table('schema_state')} FINAL WHERE name = 'logs_hourly_since'")
         assert store.reorder_logs(90) == 500
         key = store.query("SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = 'logs'",
                           {"db": store.database})
         assert key == [(LOGS_SORTING_KEY,)]
         assert store.query(f"SELECT record_id, message, level, timestamp FROM {logs} ORDER BY record_id") == before
         assert store.query(f"EXISTS TABLE {store.table('logs_before_reorder')}") == [(0,)]
+        # The hourly counts (made with the table here, so they hold every row) count the
+        # copied rows once, per hour and key as before, and go on counting new inserts.
+        hourly = (f"SELECT hour, pipeline, service, level, pattern_id, sum(logs) FROM {store.table('logs_hourly')} "
+                  "GROUP BY ALL HAVING sum(logs) != 0 ORDER BY ALL")
+        assert store.query(hourly) == counted
+        assert sum(row[-1] for row in counted) == 500
+        assert store.query(f"SELECT value FROM {store.table('schema_state')} FINAL "
+                           "WHERE name = 'logs_hourly_since'") == since
         # The replay guard follows the new table: its offsets survive and new inserts move them.
         assert store.stored_offsets("raw-logs") == {0: 498, 1: 499}
         store.insert_arrow("logs", builder.build([RawMessage(encode(records[0]), None, "raw-logs", 1, 900)]).rows)
         assert store.stored_offsets("raw-logs") == {0: 498, 1: 900}
+        assert store.query(f"SELECT sum(logs) FROM {store.table('logs_hourly')}") == [(501,)]
         # Current already: nothing to do, and no warning.
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="logpipe.stores.clickhouse"):

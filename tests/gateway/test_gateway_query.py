@@ -175,7 +175,7 @@ class OverlapStore(CountingStore):
         self.overlapped: bool | None = None
 
     async def aquery(self, sql, parameters=None):
-        if sql.startswith("SELECT count() FROM"):
+        if sql.startswith(("SELECT count() FROM", "SELECT sum(logs) FROM")):  # a total
             if self.wait_for_page:
                 try:
                     await asyncio.wait_for(self.page_started.wait(), 10)
@@ -349,6 +349,82 @@ async def test_http_logs_endpoint(gateway, clickhouse):
             response = await client.get("/api/logs", params=params)
             assert response.status_code == 400, (params, response.text)
             assert fragment in response.json()["detail"]
+
+
+def _matching(rows, log_filter: LogFilter) -> int:
+    return sum(1 for row in rows
+               if (not log_filter.levels or row["level"] in log_filter.levels)
+               and (not log_filter.services or row["service"] in log_filter.services)
+               and (log_filter.pattern_id is None or row["pattern_id"] == log_filter.pattern_id)
+               and (not log_filter.pipeline or row["pipeline"] == log_filter.pipeline))
+
+
+def _hour(value: datetime) -> datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+async def test_whole_time_totals_come_from_the_hourly_counts_and_match_the_logs(clickhouse):
+    from logpipe.core import query
+
+    now = datetime.now(timezone.utc)
+    rows = make_rows(3_000, start=now - timedelta(hours=30), step_ms=36_000,
+                     level=lambda i: ("ERROR", "WARN", "INFO")[i % 3], service=lambda i: ("api", "db")[i % 2],
+                     pattern_id=lambda i: i % 5, pipeline=lambda i: "team-a" if i % 7 == 0 else "default")
+    for part in range(3):  # several inserts: several parts, several blocks counted by the view
+        insert_logs(clickhouse, rows[part * 1000:(part + 1) * 1000])
+    filters = [LogFilter(levels=["ERROR"]), LogFilter(services=["db"]), LogFilter(services=["api"], levels=["WARN", "ERROR"]),
+               LogFilter(pattern_id=3), LogFilter(pipeline="team-a"), LogFilter(levels=["ERROR"], pipeline="team-a")]
+    for log_filter in filters:
+        assert (await search_logs(clickhouse, log_filter, limit=5)).total == _matching(rows, log_filter) > 0
+
+    # They come from the hourly counts: a count there that no log backs shows in exactly those totals.
+    hourly = ["hour", "pipeline", "service", "level", "pattern_id", "logs"]
+    clickhouse.insert_rows("logs_hourly", [[_hour(rows[-1]["timestamp"]), "default", "db", "ERROR", 3, 1000]], hourly)
+    db = _matching(rows, LogFilter(services=["db"]))
+    assert (await search_logs(clickhouse, LogFilter(services=["db"]), limit=5)).total == db + 1000
+    assert (await search_logs(clickhouse, LogFilter(services=["api"]), limit=5)).total == db
+    # A time range, a text or no filter at all is counted in `logs` itself.
+    assert (await search_logs(clickhouse, LogFilter(services=["db"], start=now - timedelta(days=2)), limit=5)).total == db
+    assert (await search_logs(clickhouse, LogFilter(services=["db"], contains="event"), limit=5)).total == db
+    assert (await search_logs(clickhouse, LogFilter(), limit=5)).total == len(rows)
+    # Hours before the oldest stored log (the counts outlive the logs by a day) are left out.
+    clickhouse.insert_rows("logs_hourly", [[_hour(rows[0]["timestamp"]) - timedelta(hours=1), "default", "db",
+                                            "ERROR", 3, 50]], hourly)
+    assert (await search_logs(clickhouse, LogFilter(services=["db"]), limit=5)).total == db + 1000
+    assert query.counts_hourly(LogFilter(services=["db"]).validated(), None, now) is False  # no schema_state row
+
+
+async def test_a_table_stored_before_the_hourly_counts_is_counted_in_logs_until_they_hold_every_hour(clickhouse):
+    from logpipe.core import query
+
+    db = clickhouse.database
+    # As an earlier version left it: stored logs, and no hourly counts.
+    clickhouse.command(f"DROP VIEW {db}.logs_hourly_mv")
+    clickhouse.command(f"DROP TABLE {db}.logs_hourly SYNC")
+    clickhouse.command(f"TRUNCATE TABLE {db}.schema_state")
+    now = datetime.now(timezone.utc)
+    rows = make_rows(200, start=now - timedelta(hours=3), step_ms=60_000, level="ERROR")
+    rows.append(dict(make_rows(1, start=now + timedelta(hours=5))[0], record_id="future", level="ERROR"))
+    insert_logs(clickhouse, rows)
+
+    before = int(_hour(datetime.now(timezone.utc) + timedelta(hours=5)).timestamp()) + 3600
+    clickhouse.apply_schema(90)
+    since = int(clickhouse.query(f"SELECT value FROM {db}.schema_state FINAL WHERE name = 'logs_hourly_since'")[0][0])
+    # After both now and the newest stored row (here 5 h ahead): every row of those hours comes later.
+    assert since in (before, before + 3600)
+    assert clickhouse.query(f"SELECT sum(logs) FROM {db}.logs_hourly") == [(0,)]  # the view counts new rows only
+    page = await search_logs(clickhouse, LogFilter(levels=["ERROR"]), limit=5)
+    assert page.total == 201
+    insert_logs(clickhouse, [dict(row, record_id=f"new{i}") for i, row in enumerate(make_rows(10, level="ERROR"))])
+    assert (await search_logs(clickhouse, LogFilter(levels=["ERROR"]), limit=5)).total == 211
+    assert clickhouse.query(f"SELECT sum(logs) FROM {db}.logs_hourly") == [(10,)]
+    # A later start keeps the recorded hour.
+    clickhouse.apply_schema(90)
+    assert clickhouse.query(f"SELECT value FROM {db}.schema_state FINAL WHERE name = 'logs_hourly_since'") == [
+        (str(since),)]
+    oldest = rows[0]["timestamp"]
+    assert not query.counts_hourly(LogFilter(levels=["ERROR"]).validated(), since, oldest)
+    assert query.counts_hourly(LogFilter(levels=["ERROR"]).validated(), 0, oldest)
 
 
 def test_a_time_bound_limits_a_read_to_the_hours_of_the_sort_key(clickhouse):

@@ -31,6 +31,7 @@ from logpipe.core.record import (
     normalize_level,
     to_utc_ms,
 )
+from logpipe.stores.clickhouse import HOURLY_SINCE
 
 LOG_COLUMNS = (*RECORD_FIELDS, "record_id", "attributes", "pattern_id", "pipeline")
 # Widths of the successive windows of a newest-first scan; the last one is unbounded.
@@ -47,6 +48,8 @@ STORED_RANGE_TTL_S = 10.0
 MAX_FILTER_VALUES = 50
 # Per table: (monotonic time fetched, (oldest, newest)); see stored_range.
 _stored_ranges: dict[str, tuple[float, tuple[datetime | None, datetime | None]]] = {}
+# Per hourly table: (monotonic time fetched, the first hour it holds in full); see hourly_since.
+_hourly_since: dict[str, tuple[float, int | None]] = {}
 # A filter's rate (matches per second of its range), remembered from its last exact total so
 # the next page of it, or a refresh, can size its windows while it is counted anew.
 FILTER_RATE_TTL_S = 30.0
@@ -219,6 +222,56 @@ def count_sql(table: str, log_filter: LogFilter) -> tuple[str, dict[str, Any]]:
     return f"SELECT count() FROM {table} {where}" + _plan_hint(log_filter), params
 
 
+def hourly_count_sql(hourly_table: str, log_filter: LogFilter, oldest: datetime) -> tuple[str, dict[str, Any]]:
+    """A filter's total from the hourly counts (sql/clickhouse/003_logs_hourly.sql), from the
+    oldest stored hour on: they are kept a day longer than the logs they count."""
+    conditions, params = where_clause(log_filter)
+    params["oldest_s"] = int(to_utc_ms(oldest).timestamp())
+    conditions.append("hour >= toStartOfHour(toDateTime({oldest_s:Int64}, 'UTC'))")
+    return f"SELECT sum(logs) FROM {hourly_table} WHERE {' AND '.join(conditions)}", params
+
+
+def counts_hourly(log_filter: LogFilter, since: int | None, oldest: datetime | None) -> bool:
+    """Whether the hourly counts answer a validated filter's total exactly.
+
+    They hold the columns of the service, level, pattern and pipeline filters, and whole
+    hours: a filter with a time range is counted in `logs`, where the hour-first sort key
+    already limits it to the range's hours (splitting a range into whole hours and two
+    edges cost more than it saved). With no filter at all, `count()` reads part metadata.
+    `since`: the first hour they hold in full (schema_state); before it, `logs` counts.
+    """
+    if since is None or oldest is None:
+        return False
+    if log_filter.start or log_filter.end or log_filter.contains or log_filter.trace_id:
+        return False
+    if not (log_filter.levels or log_filter.services or log_filter.pattern_id is not None or log_filter.pipeline):
+        return False
+    oldest_hour = int(to_utc_ms(oldest).timestamp()) // 3600 * 3600
+    return since <= oldest_hour
+
+
+async def hourly_since(store) -> int | None:
+    """The first hour the hourly counts hold in full (ClickHouseStore._ensure_hourly_since),
+    cached like the stored range; None where the schema predates them."""
+    key = store.table("logs_hourly")
+    clock = time.monotonic()
+    cached = _hourly_since.get(key)
+    if cached is not None and clock - cached[0] < STORED_RANGE_TTL_S:
+        return cached[1]
+    rows = await store.aquery(f"SELECT value FROM {store.table('schema_state')} FINAL WHERE name = {{name:String}}",
+                              {"name": HOURLY_SINCE})
+    since = int(rows[0][0]) if rows else None
+    _hourly_since[key] = (clock, since)
+    return since
+
+
+async def total_sql(store, log_filter: LogFilter, oldest: datetime | None) -> tuple[str, dict[str, Any]]:
+    """The query counting a validated filter's matches: the hourly counts where they answer it."""
+    if counts_hourly(log_filter, await hourly_since(store), oldest):
+        return hourly_count_sql(store.table("logs_hourly"), log_filter, oldest)
+    return count_sql(store.table("logs"), log_filter)
+
+
 async def stored_range(store, table: str) -> tuple[datetime | None, datetime | None]:
     """The oldest and newest stored timestamps, from part metadata (no scan), cached briefly.
 
@@ -374,7 +427,7 @@ async def search_logs(store, log_filter: LogFilter, limit: int = 100, cursor: st
     if with_total and not whole_trace:
         oldest, newest = await stored_range(store, table)
         seconds = _counted_seconds(log_filter, oldest, newest, now)
-        sql, params = count_sql(table, log_filter)
+        sql, params = await total_sql(store, log_filter, oldest)
         planned = estimated_total(table, log_filter, seconds)
         if planned is None:
             total = planned = int((await store.aquery(sql, params))[0][0])

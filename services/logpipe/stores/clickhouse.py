@@ -35,6 +35,10 @@ LOGS_SORTING_KEY = "toStartOfHour(timestamp), service, level, timestamp, record_
 # Where reorder_logs keeps the rows of the table it replaces while it copies them.
 _REORDER_SOURCE = "logs_before_reorder"
 _warned_keys: set[tuple[str, str]] = set()
+# schema_state's row naming the first hour logs_hourly holds in full (unix seconds).
+HOURLY_SINCE = "logs_hourly_since"
+# The columns logs_hourly counts by besides the hour, and their defaults in `logs`.
+_HOURLY_KEYS = (("pipeline", "'default'"), ("service", "''"), ("level", "''"), ("pattern_id", "0"))
 # Handles per store: enough for a dashboard's parallel requests beside ingest and analysis.
 DEFAULT_HANDLES = 4
 
@@ -178,11 +182,40 @@ class ClickHouseStore:
             elif present and not time_projection:
                 client.command(f"ALTER TABLE {logs} DROP PROJECTION IF EXISTS {TIME_PROJECTION}")
             key = self._logs_sorting_key(client)
+            self._ensure_hourly_since(client)
         if key != LOGS_SORTING_KEY and (self.dsn, logs) not in _warned_keys:
             _warned_keys.add((self.dsn, logs))  # once per process: every service applies the schema
             log.warning("%s is ordered by (%s), an earlier version's key: newest-first pages read more than "
                         "with (%s). `logpipe schema --reorder-logs` rewrites it (README: Troubleshooting).",
                         logs, key, LOGS_SORTING_KEY)
+
+    def _ensure_hourly_since(self, client) -> None:
+        """Record the first hour `logs_hourly` holds in full, once, after its view exists.
+
+        The view counts only rows inserted after it was made. Made over an empty `logs` (a new
+        install), it holds every hour. Made over stored rows (an upgrade), it holds in full
+        only the hours after both now and the newest stored row: every row of those hours is
+        inserted after this check, so after the view. Either value is true whenever it is
+        taken, so services starting at once may each record theirs. (An insert already under
+        way when the view is made is not counted by it: every logpipe service applies the
+        schema before it writes, so only a writer of an earlier version, inserting into an
+        empty table at that instant, could slip past.)
+        """
+        state = self.table("schema_state")
+        known = client.query(f"SELECT count() FROM {state} FINAL WHERE name = {{name:String}}",
+                             parameters={"name": HOURLY_SINCE}).result_rows[0][0]
+        if known:
+            return
+        count, newest = client.query(
+            f"SELECT count(), toUInt32(toStartOfHour(max(timestamp))) FROM {self.table('logs')}").result_rows[0]
+        since = 0
+        if count:
+            since = client.query("SELECT toUInt32(toStartOfHour(greatest(now(), toDateTime({newest:UInt32}, 'UTC')))"
+                                 " + 3600)", parameters={"newest": newest}).result_rows[0][0]
+            log.info("%s counts from %s on; totals over earlier hours are counted in %s",
+                     self.table("logs_hourly"), since, self.table("logs"))
+        client.command(f"INSERT INTO {state} (name, value) VALUES ({{name:String}}, {{value:String}})",
+                       parameters={"name": HOURLY_SINCE, "value": str(int(since))})
 
     def _logs_sorting_key(self, client) -> str:
         return client.query("SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = 'logs'",
@@ -213,8 +246,8 @@ class ClickHouseStore:
             create = next(statement for statement in schema_statements(self.database, ttl_days)
                           if statement.startswith(f"CREATE TABLE IF NOT EXISTS {logs}\n"))
             client.command(create.replace(f"CREATE TABLE IF NOT EXISTS {logs}\n", f"CREATE TABLE {source}\n", 1))
-            # The view follows its source table through a rename: drop it, and let apply_schema
-            # create it again on the new table.
+            # Dropped and made again by apply_schema below (kept, it would still hold the
+            # old table's highest offsets, which is harmless, but a fresh one is plainer).
             client.command(f"DROP VIEW IF EXISTS {self.table('ingest_offsets_mv')}")
             # One atomic step: the new, empty table is `logs`, the old rows are the source.
             client.command(f"EXCHANGE TABLES {logs} AND {source}")
@@ -229,6 +262,13 @@ class ClickHouseStore:
                 parameters={"db": self.database, "source": _REORDER_SOURCE}).result_rows}
             columns = ", ".join(name for name in names if name in kept)
             copied = client.query(f"SELECT count() FROM {source}").result_rows[0][0]
+            # Views read from a table by its name, so logs_hourly_mv counted every insert into
+            # `logs` across the exchange, and counts the copy again: the old rows left `logs`
+            # at the exchange, so take them out of the hourly counts, and the copy puts them back.
+            keys = ", ".join(name if name in kept else default for name, default in _HOURLY_KEYS)
+            client.command(f"INSERT INTO {self.table('logs_hourly')} (hour, pipeline, service, level, pattern_id, logs) "
+                           f"SELECT toStartOfHour(timestamp), {keys}, -toInt64(count()) FROM {source} "
+                           "GROUP BY ALL")
             client.command(f"INSERT INTO {logs} ({columns}) SELECT {columns} FROM {source}")
             client.command(f"DROP TABLE {source} SYNC")
         log.info("reordered %s: %d rows copied", logs, copied)
