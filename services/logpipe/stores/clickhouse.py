@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 from urllib.parse import parse_qsl
@@ -213,7 +214,8 @@ class ClickHouseStore:
             since = client.query("SELECT toUInt32(toStartOfHour(greatest(now(), toDateTime({newest:UInt32}, 'UTC')))"
                                  " + 3600)", parameters={"newest": newest}).result_rows[0][0]
             log.info("%s counts from %s on; totals over earlier hours are counted in %s",
-                     self.table("logs_hourly"), since, self.table("logs"))
+                     self.table("logs_hourly"), datetime.fromtimestamp(since, tz=timezone.utc).isoformat(),
+                     self.table("logs"))
         client.command(f"INSERT INTO {state} (name, value) VALUES ({{name:String}}, {{value:String}})",
                        parameters={"name": HOURLY_SINCE, "value": str(int(since))})
 
