@@ -31,7 +31,7 @@ from logpipe.core.record import (
     normalize_level,
     to_utc_ms,
 )
-from logpipe.stores.clickhouse import HOURLY_SINCE
+from logpipe.stores.clickhouse import hourly_since_sql
 
 LOG_COLUMNS = (*RECORD_FIELDS, "record_id", "attributes", "pattern_id", "pipeline")
 # Widths of the successive windows of a newest-first scan; the last one is unbounded.
@@ -240,14 +240,17 @@ def counts_hourly(log_filter: LogFilter, since: int | None, oldest: datetime | N
     edges cost more than it saved). With no filter at all, `count()` reads part metadata.
     `since`: the first hour they hold in full (schema_state); before it, `logs` counts.
     """
-    if since is None or oldest is None:
-        return False
-    if log_filter.start or log_filter.end or log_filter.contains or log_filter.trace_id:
-        return False
-    if not (log_filter.levels or log_filter.services or log_filter.pattern_id is not None or log_filter.pipeline):
+    if since is None or oldest is None or not _hourly_filter(log_filter):
         return False
     oldest_hour = int(to_utc_ms(oldest).timestamp()) // 3600 * 3600
     return since <= oldest_hour
+
+
+def _hourly_filter(log_filter: LogFilter) -> bool:
+    """A filter only by columns the hourly counts hold, over all stored time."""
+    if log_filter.start or log_filter.end or log_filter.contains or log_filter.trace_id:
+        return False
+    return bool(log_filter.levels or log_filter.services or log_filter.pattern_id is not None or log_filter.pipeline)
 
 
 async def hourly_since(store) -> int | None:
@@ -258,16 +261,17 @@ async def hourly_since(store) -> int | None:
     cached = _hourly_since.get(key)
     if cached is not None and clock - cached[0] < STORED_RANGE_TTL_S:
         return cached[1]
-    rows = await store.aquery(f"SELECT value FROM {store.table('schema_state')} FINAL WHERE name = {{name:String}}",
-                              {"name": HOURLY_SINCE})
-    since = int(rows[0][0]) if rows else None
+    rows = await store.aquery(*hourly_since_sql(store.table("schema_state")))
+    # Written by apply_schema only; anything else there (a hand edit) means: count in `logs`.
+    since = int(rows[0][0]) if rows and str(rows[0][0]).isdigit() else None
     _hourly_since[key] = (clock, since)
     return since
 
 
 async def total_sql(store, log_filter: LogFilter, oldest: datetime | None) -> tuple[str, dict[str, Any]]:
     """The query counting a validated filter's matches: the hourly counts where they answer it."""
-    if counts_hourly(log_filter, await hourly_since(store), oldest):
+    # The filter first: a text, trace or range total never needs the recorded hour.
+    if _hourly_filter(log_filter) and counts_hourly(log_filter, await hourly_since(store), oldest):
         return hourly_count_sql(store.table("logs_hourly"), log_filter, oldest)
     return count_sql(store.table("logs"), log_filter)
 

@@ -38,6 +38,11 @@ _REORDER_SOURCE = "logs_before_reorder"
 _warned_keys: set[tuple[str, str]] = set()
 # schema_state's row naming the first hour logs_hourly holds in full (unix seconds).
 HOURLY_SINCE = "logs_hourly_since"
+def hourly_since_sql(state_table: str) -> tuple[str, dict[str, str]]:
+    """The query reading schema_state's logs_hourly_since row (no row: not recorded yet)."""
+    return f"SELECT value FROM {state_table} FINAL WHERE name = {{name:String}}", {"name": HOURLY_SINCE}
+
+
 # The columns logs_hourly counts by besides the hour, and their defaults in `logs`.
 _HOURLY_KEYS = (("pipeline", "'default'"), ("service", "''"), ("level", "''"), ("pattern_id", "0"))
 # Handles per store: enough for a dashboard's parallel requests beside ingest and analysis.
@@ -203,9 +208,8 @@ class ClickHouseStore:
         empty table at that instant, could slip past.)
         """
         state = self.table("schema_state")
-        known = client.query(f"SELECT count() FROM {state} FINAL WHERE name = {{name:String}}",
-                             parameters={"name": HOURLY_SINCE}).result_rows[0][0]
-        if known:
+        sql, params = hourly_since_sql(state)
+        if client.query(sql, parameters=params).result_rows:
             return
         count, newest = client.query(
             f"SELECT count(), toUInt32(toStartOfHour(max(timestamp))) FROM {self.table('logs')}").result_rows[0]
