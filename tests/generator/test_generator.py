@@ -73,6 +73,32 @@ def test_incidents_new_error_surge_and_quiet():
     assert INCIDENT_ONLY <= set(FAMILIES)
 
 
+async def test_stop_waits_for_the_send_in_flight(monkeypatch):
+    """A stop during a send counts that send: `produced` equals what reached the topic."""
+    from logpipe.generator import handlers
+    from logpipe.generator.settings import Settings
+
+    delivered: list[bytes] = []
+    in_flight, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_send(producer, topic, values):
+        in_flight.set()
+        await release.wait()
+        delivered.extend(values)
+
+    monkeypatch.setattr(handlers, "send_values", slow_send)
+    generator = handlers.Generator(Settings(rate_per_second=1000, incidents="none", seed=3), producer=None, topic="t")
+    generator.start()
+    await asyncio.wait_for(in_flight.wait(), 5)
+    stopping = asyncio.create_task(generator.stop())
+    await asyncio.sleep(0.1)
+    assert not stopping.done()  # still waiting for the acknowledgement
+    release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert delivered and generator.stats.produced == len(delivered)
+    assert not generator.running
+
+
 async def test_rest_control_over_real_kafka(kafka_bootstrap, topics, topic_prefix):
     from logpipe.generator.app import create_app
     from logpipe.generator.settings import Settings

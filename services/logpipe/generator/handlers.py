@@ -59,6 +59,7 @@ class Generator:
                                   settings.environment, parse_incidents(settings.incidents))
         self.stats = GeneratorStats()
         self._task: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
         RATE.set(self.rate)
 
     @property
@@ -70,15 +71,21 @@ class Generator:
             return
         self.stats.running = True
         self.stats.started_at = time.time()
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="generator")
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop after the batch in flight is acknowledged, so `produced` counts what the topic holds.
+
+        Cancelling mid-send would leave records the producer already queued uncounted but
+        delivered; only a send that outlasts `grace_s` (a broker gone away) is cancelled.
+        """
         self.stats.running = False
         if self._task:
-            self._task.cancel()
+            self._stopping.set()
             try:
-                await self._task
-            except asyncio.CancelledError:
+                await asyncio.wait_for(self._task, grace_s)
+            except (asyncio.CancelledError, asyncio.TimeoutError):
                 pass
             self._task = None
 
@@ -93,7 +100,7 @@ class Generator:
         started = time.monotonic()
         owed = 0.0
         next_tick = started
-        while True:
+        while not self._stopping.is_set():
             now = time.monotonic()
             owed += self.rate * self.tick_s
             count = int(owed)
@@ -116,15 +123,23 @@ class Generator:
                     self.stats.errors += 1
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"
                     log.warning("produce failed: %s", exc)
-                    await asyncio.sleep(1.0)
+                    await self._pause(1.0)
             next_tick += self.tick_s
             delay = next_tick - time.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._pause(delay)
             else:
                 # Falling behind (rate above what one core can make): don't accumulate debt.
                 next_tick = time.monotonic()
                 await asyncio.sleep(0)
+
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, waking early when stop() is called."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
 
 class Control(BaseModel):
