@@ -113,3 +113,19 @@ def test_levels_and_bad_input_in_tag(clickhouse):
     assert tagger.tag(pa.array([], type=pa.string())).to_pylist() == []
     # Non-string columns are read as text rather than refused.
     assert tagger.tag(pa.array([1, 2])).to_pylist()[0] == tagger.tag(pa.array(["3"])).to_pylist()[0]
+
+
+def test_each_distinct_message_is_masked_once_and_counted_per_line(monkeypatch):
+    from logpipe.core.patterns import tagger as tagger_module
+
+    masked_lengths = []
+    real_mask = tagger_module.mask_array
+    monkeypatch.setattr(tagger_module, "mask_array", lambda array: masked_lengths.append(len(array)) or real_mask(array))
+    tagger = tagger_module.Tagger()
+    ids = tagger.tag(pa.array(LINES * 50 + [None])).to_pylist()
+    assert masked_lengths == [len(LINES)]  # 6 distinct messages, not 301
+    assert ids[:len(LINES)] * 50 == ids[:-1] and ids[-1] == 0
+    invalid_user, accepted = tagger.miner.get(ids[0]), tagger.miner.get(ids[2])
+    assert invalid_user.template == "Invalid user <*> from <*>"
+    # Counts are per line, not per distinct message.
+    assert invalid_user.count == 3 * 50 and accepted.count == 2 * 50

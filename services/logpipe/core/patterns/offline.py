@@ -18,10 +18,11 @@ def mine(messages: Sequence[str], miner: PatternMiner | None = None) -> list[tup
     ingest tagger does per batch: the result is the same as mining line by line.
     """
     miner = miner or PatternMiner()
-    masked = mask_array(pa.array(messages, type=pa.string()))
-    encoded = pc.dictionary_encode(masked)
+    raw = pc.dictionary_encode(pa.array(messages, type=pa.string()))
+    encoded = pc.dictionary_encode(mask_array(raw.dictionary))  # each distinct message masked once
+    indices = encoded.indices.take(raw.indices)
     distinct = encoded.dictionary.to_pylist()
-    counts = pc.value_counts(encoded.indices).to_pylist()
+    counts = pc.value_counts(indices).to_pylist()
     count_of = {item["values"]: item["counts"] for item in counts}
     # An empty (or null) message has no pattern: id 0, like the ingest tagger.
     ids = [miner.add(text, count_of.get(position, 1)).id if text else 0 for position, text in enumerate(distinct)]
@@ -38,7 +39,6 @@ def mine(messages: Sequence[str], miner: PatternMiner | None = None) -> list[tup
                 rendered[pattern_id] = template
         templates.append(template)
     # Back from distinct messages to lines, in Arrow rather than a Python loop per line.
-    indices = encoded.indices
     line_ids = pa.array(resolved, type=pa.uint64()).take(indices).fill_null(0).to_pylist()
     line_templates = pa.array(templates, type=pa.string()).take(indices).fill_null("").to_pylist()
     return list(zip(line_ids, line_templates))
