@@ -40,6 +40,18 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
+async def produce_to_every_partition(bootstrap: str, topic: str, values: list[bytes], partitions: int) -> None:
+    """Values spread over all `partitions` explicitly (send_values' round robin is process-wide,
+    so where its next batch lands depends on what other code sent before)."""
+    producer = new_producer(bootstrap)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, partition=i % partitions) for i, value in enumerate(values)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
 async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while True:

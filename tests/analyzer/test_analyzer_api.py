@@ -60,7 +60,7 @@ async def test_post_analyze_runs_in_the_background_and_reports_can_be_read_and_e
         latest = (await client.get("/reports/latest")).json()
         assert latest["report_id"] == report_id
 
-        today = date.today()
+        today = world.day_end(7).date()  # the window's (UTC) day, not the local date
         listed = (await client.get("/reports", params={"date_from": today.isoformat(),
                                                       "date_to": today.isoformat()})).json()
         assert [r["report_id"] for r in listed["reports"]] == [report_id] and "report" not in listed["reports"][0]
@@ -126,13 +126,14 @@ async def test_the_cron_schedule_starts_runs(world, sqlite_engine, tmp_path):
                         window_hours=1)
     app = create_app(settings, store=world.store, engine=sqlite_engine, embed=None, llm=NoLLM())
     async with client_for(app) as client:
-        for _ in range(100):
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
             reports = (await client.get("/reports")).json()["reports"]
             if any(r["trigger"] == "schedule" and r["status"] == "completed" for r in reports):
                 break
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(f"no scheduled run completed: {reports}")
             await asyncio.sleep(0.1)
-        else:
-            pytest.fail(f"no scheduled run completed: {reports}")
         scheduled = next(r for r in reports if r["trigger"] == "schedule")
         assert scheduled["window_hours"] == 1
 

@@ -68,9 +68,15 @@ def test_dev_runs_the_whole_platform_and_stops_cleanly(tmp_path):
         ingest = httpx.get(f"http://127.0.0.1:{ports['ingest']}/stats", timeout=10).json()
         assert produced > 0 and ingest["written"] > 0 and ingest["dlq"] == 0
         for name, port in ports.items():
-            health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
-            assert health.json()["service"] == name
-            assert health.json()["status"] in ("healthy", "degraded"), (name, health.json())
+            # A dependency probe can time out once while every service shares one busy process.
+            deadline = time.monotonic() + 30
+            while True:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+                if health["status"] in ("healthy", "degraded") or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            assert health["service"] == name
+            assert health["status"] in ("healthy", "degraded"), (name, health)
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -166,7 +166,7 @@ async def test_metrics_and_services(gateway, kafka_bootstrap, topics, clickhouse
     finally:
         await consumer.stop()
 
-    async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+    async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read"), timeout=30) as client:
         body = (await client.get("/api/metrics")).json()
         assert body["logs"]["logs_last_5m"] == 100 and body["logs"]["errors_last_5m"] == 30
         assert body["logs"]["error_ratio_5m"] == 0.3

@@ -92,7 +92,7 @@ async def test_a_stalled_client_does_not_block_another(kafka_bootstrap, topics, 
     from gateway_support import gateway_settings, start_gateway
 
     gateway, server = start_gateway(gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path,
-                                                     ws_queue_size=200, ws_slow_client_s=3))
+                                                     ws_queue_size=200, ws_slow_client_s=10))
     token = gateway.tokens["read"]
     # The stalled client never reads: its socket buffers fill, then its queue, then it loses logs.
     stalled = await stalled_websocket(int(gateway.url.rsplit(":", 1)[1]), f"/ws/logs?token={token}")
@@ -124,8 +124,8 @@ async def test_a_stalled_client_does_not_block_another(kafka_bootstrap, topics, 
             assert len(logs) == rounds * per_round + 1
             assert not [m for m in received if m["type"] == "dropped"]
             # The stalled client, blocked for longer than ws_slow_client_s, was let go; the healthy one stays.
-            await wait_for(lambda: len(gateway.app.state.live_fanout.subscribers) == 1, timeout=15)
-        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+            await wait_for(lambda: len(gateway.app.state.live_fanout.subscribers) == 1, timeout=40)
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read"), timeout=30) as client:
             metrics = (await client.get("/api/metrics")).json()
         assert metrics["live_tail"]["dropped"] > 0  # the stalled client's share, and only its
     finally:

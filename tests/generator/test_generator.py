@@ -115,7 +115,7 @@ async def test_rest_control_over_real_kafka(kafka_bootstrap, topics, topic_prefi
             assert (await client.put("/control", json={"rate_per_second": 0})).status_code == 422
             assert (await client.put("/control", json={"error_rate_percentage": 101})).status_code == 422
             assert (await client.put("/control", json={})).status_code == 422
-            await asyncio.sleep(1.0)
+            await wait_for(lambda: app.state.generator.stats.produced >= 500)
             stopped = (await client.post("/stop")).json()
             assert stopped["running"] is False
             stats = (await client.get("/stats")).json()

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from logpipe.generator.service import LogFactory, encode
-from support import produce, running_ingest, wait_for
+from support import produce, produce_to_every_partition, running_ingest, wait_for
 
 
 async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[bytes]:
@@ -204,11 +204,12 @@ async def test_clickhouse_outage_retries_without_committing(kafka_bootstrap, top
                               retry_max_seconds=0.2) as app:
         ingestor = app.state.ingestor
         real_insert = ingestor.store.ainsert_arrow
-        failures = {"left": 5}
+        down = {"refused": 0, "until_checked": True}
 
         async def flaky_insert(*args, **kwargs):
-            if failures["left"]:
-                failures["left"] -= 1
+            # Down until the open circuit has been seen through /stats, and for 5 tries at least.
+            if down["until_checked"] or down["refused"] < 5:
+                down["refused"] += 1
                 raise ConnectionError("ClickHouse is down")
             return await real_insert(*args, **kwargs)
 
@@ -220,6 +221,8 @@ async def test_clickhouse_outage_retries_without_committing(kafka_bootstrap, top
             stats = (await client.get("/stats")).json()
             assert stats["circuit"] == "open" and "ClickHouse is down" in stats["last_error"]
             assert (await client.get("/health")).json()["status"] in ("healthy", "degraded")
+        assert ingestor.stats.written == 0  # nothing stored (and so nothing committed) while it is down
+        down["until_checked"] = False
         await wait_for(lambda: ingestor.stats.written >= 40)
         assert ingestor.breaker.state == "closed"
     assert count(clickhouse) == 40
@@ -245,7 +248,8 @@ async def test_two_replicas_share_partitions_and_store_each_log_once(kafka_boots
         async with running_ingest(kafka_bootstrap, topic_prefix, clickhouse, group_id=group) as second:
             await wait_for(lambda: second.state.ingestor.stats.assigned_partitions, timeout=60)
             await wait_for(lambda: len(first.state.ingestor.stats.assigned_partitions) < 4, timeout=60)
-            await produce(kafka_bootstrap, topics.raw_logs, [encode(r) for r in records[2000:]])
+            # Onto every partition, so both replicas get some whichever two each holds.
+            await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, [encode(r) for r in records[2000:]], 4)
             await wait_for(lambda: count(clickhouse) >= 4000, timeout=60)
             await first.state.ingestor.flush()
             await second.state.ingestor.flush()

@@ -42,11 +42,11 @@ async def test_redis_round_trip_ttl_and_clear(redis_url):
 
 
 async def test_redis_entries_expire(redis_url):
-    cache = RedisCache(redis_url, ttl_seconds=1)
+    cache = RedisCache(redis_url, ttl_seconds=3)
     key = cache_key("m", 4, "short-lived")
     await cache.set_many({key: b"\x00" * 16})
     assert (await cache.get_many([key]))[0] is not None
-    await asyncio.sleep(2.2)
+    await asyncio.sleep(4.5)
     assert await cache.get_many([key]) == [None]
     await cache.close()
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 
-SLOW = "SELECT sleepEachRow(0.25) FROM numbers(8) SETTINGS max_block_size = 1"  # about 2 s
+# About 6 s: the insert and read below must finish while it runs, even on a loaded machine.
+SLOW = "SELECT sleepEachRow(0.5) FROM numbers(12) SETTINGS max_block_size = 1"
 
 
 def running(store) -> bool:
-    rows = store.query("SELECT count() FROM system.processes WHERE query LIKE '%sleepEachRow(0.25)%' "
+    rows = store.query("SELECT count() FROM system.processes WHERE query LIKE '%sleepEachRow(0.5)%' "
                        "AND query NOT LIKE '%system.processes%'")
     return rows[0][0] > 0
 
