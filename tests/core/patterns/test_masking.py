@@ -58,3 +58,37 @@ def test_mask_array_keeps_nulls_and_length():
 def test_mask_many_matches_mask():
     messages = ["user 1", "user 2 logged in from 10.0.0.1"]
     assert mask_many(messages) == [mask(m) for m in messages]
+
+
+def test_rules_are_spelled_in_ascii_for_rust():
+    from logpipe.core.patterns.masking import rust_pattern, rust_replacement
+
+    assert rust_pattern(r"\b\d+\s") == r"(?-u:\b)[0-9]+[\t\n\f\r ]"
+    assert rust_pattern(r"[^\s\d.]x\.") == r"[^\t\n\f\r 0-9.]x\."
+    assert rust_pattern(r"[]a]") == r"[\]a]"
+    assert rust_replacement(r"\1<*>$") == "${1}<*>$$"
+    with pytest.raises(ValueError):
+        rust_pattern(r"\w+")
+
+
+def test_polars_masking_equals_the_re2_rules_on_unicode_and_ascii():
+    """The rules run on Rust's regex; Arrow's RE2 with the same rules is the reference."""
+    import random
+
+    from logpipe.core.patterns.masking import mask_array_re2
+    from logpipe.generator.service import LogFactory
+
+    rng = random.Random(7)
+    alphabet = list("abcXYZ0189 :=,;()[]{}\"'|/@#&?.-_+*\\\t\n\v\f\r") + [
+        "\u00a0", "\u2003", "\u0663", "\uff11", "é", "ß", "日", "\u200b"]
+    values = ["Jun 17", "Fri Jun 17", "5.2 KB", "3 MiB", "10.0.0.1:50010", "/var/log/x1", "C:\\tmp\\a",
+              "http://a.b/c1", "fe80::1", "00:1a:2b:3c:4d:5e", "blk_-42", "user1234", "deadbeef", "v1.0.0",
+              "ssh2", "0x1f", "٣٤٥", "１２３", "x\u00a012"]
+    corpus = []
+    for _ in range(20_000):
+        parts = [rng.choice(values) if rng.random() < 0.4 else
+                 "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(rng.randint(1, 8))]
+        corpus.append(rng.choice([" ", "", "\u00a0", ":", "\t", "  "]).join(parts))
+    corpus += [r["message"] for r in LogFactory(seed=11).batch(5_000)] + ["", None]
+    column = pa.array(corpus, pa.string())
+    assert mask_array(column).to_pylist() == mask_array_re2(column).to_pylist()
