@@ -49,6 +49,9 @@ class CommonSettings(BaseSettings):
     redis_url: str = shared("", "REDIS_URL")
     log_level: str = shared("INFO", "LOG_LEVEL")
     log_format: str = shared("json", "LOG_FORMAT")
+    # Python's cyclic GC (core/gc_tuning.py): 0 leaves Python's own thresholds.
+    gc_gen0_threshold: int = shared(100_000, "LOGPIPE_GC_GEN0_THRESHOLD", ge=0)
+    gc_full_collect_seconds: float = shared(60.0, "LOGPIPE_GC_FULL_COLLECT_SECONDS", gt=0)
 
     @property
     def clickhouse_dsn(self) -> str:

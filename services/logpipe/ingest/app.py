@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from faststream.confluent import KafkaBroker
 
 from logpipe.core import patterns
+from logpipe.core.gc_tuning import tuned_gc
 from logpipe.core.health import Health
 from logpipe.core.patterns import api as patterns_api
 from logpipe.core.http import create_service_app
@@ -48,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await broker.start()
         log.info("ingest consuming", extra={"topic": ingestor.topics.raw_logs, "group": settings.group_id})
         try:
-            yield
+            async with tuned_gc(settings.gc_gen0_threshold, settings.gc_full_collect_seconds):
+                yield
         finally:
             await ingestor.close()
             await broker.stop()

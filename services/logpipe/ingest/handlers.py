@@ -77,7 +77,7 @@ class Stats:
 class _Pending:
     """One cut batch on its way through the pipeline."""
 
-    messages: Any  # confluent-kafka Messages as consumed, then a RawBatch
+    messages: Any  # the consumed chunks (RawBatch each), then one RawBatch
     done: asyncio.Future
     batch: Batch | None = None
     commit_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -108,7 +108,8 @@ class Ingestor:
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.retry_base_seconds,
                                       settings.retry_max_seconds)
         self.stats = Stats()
-        self._buffer: list = []
+        self._buffer: list[RawBatch] = []
+        self._buffered = 0
         self._buffer_since: float | None = None
         self._lock = asyncio.Lock()
         self.committer = ConfluentCommitter(asyncio.get_running_loop(), self.flush, self.forget_partitions)
@@ -129,15 +130,18 @@ class Ingestor:
     async def on_records(self, records: tuple, message: KafkaMessage) -> None:
         if self._closing:
             return  # fetched after the final flush: not committed, so read again after a restart
-        batch = records
-        self.stats.consumed += len(batch)
-        CONSUMED.inc(len(batch))
+        # Columns right away: a consumed Message is an object the cyclic GC tracks, and
+        # thousands of them waiting in the pipeline made its full collections cost seconds.
+        chunk = RawBatch.from_confluent(records)
+        self.stats.consumed += len(chunk)
+        CONSUMED.inc(len(chunk))
         async with self._lock:
             if not self._buffer:
                 self._buffer_since = time.monotonic()
-            self._buffer.extend(batch)
+            self._buffer.append(chunk)
+            self._buffered += len(chunk)
             self.committer.attach(message.consumer)
-            if len(self._buffer) >= self.settings.batch_size:
+            if self._buffered >= self.settings.batch_size:
                 await self._cut_locked()
 
     async def _timer(self) -> None:
@@ -152,7 +156,7 @@ class Ingestor:
                         await self._cut_locked()
 
     async def _cut_locked(self) -> _Pending | None:
-        messages, self._buffer, self._buffer_since = self._buffer, [], None
+        messages, self._buffer, self._buffer_since, self._buffered = self._buffer, [], None, 0
         if not messages:
             return None
         pending = _Pending(messages, asyncio.get_running_loop().create_future())
@@ -176,7 +180,8 @@ class Ingestor:
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer) + sum(len(p.messages) for p in self._in_flight)
+        return self._buffered + sum(len(p.messages) if isinstance(p.messages, RawBatch)
+                                    else sum(map(len, p.messages)) for p in self._in_flight)
 
     # -- stage 1: build ----------------------------------------------------------------------
     async def _build_stage(self) -> None:
@@ -194,7 +199,7 @@ class Ingestor:
             while True:
                 try:
                     if not pending.commit_offsets:
-                        pending.messages = await asyncio.to_thread(RawBatch.from_confluent, pending.messages)
+                        pending.messages = await asyncio.to_thread(RawBatch.concat, pending.messages)
                         pending.commit_offsets = pending.messages.next_offsets()
                     stored = await self._stored_offsets(pending.commit_offsets)
                     with self._timed("build"):

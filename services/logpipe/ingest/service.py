@@ -116,6 +116,16 @@ class RawBatch:
                    np.fromiter((m.partition() for m in records), np.int64, count),
                    np.fromiter((m.offset() for m in records), np.int64, count))
 
+    @classmethod
+    def concat(cls, parts: Sequence["RawBatch"]) -> "RawBatch":
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls([], np.zeros(0, np.int64), [], np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return cls([v for p in parts for v in p.values], np.concatenate([p.timestamps for p in parts]),
+                   [t for p in parts for t in p.topics], np.concatenate([p.partitions for p in parts]),
+                   np.concatenate([p.offsets for p in parts]))
+
     def select(self, keep: np.ndarray) -> "RawBatch":
         index = np.flatnonzero(keep)
         values, topics = self.values, self.topics
