@@ -9,7 +9,7 @@ turns a token into `<*>` only once it has seen it vary.
 The rules are written in RE2 syntax (the reference: `pyarrow.compute.replace_substring_regex`
 gives the same result) and run on Polars' `str.replace_all` (Rust's regex crate), which took
 about half the CPU of Arrow's RE2 on generated and on Loghub messages. `rust_pattern` turns each
-rule into the same expression for Rust: RE2's `\d`, `\s` and `\b` are ASCII, Rust's are Unicode,
+rule into the same expression for Rust: RE2's `\\d`, `\\s` and `\\b` are ASCII, Rust's are Unicode,
 so they are spelled out as ASCII classes; tests compare both engines on a corpus with Unicode
 digits, spaces and letters.
 
