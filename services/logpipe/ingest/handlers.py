@@ -78,6 +78,7 @@ class _Pending:
     """One cut batch on its way through the pipeline."""
 
     messages: Any  # the consumed chunks (RawBatch each), then one RawBatch
+    records: int
     done: asyncio.Future
     batch: Batch | None = None
     commit_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -156,10 +157,11 @@ class Ingestor:
                         await self._cut_locked()
 
     async def _cut_locked(self) -> _Pending | None:
-        messages, self._buffer, self._buffer_since, self._buffered = self._buffer, [], None, 0
+        messages, records = self._buffer, self._buffered
+        self._buffer, self._buffer_since, self._buffered = [], None, 0
         if not messages:
             return None
-        pending = _Pending(messages, asyncio.get_running_loop().create_future())
+        pending = _Pending(messages, records, asyncio.get_running_loop().create_future())
         self._in_flight.append(pending)
         await self._to_build.put(pending)
         return pending
@@ -180,8 +182,7 @@ class Ingestor:
 
     @property
     def buffered(self) -> int:
-        return self._buffered + sum(len(p.messages) if isinstance(p.messages, RawBatch)
-                                    else sum(map(len, p.messages)) for p in self._in_flight)
+        return self._buffered + sum(p.records for p in self._in_flight)
 
     # -- stage 1: build ----------------------------------------------------------------------
     async def _build_stage(self) -> None:

@@ -38,6 +38,8 @@ _REORDER_SOURCE = "logs_before_reorder"
 _warned_keys: set[tuple[str, str]] = set()
 # schema_state's row naming the first hour logs_hourly holds in full (unix seconds).
 HOURLY_SINCE = "logs_hourly_since"
+
+
 def hourly_since_sql(state_table: str) -> tuple[str, dict[str, str]]:
     """The query reading schema_state's logs_hourly_since row (no row: not recorded yet)."""
     return f"SELECT value FROM {state_table} FINAL WHERE name = {{name:String}}", {"name": HOURLY_SINCE}

@@ -1,7 +1,7 @@
 """Tagging a batch of messages with pattern ids: what ingest calls once per batch.
 
-The cost per record is the masking (RE2 passes over the distinct messages of the batch) and
-two dictionary encodes; only the distinct masked messages the cache has not seen reach the
+The cost per record is the masking (regex passes over the distinct messages of the batch,
+core/patterns/masking.py) and two dictionary encodes; only the distinct masked messages the cache has not seen reach the
 Python miner.
 """
 
