@@ -26,7 +26,7 @@ import re
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qsl, urlencode
 
 import clickhouse_connect
@@ -207,39 +207,33 @@ class ClickHouseStore:
         self._insert_in_place = insert_in_place and self.embedded
         self._idle_engines: list[Any] = []  # chdb connections for in-place Arrow inserts
 
-    @contextlib.contextmanager
-    def _engine(self) -> Iterator[Any]:
-        """A chdb connection no other call is using (it counts against `handles`)."""
-        with self._free:
-            with self._idle_lock:
-                connection = self._idle_engines.pop() if self._idle_engines else None
-            if connection is None:
-                connection = connect_engine(self.dsn)
-            try:
-                yield connection
-            finally:
-                with self._idle_lock:
-                    self._idle_engines.append(connection)
+    def _handle(self) -> contextlib.AbstractContextManager[Any]:
+        """A handle no other call is using; a new one while fewer than `handles` exist."""
+        return self._lease(self._idle, connect)
+
+    def _engine(self) -> contextlib.AbstractContextManager[Any]:
+        """A chdb connection no other call is using (it counts against `handles` too)."""
+        return self._lease(self._idle_engines, connect_engine)
 
     @contextlib.contextmanager
-    def _handle(self) -> Iterator[Any]:
-        """A handle no other call is using; a new one while fewer than `handles` exist."""
+    def _lease(self, idle: list[Any], open_one: Callable[[str], Any]) -> Iterator[Any]:
         with self._free:
             with self._idle_lock:
-                client = self._idle.pop() if self._idle else None
-            if client is None:
-                client = connect(self.dsn)
+                taken = idle.pop() if idle else None
+            if taken is None:
+                taken = open_one(self.dsn)
             try:
-                yield client
+                yield taken
             finally:
                 with self._idle_lock:
-                    self._idle.append(client)
+                    idle.append(taken)
 
     def close(self) -> None:
         """Close the idle handles (calls still running keep theirs until close_all)."""
         with self._idle_lock:
-            idle, self._idle = self._idle + self._idle_engines, []
-            self._idle_engines = []
+            idle = self._idle + self._idle_engines
+            self._idle.clear()
+            self._idle_engines.clear()
         for client in idle:
             _close(client)
 
