@@ -1,8 +1,8 @@
 """Tagging a batch of messages with pattern ids: what ingest calls once per batch.
 
 The cost per record is the masking (regex passes over the distinct messages of the batch,
-core/patterns/masking.py) and two dictionary encodes; only the distinct masked messages the cache has not seen reach the
-Python miner.
+core/patterns/masking.py) and two dictionary encodes; only the distinct masked messages the
+cache has not seen reach the Python miner.
 """
 
 from __future__ import annotations
