@@ -72,7 +72,7 @@ def load(datasets: Path, name: str) -> tuple[list[str], list[str]]:
 
 
 def run_ours(messages: list[str]) -> tuple[list[int], list[str]]:
-    from logpipe.core.patterns import build_miner, mine
+    from logpipe.patterns import build_miner, mine
 
     result = mine(messages, build_miner())
     return [pid for pid, _ in result], [template for _, template in result]
@@ -174,7 +174,7 @@ def tagger_speed(corpus: list[str], batch: int) -> dict:
     """What ingest pays per record: Tagger.tag on Arrow batches, first pass (cold) and again (warm cache)."""
     import pyarrow as pa
 
-    from logpipe.core.patterns import Tagger, build_miner
+    from logpipe.patterns import Tagger, build_miner
 
     tagger = Tagger(build_miner())
     batches = [pa.array(corpus[i:i + batch], type=pa.string()) for i in range(0, len(corpus), batch)]
@@ -194,7 +194,7 @@ def memory_check(lines: int, seed: int, batch: int = 20_000) -> dict:
 
     import pyarrow as pa
 
-    from logpipe.core.patterns import PatternSettings, Tagger, build_miner
+    from logpipe.patterns import PatternSettings, Tagger, build_miner
 
     rng = random.Random(seed)
     settings = PatternSettings()
@@ -216,7 +216,7 @@ def _distinct_masked(corpus: list[str]) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from logpipe.core.patterns.masking import mask_array
+    from logpipe.patterns.masking import mask_array
 
     return len(pc.unique(mask_array(pa.array(corpus))))
 

@@ -36,7 +36,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from logpipe.ai.embeddings import Embedder, local_backend  # noqa: E402
 from logpipe.ai.search import semantic_search  # noqa: E402
-from logpipe.core.patterns.masking import mask_many  # noqa: E402
+from logpipe.patterns.masking import mask_many  # noqa: E402
 from logpipe.stores.cache import MemoryCache  # noqa: E402
 from logpipe.stores.vectors import EdgeVectorStore, VectorFilter, VectorPoint  # noqa: E402
 from logpipe.vectorizer.service import QueueMessage, VectorizerPipeline  # noqa: E402

@@ -39,7 +39,7 @@ def _banner(bootstrap: str, token: str | None, services: list[str]) -> str:
 
 
 def run_dev(port: int | None = None, partitions: int | None = None, generate: bool = True) -> None:
-    from logpipe.cli import SERVICES, run_services, service_available
+    from logpipe.runner import SERVICES, run_services, service_available
     from logpipe.core.broker import start_embedded
     from logpipe.core.logging import configure_logging
 
@@ -52,7 +52,7 @@ def run_dev(port: int | None = None, partitions: int | None = None, generate: bo
         names = [name for name in SERVICES if service_available(name)]
         token = None
         if "gateway" in names:
-            from logpipe.gateway.auth import ensure_bootstrap_token
+            from logpipe.tokens import ensure_bootstrap_token
 
             token = ensure_bootstrap_token(CommonSettings())
         overrides = {"generator": {"autostart": generate}}

@@ -61,7 +61,8 @@ async def test_without_a_dashboard_build_root_points_to_the_docs_and_no_cors(gat
 
 
 def test_cli_knows_the_gateway_and_its_subcommand():
-    from logpipe.cli import SERVICES, build_parser, load_service, service_available
+    from logpipe.cli import build_parser
+    from logpipe.runner import SERVICES, load_service, service_available
 
     assert "gateway" in SERVICES and service_available("gateway")
     create_app, settings_cls = load_service("gateway")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from gateway_support import insert_logs, make_rows
-from logpipe.core.query import Cursor, LogFilter, QueryError, first_window_width, scan_windows, search_logs
+from logpipe.gateway.query import Cursor, LogFilter, QueryError, first_window_width, scan_windows, search_logs
 
 LEVELS = ("INFO", "WARN", "ERROR", "DEBUG")
 
@@ -280,7 +280,7 @@ async def test_a_repeated_page_is_read_from_the_uncompressed_cache(clickhouse):
 async def test_time_projection_serves_newest_first_pages_and_can_be_dropped(clickhouse):
     import time
 
-    from logpipe.core.query import page_sql
+    from logpipe.gateway.query import page_sql
 
     now = datetime.now(timezone.utc)
     services = lambda i: f"svc{i % 5}"  # noqa: E731
@@ -435,7 +435,7 @@ async def test_a_table_stored_before_the_hourly_counts_is_counted_in_logs_until_
 def test_a_time_bound_limits_a_read_to_the_hours_of_the_sort_key(clickhouse):
     """ClickHouse does not carry `timestamp >= t` over to the key's `toStartOfHour(timestamp)`
     by itself: without the hour bound, a window of minutes read every granule of its day."""
-    from logpipe.core.query import page_sql
+    from logpipe.gateway.query import page_sql
 
     day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     day_ms = int(day.timestamp() * 1000)

@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from logpipe.core.patterns.masking import mask_many
+from logpipe.patterns.masking import mask_many
 from logpipe.stores.vectors import EdgeVectorStore, VectorFilter
 from logpipe.vectorizer.service import QueueMessage, VectorizerPipeline, decode, with_retries
 

@@ -1,7 +1,7 @@
 """The ClickHouse side of a run: every aggregation happens in SQL, and what comes back is
 one row per pattern, per (service, pattern, hour), per (service, hour), per (pattern, minute).
 
-Pattern ids resolve through `pattern_aliases` (two hops, as logpipe.core.patterns.query
+Pattern ids resolve through `pattern_aliases` (two hops, as logpipe.patterns.query
 does): when the miner merges two patterns, logs tagged before the merge keep the old id and
 must still count for the survivor. A log that ingest could not give a pattern
 (`pattern_id = 0`) is grouped by a fingerprint of its digit-masked message, in the same

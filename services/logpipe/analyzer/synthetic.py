@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logpipe.core.patterns.miner import pattern_id_for
+from logpipe.patterns.miner import pattern_id_for
 
 
 @dataclass(frozen=True)

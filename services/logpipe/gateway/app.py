@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from logpipe.core.health import Health
 from logpipe.core.http import create_service_app
-from logpipe.core.query import QueryError
+from logpipe.gateway.query import QueryError
 from logpipe.core.topics import Topics
 from logpipe.gateway import routers
 from logpipe.gateway.auth import Authenticator, open_engine

@@ -9,13 +9,13 @@ import sys
 
 def _engine():
     from logpipe.core.settings import CommonSettings
-    from logpipe.gateway.auth import open_engine
+    from logpipe.tokens import open_engine
 
     return open_engine(CommonSettings())
 
 
 def cmd_create(args: argparse.Namespace) -> None:
-    from logpipe.gateway.auth import create_token
+    from logpipe.tokens import create_token
 
     scopes = [part for value in args.scope for part in value.split(",")]
     try:
@@ -33,7 +33,7 @@ def cmd_create(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from logpipe.gateway.auth import list_tokens
+    from logpipe.tokens import list_tokens
 
     rows = list_tokens(_engine(), include_revoked=args.all)
     if args.json:
@@ -52,7 +52,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_revoke(args: argparse.Namespace) -> None:
-    from logpipe.gateway.auth import revoke_token
+    from logpipe.tokens import revoke_token
 
     if not revoke_token(_engine(), args.token_id):
         raise SystemExit(f"error: no active token {args.token_id!r} (see: logpipe tokens list)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -9,7 +10,11 @@ from pydantic_settings import SettingsConfigDict
 
 from logpipe.core.settings import ServiceSettings
 
-_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+def _packaged_dashboard() -> Path:
+    """The built dashboard ships inside the package (`logpipe/gateway/static`, written by the
+    frontend build), so an installed wheel serves it as a checkout does."""
+    return Path(str(resources.files("logpipe.gateway") / "static"))
 
 
 class Settings(ServiceSettings):
@@ -22,7 +27,7 @@ class Settings(ServiceSettings):
     # (the dashboard served by the gateway itself is same-origin and needs no CORS).
     cors_origins: str = ""
     # The built dashboard; served at / when the folder holds an index.html.
-    frontend_dir: Path = _REPO_ROOT / "frontend" / "dist"
+    frontend_dir: Path = Field(default_factory=_packaged_dashboard)
 
     # Ingest limits: one request is at most this many bytes (after decompression) and records.
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)

@@ -8,10 +8,10 @@ import logging
 from fastapi import FastAPI
 from faststream.confluent import KafkaBroker
 
-from logpipe.core import patterns
+from logpipe import patterns
 from logpipe.core.gc_tuning import tuned_gc
 from logpipe.core.health import Health
-from logpipe.core.patterns import api as patterns_api
+from logpipe.patterns import api as patterns_api
 from logpipe.core.http import create_service_app
 from logpipe.core.kafka import new_producer, reachable
 from logpipe.ingest import handlers

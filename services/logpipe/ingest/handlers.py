@@ -383,7 +383,7 @@ class Ingestor:
 def subscribe(broker: KafkaBroker, ingestor: Ingestor, settings: Settings) -> None:
     topics = Topics(settings.topic_prefix)
 
-    # Topics are created by `logpipe.core.schemas` (partition count and all), never by a consumer.
+    # Topics are created by `logpipe.schemas` (partition count and all), never by a consumer.
     raw_logs = Topic(topics.raw_logs, declare=False)
 
     @broker.subscriber(raw_logs, **confluent_batch_options(settings, settings.batch_size, ingestor.committer))

@@ -25,6 +25,7 @@ import os
 import re
 import threading
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qsl, urlencode
@@ -33,7 +34,6 @@ import clickhouse_connect
 import pyarrow as pa
 
 log = logging.getLogger(__name__)
-_SQL_DIR_DEFAULT = Path(__file__).resolve().parents[3] / "sql" / "clickhouse"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _IDENTIFIER_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _clients: list[Any] = []
@@ -61,7 +61,12 @@ DEFAULT_HANDLES = 4
 
 
 def sql_dir() -> Path:
-    return Path(os.environ.get("LOGPIPE_SQL_DIR", _SQL_DIR_DEFAULT))
+    """The schema files shipped inside the package (`logpipe/sql/clickhouse`), found through
+    the installed package so that a wheel (the container image) finds them as a checkout does."""
+    override = os.environ.get("LOGPIPE_SQL_DIR")
+    if override:
+        return Path(override)
+    return Path(str(resources.files("logpipe") / "sql" / "clickhouse"))
 
 
 def split_embedded_dsn(dsn: str) -> tuple[str, dict[str, str]]:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def _masker(settings: Settings):
     if not settings.mask_variables:
         return None
-    from logpipe.core.patterns.masking import mask_many
+    from logpipe.patterns.masking import mask_many
 
     return mask_many
 

@@ -10,7 +10,7 @@ import httpx
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from logpipe.core.query import QueryError
+from logpipe.gateway.query import QueryError
 from logpipe.core.record import MAX_TIMESTAMP, MIN_TIMESTAMP, to_utc_ms
 from logpipe.gateway import insights
 from logpipe.gateway.auth import Principal, require
@@ -205,7 +205,7 @@ async def list_patterns(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     try:
-        from logpipe.core.patterns.query import PatternQueryError, pattern_counts
+        from logpipe.patterns.query import PatternQueryError, pattern_counts
     except ImportError:
         raise HTTPException(503, "pattern mining is not available in this build") from None
     start, end = _range(start, end)

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from logpipe.core.query import LogFilter, QueryError, search_logs
+from logpipe.gateway.query import LogFilter, QueryError, search_logs
 from logpipe.core.record import MIN_TIMESTAMP
 from logpipe.gateway.auth import Principal, require
 from logpipe.gateway.schemas import LogPage

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from logpipe.core.query import log_rates, service_stats, storage_used
+from logpipe.gateway.query import log_rates, service_stats, storage_used
 from logpipe.gateway import auth
 from logpipe.gateway.auth import Principal, require
 from logpipe.gateway.schemas import TokenCreated, TokenCreateRequest, TokenInfo

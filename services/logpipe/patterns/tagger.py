@@ -1,7 +1,7 @@
 """Tagging a batch of messages with pattern ids: what ingest calls once per batch.
 
 The cost per record is the masking (regex passes over the distinct messages of the batch,
-core/patterns/masking.py) and two dictionary encodes; only the distinct masked messages the
+patterns/masking.py) and two dictionary encodes; only the distinct masked messages the
 cache has not seen reach the Python miner.
 """
 
@@ -14,9 +14,9 @@ import time
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logpipe.core.patterns.masking import mask_array
-from logpipe.core.patterns.miner import PatternMiner
-from logpipe.core.patterns.store import PatternStore
+from logpipe.patterns.masking import mask_array
+from logpipe.patterns.miner import PatternMiner
+from logpipe.patterns.store import PatternStore
 
 log = logging.getLogger("logpipe.patterns")
 

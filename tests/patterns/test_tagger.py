@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from logpipe.core.patterns import PatternSettings, build_tagger
+from logpipe.patterns import PatternSettings, build_tagger
 from logpipe.core.settings import CommonSettings
 
 LINES = [
@@ -116,7 +116,7 @@ def test_levels_and_bad_input_in_tag(clickhouse):
 
 
 def test_each_distinct_message_is_masked_once_and_counted_per_line(monkeypatch):
-    from logpipe.core.patterns import tagger as tagger_module
+    from logpipe.patterns import tagger as tagger_module
 
     masked_lengths = []
     real_mask = tagger_module.mask_array

@@ -31,7 +31,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from logpipe.core.patterns.masking import WILDCARD
+from logpipe.patterns.masking import WILDCARD
 
 ID_BITS = 53  # ids stay exact in JavaScript (the dashboard) and in JSON parsers using doubles
 MAX_TOKENS = 256  # tokens of a message that shape its pattern; the rest is one trailing `<*>`

@@ -1,4 +1,4 @@
--- Pattern state shared by every ingest replica (logpipe.core.patterns.store).
+-- Pattern state shared by every ingest replica (logpipe.patterns.store).
 -- A row per (pattern, version): the newest template wins; ids never change meaning.
 CREATE TABLE IF NOT EXISTS {database}.patterns
 (

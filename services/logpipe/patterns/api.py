@@ -7,7 +7,7 @@ from typing import Callable, Literal, Union
 
 from fastapi import APIRouter, HTTPException, Query
 
-from logpipe.core.patterns.query import MAX_LIMIT, PatternQueryError, pattern_counts, utc
+from logpipe.patterns.query import MAX_LIMIT, PatternQueryError, pattern_counts, utc
 from logpipe.stores.clickhouse import ClickHouseStore
 
 

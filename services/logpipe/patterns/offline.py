@@ -7,8 +7,8 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logpipe.core.patterns.masking import mask_array
-from logpipe.core.patterns.miner import PatternMiner
+from logpipe.patterns.masking import mask_array
+from logpipe.patterns.miner import PatternMiner
 
 
 def mine(messages: Sequence[str], miner: PatternMiner | None = None) -> list[tuple[int, str]]:

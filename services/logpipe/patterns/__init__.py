@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from logpipe.core.patterns.masking import mask, mask_array, mask_many
-from logpipe.core.patterns.miner import PatternMiner, pattern_id_for
-from logpipe.core.patterns.offline import mine
-from logpipe.core.patterns.settings import PatternSettings
-from logpipe.core.patterns.tagger import Tagger
+from logpipe.patterns.masking import mask, mask_array, mask_many
+from logpipe.patterns.miner import PatternMiner, pattern_id_for
+from logpipe.patterns.offline import mine
+from logpipe.patterns.settings import PatternSettings
+from logpipe.patterns.tagger import Tagger
 
 if TYPE_CHECKING:
     from logpipe.core.settings import CommonSettings
@@ -35,7 +35,7 @@ def build_tagger(store: "ClickHouseStore", settings: "CommonSettings | None" = N
     `settings` is the caller's CommonSettings (kept for symmetry with other builders; the
     pattern knobs are read from `PATTERNS_*`).
     """
-    from logpipe.core.patterns.store import PatternStore
+    from logpipe.patterns.store import PatternStore
 
     pattern_settings = pattern_settings or PatternSettings()
     return Tagger(build_miner(pattern_settings), PatternStore(store), cache_size=pattern_settings.cache_size,
@@ -43,13 +43,13 @@ def build_tagger(store: "ClickHouseStore", settings: "CommonSettings | None" = N
 
 
 def pattern_counts(*args, **kwargs):
-    from logpipe.core.patterns.query import pattern_counts as _pattern_counts
+    from logpipe.patterns.query import pattern_counts as _pattern_counts
 
     return _pattern_counts(*args, **kwargs)
 
 
 def build_router(store):
     """GET /patterns; `store` is a ClickHouseStore or a callable returning one (opened later)."""
-    from logpipe.core.patterns.api import build_router as _build_router
+    from logpipe.patterns.api import build_router as _build_router
 
     return _build_router(store)

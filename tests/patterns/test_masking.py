@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from logpipe.core.patterns.masking import mask, mask_array, mask_many
+from logpipe.patterns.masking import mask, mask_array, mask_many
 
 
 @pytest.mark.parametrize("message, expected", [
@@ -61,7 +61,7 @@ def test_mask_many_matches_mask():
 
 
 def test_rules_are_spelled_in_ascii_for_rust():
-    from logpipe.core.patterns.masking import rust_pattern, rust_replacement
+    from logpipe.patterns.masking import rust_pattern, rust_replacement
 
     assert rust_pattern(r"\b\d+\s") == r"(?-u:\b)[0-9]+[\t\n\f\r ]"
     assert rust_pattern(r"[^\s\d.]x\.") == r"[^\t\n\f\r 0-9.]x\."
@@ -75,7 +75,7 @@ def test_polars_masking_equals_the_re2_rules_on_unicode_and_ascii():
     """The rules run on Rust's regex; Arrow's RE2 with the same rules is the reference."""
     import random
 
-    from logpipe.core.patterns.masking import mask_array_re2
+    from logpipe.patterns.masking import mask_array_re2
     from logpipe.generator.service import LogFactory
 
     rng = random.Random(7)

@@ -1,5 +1,5 @@
-from logpipe.core.patterns import mine
-from logpipe.core.patterns.miner import PatternMiner, generalize_token, pattern_id_for, tokenize
+from logpipe.patterns import mine
+from logpipe.patterns.miner import PatternMiner, generalize_token, pattern_id_for, tokenize
 
 
 def templates(lines, **kwargs):

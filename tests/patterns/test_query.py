@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 from fastapi import FastAPI
 
-from logpipe.core.patterns import PatternSettings, build_router, build_tagger, pattern_counts
-from logpipe.core.patterns.query import PatternQueryError
+from logpipe.patterns import PatternSettings, build_router, build_tagger, pattern_counts
+from logpipe.patterns.query import PatternQueryError
 from logpipe.core.settings import CommonSettings
 
 # Recent, whole hour: the logs table drops rows past its TTL (90 days).

@@ -1,7 +1,7 @@
 -- Logs per hour and (pipeline, service, level, pattern), kept by a materialized view in the
 -- same insert as `logs`: the total of a filter by service, level, pattern or pipeline over
 -- all stored time is a sum over a few thousand rows here instead of a count over every
--- row's columns there (logpipe.core.query; docs/api.md, "Totals").
+-- row's columns there (logpipe.gateway.query; docs/api.md, "Totals").
 -- It is kept a day longer than `logs`; queries read it only from the oldest stored hour on.
 -- Signed: `logpipe schema --reorder-logs` takes rows out with negative counts as it moves them.
 CREATE TABLE IF NOT EXISTS {database}.logs_hourly

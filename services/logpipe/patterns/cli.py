@@ -17,7 +17,7 @@ def register(subparsers) -> None:
 
 
 def cmd_mine(args: argparse.Namespace) -> None:
-    from logpipe.core.patterns import build_miner, mine
+    from logpipe.patterns import build_miner, mine
 
     stdin = sys.stdin.buffer.read().decode("utf-8", errors="replace")
     lines = stdin.split("\n")
