@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("bench_patterns", Path(__file__).resolve().parents[3] / "bench" / "patterns.py")
+_spec = importlib.util.spec_from_file_location("bench_patterns", Path(__file__).resolve().parents[2] / "bench" / "patterns.py")
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
