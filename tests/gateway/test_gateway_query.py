@@ -206,7 +206,7 @@ async def test_a_known_filter_is_counted_beside_its_page(clickhouse):
 
 
 async def test_a_stale_rate_never_costs_a_row_or_the_exact_total(clickhouse):
-    from logpipe.core import query
+    from logpipe.gateway import query
 
     now = datetime.now(timezone.utc)
     table = clickhouse.table("logs")
@@ -365,7 +365,7 @@ def _hour(value: datetime) -> datetime:
 
 
 async def test_whole_time_totals_come_from_the_hourly_counts_and_match_the_logs(clickhouse):
-    from logpipe.core import query
+    from logpipe.gateway import query
 
     now = datetime.now(timezone.utc)
     rows = make_rows(3_000, start=now - timedelta(hours=30), step_ms=36_000,
@@ -400,7 +400,7 @@ async def test_whole_time_totals_come_from_the_hourly_counts_and_match_the_logs(
 
 
 async def test_a_table_stored_before_the_hourly_counts_is_counted_in_logs_until_they_hold_every_hour(clickhouse):
-    from logpipe.core import query
+    from logpipe.gateway import query
 
     db = clickhouse.database
     # As an earlier version left it: stored logs, and no hourly counts.
