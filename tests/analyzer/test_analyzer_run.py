@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from analyzer.fake_llm import OllamaServer, OpenAIServer
+from support import OllamaServer, OpenAIServer
 from logpipe.ai.llm import NoLLM, OllamaLLM, OpenAICompatibleLLM
 from logpipe.analyzer.baselines import VOLUME
 from logpipe.analyzer.llm_report import REPORT_SCHEMA

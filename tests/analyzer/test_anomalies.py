@@ -1,4 +1,5 @@
-"""The pure analysis logic, with plain values."""
+"""Windows, baselines and anomaly detection (logpipe.analyzer.windows, baselines, anomalies), with
+plain values."""
 
 from __future__ import annotations
 
@@ -10,10 +11,6 @@ import pytest
 
 from logpipe.analyzer.anomalies import find_anomalies, z_score
 from logpipe.analyzer.baselines import VOLUME, BaselineStat, update_baselines
-from logpipe.analyzer.correlation import build_clusters, cluster_by_similarity, find_bursts, root_cause_candidates
-from logpipe.analyzer.llm_report import known_pattern_ids, merge_llm_answer, validate_llm_answer
-from logpipe.analyzer.markdown import render_markdown
-from logpipe.analyzer.report import deterministic_insights, deterministic_recommendations, deterministic_summary
 from logpipe.analyzer.thresholds import Thresholds
 from logpipe.analyzer.windows import window_buckets
 
@@ -131,83 +128,3 @@ def test_new_patterns_are_flagged_by_how_loud_they_are():
     found = {a.pattern_id: a for a in find_anomalies({("db", "5"): hours([12])}, {}, {}, BUCKETS, new)}
     assert {a.kind for a in found.values()} == {"new_pattern"}  # not also a spike over nothing
     assert found["5"].severity == "low" and found["6"].severity == "high" and found["8"].severity == "critical"
-
-
-def test_clusters_come_from_vector_similarity():
-    vectors = np.array([[1, 0, 0], [0.95, 0.05, 0], [0, 1, 0], [0, 0.97, 0.1], [0, 0, 1]], dtype=np.float32)
-    groups = cluster_by_similarity(["a", "b", "c", "d", "e"], vectors, 0.9)
-    assert sorted(map(sorted, groups)) == [["a", "b"], ["c", "d"], ["e"]]
-    patterns = {p: {"pattern_id": p, "count": n, "services": s, "template": p}
-                for p, n, s in [("a", 5, ["x"]), ("b", 9, ["y"]), ("c", 1, ["x"]), ("d", 2, ["x"]), ("e", 1, ["z"])]}
-    clusters = build_clusters(groups, patterns)
-    assert clusters[0]["cross_service"] and clusters[0]["pattern_ids"] == ["b", "a"]
-    assert clusters[0]["services"] == ["x", "y"] and clusters[0]["cluster_id"] == "C1"
-    assert not clusters[1]["cross_service"]  # one service: near-duplicates, not a cross-service cluster
-
-
-def test_joint_bursts_name_the_pattern_that_started_first():
-    minutes = [DAY + timedelta(minutes=m) for m in range(120)]
-    counts = np.ones((3, 120))
-    counts[0, 50:55] = 60
-    counts[1, 52:57] = 40  # follows two minutes later
-    counts[2, 90:92] = 50  # bursts alone
-    pairs = find_bursts(["a", "b", "c"], minutes, counts)
-    assert [(p["root_pattern_id"], p["pattern_id"], p["lead_minutes"]) for p in pairs] == [("a", "b", 2)]
-    patterns = {p: {"pattern_id": p, "count": 1, "services": ["s"], "template": p} for p in "abc"}
-    traces = [{"root_pattern_id": "c", "pattern_id": "a", "traces": 3}]
-    roots = root_cause_candidates(traces, pairs, patterns)
-    assert [r["pattern_id"] for r in roots] == ["a", "c"]
-
-
-def facts_with(ids: list[str]) -> dict:
-    return {"patterns": [{"id": i} for i in ids], "anomalies": [], "clusters": [], "root_cause_candidates": [],
-            "new_patterns": []}
-
-
-def test_llm_claims_citing_unknown_or_no_ids_are_dropped():
-    known = known_pattern_ids(facts_with(["1", "2"]))
-    answer = {
-        "executive_summary": {"text": "Summary", "pattern_ids": ["1", "3"]},
-        "cluster_insights": [{"cluster_id": "C1", "title": "t", "text": "ok", "pattern_ids": ["2"]},
-                             {"cluster_id": "C7", "title": "t", "text": "none", "pattern_ids": []}],
-        "recommendations": [{"priority": "high", "action": "do", "rationale": "r", "pattern_ids": [2]},
-                            {"priority": "urgent", "action": "do", "rationale": "r", "pattern_ids": ["1"]},
-                            "not an object"],
-    }
-    kept, dropped = validate_llm_answer(answer, known, {"C1"}, "ollama:m")
-    assert kept["summary"] is None
-    assert [i["text"] for i in kept["insights"]] == ["ok"]
-    assert [(r["action"], r["pattern_ids"]) for r in kept["recommendations"]] == [("do", ["2"])]
-    assert dropped == 4
-
-
-def minimal_report() -> dict:
-    return {
-        "report_id": "r1", "pipeline": "default", "services": [],
-        "window": {"start": "2026-05-04T00:00:00.000Z", "end": "2026-05-05T00:00:00.000Z", "hours": 24},
-        "totals": {"logs": 10, "errors": 3, "fatal": 0, "error": 2, "warn": 1, "patterns": 1, "error_services": 1,
-                   "services": 1},
-        "top_patterns": [{"pattern_id": "1", "template": "disk | full", "example": "disk | full", "level": "ERROR",
-                          "count": 3, "services": ["api"], "first_seen": None, "last_seen": None,
-                          "trend": "stable", "expected": None, "is_new": False, "cluster_id": "", "versions": []}],
-        "clusters": [], "anomalies": [], "new_patterns": [], "root_cause_candidates": [],
-        "affected_services": [{"service": "api", "errors": 3, "patterns": 1, "anomalies": 0, "worst_severity": None}],
-    }
-
-
-def test_deterministic_parts_and_markdown_export():
-    report = minimal_report()
-    report["summary"] = deterministic_summary(report)
-    report["insights"] = deterministic_insights(report)
-    report["recommendations"] = deterministic_recommendations(report)
-    report["models"] = {"summary": "deterministic", "insights": "deterministic", "recommendations": "deterministic"}
-    assert "No anomalies" in report["summary"]["text"] and report["summary"]["pattern_ids"] == ["1"]
-    markdown = render_markdown(report)
-    for heading in ("# logpipe analysis r1", "## Summary", "## Anomalies", "## Recommendations", "## Top patterns",
-                    "## Affected services"):
-        assert heading in markdown
-    assert "disk \\| full" in markdown  # a pipe in a template does not break the table
-    kept = {"summary": {"text": "LLM says", "pattern_ids": ["1"], "model": "ollama:m"}, "insights": [],
-            "recommendations": []}
-    merge_llm_answer(report, kept, "ollama:m")
-    assert report["models"] == {"summary": "ollama:m", "insights": "deterministic", "recommendations": "deterministic"}
