@@ -63,11 +63,10 @@ def redis_url(tmp_path_factory):
     """A throwaway real Redis (Debian's redis-server) on a free loopback port, no persistence."""
     import shutil
     import subprocess
-    import time
-
     import redis
 
     from logpipe.core.broker import free_port
+    from support import wait_until
 
     binary = shutil.which("redis-server")
     if binary is None:
@@ -80,16 +79,20 @@ def redis_url(tmp_path_factory):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"redis-server exited with {process.returncode} on port {port}")
         try:
-            client.ping()
-            break
+            return client.ping()
         except redis.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
+            return False
+
+    try:
+        wait_until(answers, timeout=10, interval=0.05, message=f"redis-server did not start on port {port}")
+    except AssertionError:
+        process.kill()
+        raise
     client.close()
     yield url
     process.terminate()

@@ -38,10 +38,23 @@ def _banner(bootstrap: str, token: str | None, services: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _emphasised(banner: str) -> str:
+    """The banner's title and API line in bold where stderr is a terminal that takes colour."""
+    from logpipe.core.logging import is_terminal
+
+    if not is_terminal(sys.stderr) or os.environ.get("NO_COLOR"):
+        return banner
+    return "\n".join(f"\x1b[1m{line}\x1b[0m" if line.startswith(("logpipe is running", "  API")) else line
+                     for line in banner.split("\n"))
+
+
 def run_dev(port: int | None = None, partitions: int | None = None, generate: bool = True) -> None:
-    from logpipe.runner import SERVICES, run_services, service_available
+    # Progress bars of model loading (transformers, huggingface_hub) would scroll the banner away.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     from logpipe.core.broker import start_embedded
     from logpipe.core.logging import configure_logging
+    from logpipe.runner import SERVICES, run_services, service_available
 
     settings = CommonSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -56,7 +69,7 @@ def run_dev(port: int | None = None, partitions: int | None = None, generate: bo
 
             token = ensure_bootstrap_token(CommonSettings())
         overrides = {"generator": {"autostart": generate}}
-        banner = _banner(broker.bootstrap_servers, token, names)
+        banner = _emphasised(_banner(broker.bootstrap_servers, token, names))
         run_services(names, overrides, on_started=lambda: print(banner, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         pass

@@ -37,6 +37,12 @@ async def serve(apps: list[tuple[str, Any, Any]], stop: asyncio.Event | None = N
     """Run several ASGI apps, one uvicorn server each, in this event loop, until stopped."""
     import uvicorn
 
+    # Several servers in one process would each log uvicorn's four startup and four shutdown
+    # lines; one "ready" line per service says the same. Warnings and errors still show.
+    several = len(apps) > 1
+    urls = {name: f"http://{settings.host}:{settings.port}/" for name, _, settings in apps}
+    if several:
+        logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLogger().level))
     servers = []
     for name, app, settings in apps:
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
@@ -62,6 +68,8 @@ async def serve(apps: list[tuple[str, Any, Any]], stop: asyncio.Event | None = N
         if task.done():
             stop.set()
             break
+        if several:
+            logging.getLogger(f"logpipe.{name}").info("ready", extra={"url": urls[name]})
     if on_started is not None and all(server.started for _, server in servers):
         on_started()
     waiter = asyncio.create_task(stop.wait())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from support import wait_until
 
 
 def tei_app(backend, requests_seen: list, fail: dict):
@@ -52,11 +53,7 @@ def tei_server(embedding_backend):
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            pytest.fail("TEI test server did not start")
-        time.sleep(0.02)
+    wait_until(lambda: server.started, timeout=10, interval=0.02, message="TEI test server did not start")
     yield {"url": f"http://127.0.0.1:{port}", "requests": seen, "fail": fail}
     server.should_exit = True
     thread.join(timeout=5)

@@ -1,4 +1,4 @@
-"""LLM backends against servers that speak the real protocols (see tests/analyzer/fake_llm.py)."""
+"""LLM backends against servers that speak the real protocols (see tests/support.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from analyzer.fake_llm import OllamaServer, OpenAIServer
+from support import OllamaServer, OpenAIServer
 from logpipe.ai.llm import LlamaCppLLM, LLMError, NoLLM, OllamaLLM, OpenAICompatibleLLM, create_llm
 from logpipe.core.broker import free_port
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from analyzer.pg_server import start_postgres
+from support import start_postgres
 from logpipe.analyzer import synthetic as syn
 
 DAYS = 8  # seven quiet days, then the incident day

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from datetime import date, timedelta
@@ -15,6 +14,7 @@ from logpipe.analyzer.app import create_app, next_runs
 from logpipe.analyzer.settings import Settings
 from logpipe.stores import sql
 from logpipe.stores.sql import NightlyReport
+from support import wait_for
 
 
 @contextlib.asynccontextmanager
@@ -26,13 +26,13 @@ async def client_for(app):
 
 
 async def wait_done(client, report_id: str, timeout: float = 120) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        body = (await client.get(f"/reports/{report_id}")).json()
-        if body["status"] in ("completed", "failed"):
-            return body
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.2)
+    last: dict = {}
+
+    async def finished() -> dict | None:
+        last.update((await client.get(f"/reports/{report_id}")).json())
+        return dict(last) if last["status"] in ("completed", "failed") else None
+
+    return await wait_for(finished, timeout, message=lambda: str(last))
 
 
 @pytest.fixture
@@ -126,14 +126,15 @@ async def test_the_cron_schedule_starts_runs(world, sqlite_engine, tmp_path):
                         window_hours=1)
     app = create_app(settings, store=world.store, engine=sqlite_engine, embed=None, llm=NoLLM())
     async with client_for(app) as client:
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:
-            reports = (await client.get("/reports")).json()["reports"]
-            if any(r["trigger"] == "schedule" and r["status"] == "completed" for r in reports):
-                break
-            if asyncio.get_running_loop().time() > deadline:
-                pytest.fail(f"no scheduled run completed: {reports}")
-            await asyncio.sleep(0.1)
+        seen: list = []
+
+        async def scheduled_run_completed() -> list | None:
+            seen[:] = (await client.get("/reports")).json()["reports"]
+            done = any(r["trigger"] == "schedule" and r["status"] == "completed" for r in seen)
+            return list(seen) if done else None
+
+        reports = await wait_for(scheduled_run_completed, 60, interval=0.1,
+                                 message=lambda: f"no scheduled run completed: {seen}")
         scheduled = next(r for r in reports if r["trigger"] == "schedule")
         assert scheduled["window_hours"] == 1
 

@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from analyzer.fake_llm import OllamaServer, OpenAIServer
+from support import OllamaServer, OpenAIServer
 from logpipe.ai.llm import NoLLM, OllamaLLM, OpenAICompatibleLLM
-from logpipe.analyzer import service
+from logpipe.analyzer.baselines import VOLUME
+from logpipe.analyzer.llm_report import REPORT_SCHEMA
 from logpipe.analyzer.runner import Analyzer
 from logpipe.stores import sql
 from logpipe.stores.sql import Anomaly, Baseline, ErrorPattern, NightlyReport
@@ -107,7 +108,7 @@ def test_baselines_update_across_runs_and_never_count_an_hour_twice(world, analy
 
     def baseline(hour: int) -> Baseline:
         with sql.session(sql_engine) as db:
-            return db.get(Baseline, ("default", "payments", service.VOLUME, hour))
+            return db.get(Baseline, ("default", "payments", VOLUME, hour))
 
     analyzer.run(24, end=world.day_end(0))
     first = hourly_counts(world.store, "payments", day0)
@@ -164,7 +165,7 @@ def test_ollama_writes_the_report_and_uncited_claims_are_dropped(world, sql_engi
             24, end=world.day_end(7))
     assert row.status == "completed"
     [request] = server.requests
-    assert request["stream"] is False and request["format"] == service.REPORT_SCHEMA
+    assert request["stream"] is False and request["format"] == REPORT_SCHEMA
     assert request["messages"][0]["role"] == "system"
     report = row.report
     assert report["models"] == {"summary": "ollama:llama3.1:8b", "insights": "ollama:llama3.1:8b",
@@ -200,7 +201,7 @@ def test_openai_compatible_server_writes_the_report(world, sqlite_engine, analyz
         row = Analyzer(analyzer_settings, world.store, sqlite_engine, embedding_backend.embed, llm).run(
             24, end=world.day_end(7))
     assert row.report["models"]["summary"] == "openai:qwen2.5-7b"
-    assert server.requests[0]["response_format"]["json_schema"]["schema"] == service.REPORT_SCHEMA
+    assert server.requests[0]["response_format"]["json_schema"]["schema"] == REPORT_SCHEMA
 
 
 def test_an_llm_that_cites_nothing_real_leaves_every_part_deterministic(world, sqlite_engine, analyzer_settings,

@@ -6,12 +6,12 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 
 from aiokafka.admin import AIOKafkaAdminClient
 
 from logpipe.core.broker import free_port, port_in_use
 from logpipe.core.topics import ALL_TOPICS
+from support import wait_until
 
 
 async def describe(bootstrap: str) -> dict[str, int]:
@@ -41,10 +41,8 @@ def test_broker_command_starts_tansu_and_creates_topics(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
-    deadline = time.monotonic() + 5
-    while port_in_use(port) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not port_in_use(port)  # Ctrl-C / SIGTERM stops the broker too
+    # Ctrl-C / SIGTERM stops the broker too
+    wait_until(lambda: not port_in_use(port), timeout=5, interval=0.1, message=f"port {port} still in use")
 
 
 def test_broker_refuses_a_busy_port():

@@ -1,4 +1,8 @@
-"""`logpipe dev` (what `make dev` runs): broker + every service + generator, then Ctrl-C."""
+"""`logpipe dev` (what `make dev` runs): broker + every service + generator, then Ctrl-C.
+
+It runs under a pseudo-terminal, as when a person types `make dev`: what it prints there is
+what they read.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,48 @@ import time
 import httpx
 
 from logpipe.core.broker import free_port, port_in_use
+from support import wait_until
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+HUMAN_LINE = re.compile(r"\d\d:\d\d:\d\d (DEBUG|INFO|WARN|ERROR|FATAL) +\S+ ")
 
 
-def test_dev_runs_the_whole_platform_and_stops_cleanly(tmp_path):
+class Screen:
+    """Everything the child writes to its terminal, read by a thread as it comes."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self.chunks: list[bytes] = []
+        self.banner = threading.Event()
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            self.chunks.append(chunk)
+            if b"logpipe is running" in b"".join(self.chunks[-2:]):
+                self.banner.set()
+        self.closed.set()
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace").replace("\r\n", "\n")
+
+    def tail(self, lines: int = 50) -> str:
+        return "\n".join(self.text().splitlines()[-lines:])
+
+
+def test_dev_runs_the_whole_platform_readably_on_a_terminal_and_stops_cleanly(tmp_path):
     ports = {name: free_port() for name in ("gateway", "generator", "ingest", "embedder", "vectorizer", "analyzer")}
     broker_port = free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in ("LOG_FORMAT", "NO_COLOR")},
         "LOGPIPE_DATA_DIR": str(tmp_path / "data"),
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
         "GENERATOR_RATE_PER_SECOND": "300",
@@ -30,38 +69,30 @@ def test_dev_runs_the_whole_platform_and_stops_cleanly(tmp_path):
         "INGEST_HEARTBEAT_INTERVAL_MS": "500",
         "VECTORIZER_SESSION_TIMEOUT_MS": "2000",
         "VECTORIZER_HEARTBEAT_INTERVAL_MS": "500",
+        "TERM": "xterm",
         **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
     }
+    master, slave = os.openpty()
     process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "dev"], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output: list[str] = []
-    banner = threading.Event()
-
-    def read() -> None:
-        for line in process.stdout:
-            output.append(line)
-            if "logpipe is running" in line:
-                banner.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+                               stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    screen = Screen(master)
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
     try:
-        assert banner.wait(240), "".join(output[-50:])
-        time.sleep(0.5)
-        text = "".join(output)
-        token = re.search(r"(lpt_[A-Za-z0-9_\-]+)", text).group(1)
-        assert f"http://127.0.0.1:{ports['gateway']}/" in text
+        assert screen.banner.wait(240), screen.tail()
+        banner_seen = time.monotonic()
+        # The banner is one write: wait for its last line rather than for the clock.
+        token_line = wait_until(lambda: re.search(r"(lpt_[A-Za-z0-9_\-]+)\s*\n", screen.text()), timeout=10)
+        token = token_line.group(1)
         headers = {"Authorization": f"Bearer {token}"}
-        gateway = f"http://127.0.0.1:{ports['gateway']}"
 
-        deadline = time.monotonic() + 90
-        total = 0
-        while time.monotonic() < deadline and total == 0:
-            response = httpx.get(f"{gateway}/api/logs", params={"level": "ERROR", "limit": 5}, headers=headers, timeout=10)
+        def errors_stored() -> int:
+            response = httpx.get(f"{gateway}/api/logs", params={"level": "ERROR", "limit": 5}, headers=headers,
+                                 timeout=10)
             assert response.status_code == 200, response.text
-            total = response.json()["total"]
-            time.sleep(1)
-        assert total > 0, "".join(output[-40:])
+            return response.json()["total"]
+
+        wait_until(errors_stored, timeout=90, interval=1, message=lambda: screen.tail(40))
         assert httpx.get(f"{gateway}/api/logs", timeout=10).status_code == 401
 
         produced = httpx.get(f"http://127.0.0.1:{ports['generator']}/stats", timeout=10).json()["produced"]
@@ -69,24 +100,49 @@ def test_dev_runs_the_whole_platform_and_stops_cleanly(tmp_path):
         assert produced > 0 and ingest["written"] > 0 and ingest["dlq"] == 0
         for name, port in ports.items():
             # A dependency probe can time out once while every service shares one busy process.
-            deadline = time.monotonic() + 30
-            while True:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
-                if health["status"] in ("healthy", "degraded") or time.monotonic() > deadline:
-                    break
-                time.sleep(1)
+            health = wait_until(lambda: _healthy(port), timeout=30, interval=1,
+                                message=lambda: f"{name} not healthy")
             assert health["service"] == name
-            assert health["status"] in ("healthy", "degraded"), (name, health)
+
+        # Several novel errors, so a line per novel error would show as several lines.
+        vectorizer = f"http://127.0.0.1:{ports['vectorizer']}/stats"
+        stats = wait_until(lambda: (s := httpx.get(vectorizer, timeout=10).json())["novel"] >= 3 and s,
+                           timeout=90, interval=1, message=lambda: screen.tail(20))
+        novel_ids = [event["record_id"] for event in stats["recent_novel"]]
     finally:
+        minutes_after_banner = (time.monotonic() - banner_seen) / 60 if screen.banner.is_set() else 0
         process.send_signal(signal.SIGINT)
         try:
             code = process.wait(timeout=90)
         except subprocess.TimeoutExpired:
             process.kill()
             raise
-        reader.join(timeout=5)
-    assert code == 0, "".join(output[-40:])
-    deadline = time.monotonic() + 10
-    while port_in_use(broker_port) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not port_in_use(broker_port), "the broker outlived `logpipe dev`"
+        screen.closed.wait(10)
+        os.close(master)
+    assert code == 0, screen.tail(40)
+
+    text = screen.text()
+    plain = ANSI.sub("", text)
+    lines = [line for line in plain.splitlines() if line.strip()]
+    # The banner comes after every service's startup line, and nothing of startup follows it.
+    banner_at = next(i for i, line in enumerate(lines) if line == "logpipe is running (Ctrl-C stops everything)")
+    assert f"  API (gateway)       {gateway}/            (OpenAPI docs: {gateway}/docs)" in lines
+    ready = [i for i, line in enumerate(lines) if HUMAN_LINE.match(line) and " ready  url=" in line]
+    assert len(ready) == len(ports) and max(ready) < banner_at, "\n".join(lines[:banner_at + 3])
+    # A person's terminal: human lines, no JSON, colour on.
+    assert not [line for line in lines if line.lstrip().startswith("{")], plain[-3000:]
+    logged = [line for line in lines if re.match(r"\d\d:\d\d:\d\d ", line)]
+    assert logged and all(HUMAN_LINE.match(line) for line in logged), logged[:10]
+    assert "\x1b[" in text
+    # No line per novel error: none names one, and the count comes at most once a minute.
+    assert not [line for line in lines if any(record_id in line for record_id in novel_ids)]
+    assert not [line for line in lines if re.search(r"\bnovel error\b(?!s)", line)]
+    summaries = [line for line in logged if " novel errors  count=" in line]
+    assert 1 <= len(summaries) <= 2 + int(minutes_after_banner), summaries
+
+    assert wait_until(lambda: not port_in_use(broker_port), timeout=10, message="the broker outlived `logpipe dev`")
+
+
+def _healthy(port: int) -> dict | None:
+    health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+    return health if health["status"] in ("healthy", "degraded") else None

@@ -1,18 +1,14 @@
 """Helpers of the gateway tests: the real app served by uvicorn (in a thread) over real Tansu,
-chdb and SQLite; rows straight into ClickHouse; stand-ins for the embedding model."""
+chdb and SQLite; rows straight into ClickHouse; the real embedder service."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import numpy as np
-from fastapi import FastAPI
-
+from support import wait_until
 
 
 class ServerThread:
@@ -37,13 +33,13 @@ class ServerThread:
 
     def start(self, timeout_s: float = 60.0) -> "ServerThread":
         self.thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.server.started:
+
+        def started() -> bool:
             if not self.thread.is_alive():
                 raise RuntimeError("the gateway did not start (see the log above)")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the gateway did not start in time")
-            time.sleep(0.05)
+            return self.server.started
+
+        wait_until(started, timeout=timeout_s, interval=0.05, message="the gateway did not start in time")
         return self
 
     def stop(self) -> None:
@@ -123,29 +119,15 @@ def make_rows(count: int, start: datetime | None = None, step_ms: int = 1000, **
     return rows
 
 
-DIMENSION = 64
+def embedder_service(data_dir) -> ServerThread:
+    """The real embedder service on a free port, with the real model (all-MiniLM-L6-v2).
 
+    Its default settings load the model the way the `embedding_backend` fixture does, so a test
+    that asks for that fixture first shares the session's loaded model instead of exporting it
+    again."""
+    from logpipe.core.broker import free_port
+    from logpipe.embedder.app import create_app
+    from logpipe.embedder.settings import Settings
 
-def hashed(text: str) -> np.ndarray:
-    """A stand-in for the model: words hashed into 64 dimensions, so shared words mean closeness."""
-    vector = np.zeros(DIMENSION, dtype=np.float32)
-    for word in text.lower().split():
-        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIMENSION] += 1
-    return vector / max(float(np.linalg.norm(vector)), 1e-9)
-
-
-def fake_embedder_app() -> FastAPI:
-    """The embedder service's `POST /embed/batch` contract."""
-    app = FastAPI()
-
-    @app.post("/embed/batch")
-    async def embed_batch(body: dict):
-        vectors = [hashed(text).tolist() for text in body["texts"]]
-        return {"embeddings": vectors, "model": "hashing", "dimension": DIMENSION, "count": len(vectors)}
-
-    return app
-
-
-def hashing_embed(texts) -> np.ndarray:
-    """The analyzer's embed callable, with the same stand-in model."""
-    return np.stack([hashed(text) for text in texts]) if len(texts) else np.zeros((0, DIMENSION), np.float32)
+    port = free_port()
+    return ServerThread(create_app(Settings(LOGPIPE_DATA_DIR=str(data_dir), port=port)), port).start()

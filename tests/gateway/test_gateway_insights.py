@@ -9,7 +9,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlmodel import Session
 
-from gateway_support import ServerThread, gateway_settings, hashing_embed, insert_logs, make_rows, start_gateway
+from gateway_support import ServerThread, gateway_settings, insert_logs, make_rows, start_gateway
 from logpipe.stores.sql import Anomaly, ErrorPattern, NightlyReport
 from support import wait_for
 
@@ -67,7 +67,8 @@ async def test_reports_and_anomalies(gateway):
         assert [a["severity"] for a in body["anomalies"]] == ["medium"]
 
 
-async def test_analyze_runs_the_analyzer_and_the_report_is_readable(kafka_bootstrap, topics, clickhouse, tmp_path):
+async def test_analyze_runs_the_analyzer_and_the_report_is_readable(kafka_bootstrap, topics, clickhouse, tmp_path,
+                                                                    embedding_backend):
     from logpipe.analyzer.app import create_app as create_analyzer
     from logpipe.analyzer.settings import Settings as AnalyzerSettings
     from logpipe.core.broker import free_port
@@ -78,7 +79,7 @@ async def test_analyze_runs_the_analyzer_and_the_report_is_readable(kafka_bootst
                                       message=lambda i: f"db timeout after {i} ms" if i % 3 == 0 else f"ok {i}"))
     analyzer_settings = AnalyzerSettings(clickhouse_url=clickhouse.dsn, clickhouse_database=clickhouse.database,
                                          data_dir=tmp_path, schedule_cron="", llm_backend="none")
-    analyzer = ServerThread(create_analyzer(analyzer_settings, store=clickhouse, embed=hashing_embed),
+    analyzer = ServerThread(create_analyzer(analyzer_settings, store=clickhouse, embed=embedding_backend.embed),
                             free_port()).start()
     settings = gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path, analyzer_url=analyzer.url)
     gateway, server = start_gateway(settings)

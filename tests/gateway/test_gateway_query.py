@@ -10,6 +10,7 @@ import pytest
 
 from gateway_support import insert_logs, make_rows
 from logpipe.gateway.query import Cursor, LogFilter, QueryError, first_window_width, scan_windows, search_logs
+from support import wait_until
 
 LEVELS = ("INFO", "WARN", "ERROR", "DEBUG")
 
@@ -278,7 +279,6 @@ async def test_a_repeated_page_is_read_from_the_uncompressed_cache(clickhouse):
 
 
 async def test_time_projection_serves_newest_first_pages_and_can_be_dropped(clickhouse):
-    import time
 
     from logpipe.gateway.query import page_sql
 
@@ -290,14 +290,12 @@ async def test_time_projection_serves_newest_first_pages_and_can_be_dropped(clic
     clickhouse.apply_schema(ttl_days=90, time_projection=True)
     clickhouse.apply_schema(ttl_days=90, time_projection=True)  # idempotent
     # Rows stored before get the projection by a background mutation.
-    deadline = time.monotonic() + 60
-    while True:
-        rows = clickhouse.query("SELECT sum(rows) FROM system.projection_parts WHERE database = {db:String} "
-                                "AND table = 'logs' AND name = 'by_time' AND active", {"db": clickhouse.database})
-        if rows[0][0] == 2_000 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert rows[0][0] == 2_000
+    def projected_rows() -> int:
+        return clickhouse.query("SELECT sum(rows) FROM system.projection_parts WHERE database = {db:String} "
+                                "AND table = 'logs' AND name = 'by_time' AND active", {"db": clickhouse.database})[0][0]
+
+    wait_until(lambda: projected_rows() == 2_000, timeout=60, interval=0.05,
+               message=lambda: f"{projected_rows()} of 2000 rows in the projection")
     insert_logs(clickhouse, make_rows(500, start=now - timedelta(minutes=5), step_ms=100, service=services))
     sql, params = page_sql(clickhouse.table("logs"), LogFilter(), 50, None)
     plan = "\n".join(row[0] for row in clickhouse.query("EXPLAIN " + sql, params))

@@ -1,7 +1,7 @@
 """Schemathesis over the gateway's OpenAPI schema: no generated request, valid or not, gets a 5xx.
 
 Runs against the real app (uvicorn) with its real dependencies: Tansu, chdb, SQLite, the
-analyzer service and an embedder that speaks the embedder service's contract.
+analyzer service and the embedder service with the real model.
 """
 
 from __future__ import annotations
@@ -16,15 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from gateway_support import (
-    ServerThread,
-    fake_embedder_app,
-    gateway_settings,
-    hashing_embed,
-    insert_logs,
-    make_rows,
-    start_gateway,
-)
+from gateway_support import ServerThread, embedder_service, gateway_settings, insert_logs, make_rows, start_gateway
 
 # More with GATEWAY_FUZZ_EXAMPLES=200 for a deeper, slower run.
 EXAMPLES_PER_OPERATION = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
@@ -67,7 +59,7 @@ def fuzz(schema_dict: dict, base_url: str, headers: dict[str, str]) -> list[str]
     return failures
 
 
-async def test_no_generated_request_gets_a_5xx(kafka_bootstrap, topics, clickhouse, tmp_path):
+async def test_no_generated_request_gets_a_5xx(kafka_bootstrap, topics, clickhouse, tmp_path, embedding_backend):
     from logpipe.analyzer.app import create_app as create_analyzer
     from logpipe.analyzer.settings import Settings as AnalyzerSettings
     from logpipe.core.broker import free_port
@@ -77,12 +69,12 @@ async def test_no_generated_request_gets_a_5xx(kafka_bootstrap, topics, clickhou
     insert_logs(clickhouse, make_rows(500, start=now - timedelta(hours=2), step_ms=10_000,
                                       level=lambda i: ("INFO", "WARN", "ERROR")[i % 3],
                                       service=lambda i: ("api", "db")[i % 2], pattern_id=lambda i: i % 7))
-    open_vector_store("", "log_embeddings", tmp_path).ensure_collection(64)
+    open_vector_store("", "log_embeddings", tmp_path).ensure_collection(embedding_backend.dimension)
     analyzer = ServerThread(create_analyzer(
         AnalyzerSettings(clickhouse_url=clickhouse.dsn, clickhouse_database=clickhouse.database,
                          data_dir=tmp_path, schedule_cron="", llm_backend="none"),
-        store=clickhouse, embed=hashing_embed), free_port()).start()
-    embedder = ServerThread(fake_embedder_app(), free_port()).start()
+        store=clickhouse, embed=embedding_backend.embed), free_port()).start()
+    embedder = embedder_service(tmp_path)
     gateway, server = start_gateway(gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path,
                                                      analyzer_url=analyzer.url, embedder_url=embedder.url))
     try:

@@ -1,47 +1,64 @@
-"""POST /api/search/semantic: the query goes to the embedder service, the search to the embedded Qdrant."""
+"""POST /api/search/semantic: the query goes to the embedder service (the real model), the search
+to the embedded Qdrant."""
 
 from __future__ import annotations
 
 import httpx
 
-from gateway_support import DIMENSION, ServerThread, fake_embedder_app, gateway_settings, hashed, start_gateway
+from gateway_support import embedder_service, gateway_settings, start_gateway
+
+# Worded so that meaning, not shared words, finds the neighbours: the query says "database
+# unreachable", the database errors say "postgres", "connection refused", "pool exhausted".
+LOGS = [
+    ("db1", "checkout", "ERROR", "could not connect to postgres-primary:5432: connection refused", 11),
+    ("db2", "payments", "ERROR", "SQL connection pool exhausted, no free connection after 30 s", 12),
+    ("db3", "payments", "WARN", "retrying the query: server closed the connection unexpectedly", 13),
+    ("cart", "checkout", "WARN", "cart is empty on submit", 14),
+    ("card", "payments", "ERROR", "card declined: expired on 2026-10", 15),
+    ("thumb", "media", "ERROR", "thumbnail generation failed: unsupported image format webp", 16),
+    ("login", "auth", "WARN", "user entered a wrong password three times; account locked", 17),
+]
+DATABASE = {"db1", "db2", "db3"}
 
 
-async def test_semantic_search_ranks_by_meaning_and_filters(kafka_bootstrap, topics, clickhouse, tmp_path):
-    from logpipe.core.broker import free_port
+async def test_semantic_search_finds_errors_by_meaning_and_filters(kafka_bootstrap, topics, clickhouse, tmp_path,
+                                                                  embedding_backend):
     from logpipe.stores.vectors import VectorPoint, open_vector_store
 
-    logs = [
-        ("a1", "checkout", "ERROR", "database connection timeout while charging card", 11),
-        ("a2", "payments", "ERROR", "database connection refused by primary", 12),
-        ("a3", "checkout", "WARN", "cart is empty on submit", 13),
-        ("a4", "search", "ERROR", "index shard unavailable", 14),
-    ]
     store = open_vector_store("", "log_embeddings", tmp_path)
-    store.ensure_collection(DIMENSION)
-    store.upsert([VectorPoint(record_id, hashed(message), {
+    store.ensure_collection(embedding_backend.dimension)
+    vectors = embedding_backend.embed([message for _, _, _, message, _ in LOGS])
+    store.upsert([VectorPoint(record_id, vector, {
         "service": service, "level": level, "message": message, "pattern_id": pattern_id,
-        "timestamp": "2026-11-25T10:00:00.000Z"}) for record_id, service, level, message, pattern_id in logs])
+        "timestamp": "2026-11-25T10:00:00.000Z"}) for (record_id, service, level, message, pattern_id), vector
+        in zip(LOGS, vectors)])
 
-    embedder = ServerThread(fake_embedder_app(), free_port()).start()
+    embedder = embedder_service(tmp_path)
     settings = gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path, embedder_url=embedder.url)
     gateway, server = start_gateway(settings)
     try:
         async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
             response = await client.post("/api/search/semantic",
-                                         json={"query": "database connection timeout", "top_k": 3})
+                                         json={"query": "the database is unreachable", "top_k": 7})
             assert response.status_code == 200, response.text
             results = response.json()["results"]
-            assert [hit["record_id"] for hit in results][:2] == ["a1", "a2"]
-            assert results[0]["rank"] == 1 and results[0]["score"] > results[1]["score"]
-            assert results[0]["payload"]["service"] == "checkout" and results[0]["payload"]["pattern_id"] == 11
+            ranked = [hit["record_id"] for hit in results]
+            assert len(ranked) == len(LOGS) and [hit["rank"] for hit in results] == list(range(1, 8))
+            # Every database error ranks above everything else.
+            assert set(ranked[:3]) == DATABASE, [(hit["record_id"], hit["score"]) for hit in results]
+            assert results[2]["score"] > results[3]["score"]
+            stored = {record_id: (service, message) for record_id, service, _, message, _ in LOGS}
+            assert all((hit["payload"]["service"], hit["payload"]["message"]) == stored[hit["record_id"]]
+                       for hit in results)
 
             response = await client.post("/api/search/semantic", json={
-                "query": "database connection timeout", "top_k": 5, "filters": {"service": "payments"}})
-            assert [hit["record_id"] for hit in response.json()["results"]] == ["a2"]
+                "query": "the database is unreachable", "top_k": 5, "filters": {"service": "payments"}})
+            assert {hit["record_id"] for hit in response.json()["results"][:2]} == {"db2", "db3"}
+            assert {hit["payload"]["service"] for hit in response.json()["results"]} == {"payments"}
             response = await client.post("/api/search/semantic", json={
-                "query": "cart", "filters": {"level": ["WARN"]}})
-            assert [hit["record_id"] for hit in response.json()["results"]] == ["a3"]
+                "query": "shopping basket has no items", "filters": {"level": ["WARN"]}})
+            hits = response.json()["results"]
+            assert hits[0]["record_id"] == "cart" and {hit["payload"]["level"] for hit in hits} == {"WARN"}
 
             for filters, fragment in (({"level": "LOUD"}, "level"), ({"colour": "red"}, "unknown filter"),
                                       ({"start": "last tuesday"}, "ISO 8601")):

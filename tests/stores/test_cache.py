@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import numpy as np
 import pytest
 import redis
 
 from logpipe.stores.cache import FallbackCache, MemoryCache, RedisCache, cache_key, create_cache
+from support import wait_for
 
 
 def test_key_depends_on_model_dimension_and_text():
@@ -46,8 +46,14 @@ async def test_redis_entries_expire(redis_url):
     key = cache_key("m", 4, "short-lived")
     await cache.set_many({key: b"\x00" * 16})
     assert (await cache.get_many([key]))[0] is not None
-    await asyncio.sleep(4.5)
-    assert await cache.get_many([key]) == [None]
+    with redis.Redis.from_url(redis_url) as raw:
+        assert 0 < raw.ttl(key) <= 3
+
+    async def expired() -> bool:
+        return await cache.get_many([key]) == [None]
+
+    # Waiting out the TTL is the point here; the deadline leaves Redis a second of slack.
+    await wait_for(expired, timeout=4, interval=0.1, message="the entry outlived its 3 s TTL")
     await cache.close()
 
 
@@ -63,12 +69,13 @@ async def test_redis_with_password(tmp_path):
                                 "--save", "", "--requirepass", "s3cret-for-test", "--dir", str(tmp_path)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
+        def answers() -> bool:
             try:
-                redis.Redis(port=port, password="s3cret-for-test").ping()
-                break
+                return redis.Redis(port=port, password="s3cret-for-test").ping()
             except redis.ConnectionError:
-                await asyncio.sleep(0.05)
+                return False
+
+        await wait_for(answers, timeout=5, interval=0.05, message=f"redis-server did not start on port {port}")
         good = RedisCache(f"redis://:s3cret-for-test@127.0.0.1:{port}/0")
         assert await good.ping()
         await good.set_many({"logpipe:emb:x": b"1234"})

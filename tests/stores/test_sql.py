@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel, select
 
-from analyzer.pg_server import start_postgres
+from support import start_postgres
 
 from logpipe.core.settings import CommonSettings
 from logpipe.stores import sql

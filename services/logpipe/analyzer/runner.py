@@ -17,8 +17,17 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from logpipe.ai.llm import LLM, LLMError, NoLLM, create_llm
-from logpipe.analyzer import service
-from logpipe.analyzer.novelty import NovelErrors, read_novel_errors
+from logpipe.analyzer.anomalies import AnomalyFinding, find_anomalies
+from logpipe.analyzer.baselines import VOLUME, BaselineKey, BaselineStat, update_baselines
+from logpipe.analyzer.correlation import build_clusters, cluster_by_similarity, find_bursts
+from logpipe.analyzer.llm_report import (REPORT_SCHEMA, SYSTEM_PROMPT, known_pattern_ids, llm_facts, llm_prompt,
+                                         merge_llm_answer, validate_llm_answer)
+from logpipe.analyzer.markdown import render_markdown
+from logpipe.analyzer.novelty import summarize_novel_errors
+from logpipe.analyzer.report import assemble_report
+from logpipe.analyzer.thresholds import SEVERITY_RANK, Thresholds
+from logpipe.analyzer.windows import iso, parse_time, utc, window_buckets
+from logpipe.analyzer.novelty_reader import NovelErrors, read_novel_errors
 from logpipe.analyzer.queries import AnalysisQueries
 from logpipe.analyzer.settings import Settings
 from logpipe.core.metrics import counter, histogram
@@ -47,8 +56,8 @@ class RunFailed(RuntimeError):
     pass
 
 
-def thresholds_from(settings: Settings) -> service.Thresholds:
-    return service.Thresholds(
+def thresholds_from(settings: Settings) -> Thresholds:
+    return Thresholds(
         z_low=settings.z_low, z_medium=settings.z_medium, z_high=settings.z_high, z_critical=settings.z_critical,
         min_ratio=settings.min_ratio, min_count=settings.min_count,
         min_baseline_samples=settings.min_baseline_samples, quiet_hours=settings.quiet_hours,
@@ -112,7 +121,7 @@ class Analyzer:
     def create_run(self, window_hours: float | None = None, services: Sequence[str] | None = None,
                    end: datetime | None = None, trigger: str = "api") -> NightlyReport:
         hours = float(window_hours or self.settings.window_hours)
-        end = service.utc(end) if end else datetime.now(timezone.utc)
+        end = utc(end) if end else datetime.now(timezone.utc)
         row = NightlyReport(pipeline=self.settings.pipeline, status="pending", trigger=trigger,
                             window_start=end - timedelta(hours=hours), window_end=end, window_hours=hours,
                             services=sorted(set(services or [])))
@@ -158,7 +167,7 @@ class Analyzer:
     def _analyse(self, row: NightlyReport):
         settings, thresholds = self.settings, self.thresholds
         started = time.perf_counter()
-        start, end = service.utc(row.window_start), service.utc(row.window_end)
+        start, end = utc(row.window_start), utc(row.window_end)
         services = list(row.services or [])
         queries = AnalysisQueries(self.store, row.pipeline, start, end, services)
         data = queries.window(settings.max_patterns)
@@ -176,10 +185,10 @@ class Analyzer:
         for pid, info in patterns.items():
             info["is_new"] = history and pid not in seen and pid not in known
         new_patterns = {pid: info for pid, info in patterns.items() if info["is_new"]}
-        buckets = service.window_buckets(start, end)
+        buckets = window_buckets(start, end)
         query_seconds = time.perf_counter() - started
 
-        anomalies = service.find_anomalies(data.hourly, data.volume, baselines, buckets, new_patterns, thresholds,
+        anomalies = find_anomalies(data.hourly, data.volume, baselines, buckets, new_patterns, thresholds,
                                            services or None, {p: i["template"] for p, i in patterns.items()})
 
         embed_started = time.perf_counter()
@@ -189,22 +198,22 @@ class Analyzer:
         if self.embed is not None and len(clustered) > 1:
             try:
                 vectors = self.embed([patterns[pid]["template"] for pid in clustered])
-                groups = service.cluster_by_similarity(clustered, vectors, thresholds.similarity)
+                groups = cluster_by_similarity(clustered, vectors, thresholds.similarity)
             except Exception as exc:  # noqa: BLE001 - clusters are an extra; the report goes on without them
                 log.warning("embedding templates failed; clusters are singletons", exc_info=True)
                 clusters_error = f"{type(exc).__name__}: {exc}"[:500]
         elif self.embed is None:
             clusters_error = "no embedding model configured"
-        clusters = service.build_clusters(groups, patterns)
+        clusters = build_clusters(groups, patterns)
         embed_seconds = time.perf_counter() - embed_started
 
         novel = self._novel_errors(start, end, services)
-        novel_errors = service.summarize_novel_errors(novel.events, patterns, novel.error, novel.truncated)
+        novel_errors = summarize_novel_errors(novel.events, patterns, novel.error, novel.truncated)
 
         trace_pairs = queries.trace_pairs()
         burst_pairs = self._bursts(queries, pattern_ids[:BURST_PATTERNS], start, end, thresholds)
 
-        report = service.assemble_report(
+        report = assemble_report(
             report_id=row.id, pipeline=row.pipeline, window_start=start, window_end=end, services=services,
             totals={**data.totals, "patterns": len(patterns)}, patterns=patterns, clusters=clusters,
             anomalies=anomalies, trace_pairs=trace_pairs, burst_pairs=burst_pairs, baselines=baselines,
@@ -216,15 +225,15 @@ class Analyzer:
 
         # Learn this window only after judging it against what was known before.
         skip = {(a.service, a.pattern_id, a.bucket) for a in anomalies
-                if a.kind in ("pattern_spike", "volume_spike") and service.SEVERITY_RANK[a.severity] >= 2}
+                if a.kind in ("pattern_spike", "volume_spike") and SEVERITY_RANK[a.severity] >= 2}
         observed = dict(data.hourly)
-        observed.update({(svc, service.VOLUME): counts for svc, counts in data.volume.items()})
-        baseline_changes = service.update_baselines(baselines, observed, buckets, services or None, skip)
+        observed.update({(svc, VOLUME): counts for svc, counts in data.volume.items()})
+        baseline_changes = update_baselines(baselines, observed, buckets, services or None, skip)
         analysis_seconds = time.perf_counter() - started
 
         llm_seconds = self._ask_llm(report)
         report["status"] = "completed"
-        report["generated_at"] = service.iso(datetime.now(timezone.utc))
+        report["generated_at"] = iso(datetime.now(timezone.utc))
         report["timings"] = {"query_seconds": round(query_seconds, 3), "embedding_seconds": round(embed_seconds, 3),
                              "analysis_seconds": round(analysis_seconds, 3), "llm_seconds": round(llm_seconds, 3)}
         report["embedding_similarity_threshold"] = thresholds.similarity
@@ -246,7 +255,7 @@ class Analyzer:
         return found
 
     def _bursts(self, queries: AnalysisQueries, pattern_ids: list[str], start: datetime, end: datetime,
-                thresholds: service.Thresholds) -> list[dict[str, Any]]:
+                thresholds: Thresholds) -> list[dict[str, Any]]:
         series = queries.minute_series(pattern_ids)
         if not series:
             return []
@@ -259,7 +268,7 @@ class Analyzer:
             if pid in index and 0 <= column < minutes:
                 matrix[index[pid], column] = count
         timeline = [first_minute + timedelta(minutes=m) for m in range(minutes)]
-        return service.find_bursts(pattern_ids, timeline, matrix, thresholds)
+        return find_bursts(pattern_ids, timeline, matrix, thresholds)
 
     def _ask_llm(self, report: dict[str, Any]) -> float:
         """Fill the summary, insights and recommendations from the LLM where it gives grounded
@@ -277,32 +286,32 @@ class Analyzer:
         if isinstance(llm, NoLLM):
             info["error"] = llm.reason
             return time.perf_counter() - started
-        facts = service.llm_facts(report)
+        facts = llm_facts(report)
         try:
-            result = llm.complete_json(service.SYSTEM_PROMPT, service.llm_prompt(facts), service.REPORT_SCHEMA)
+            result = llm.complete_json(SYSTEM_PROMPT, llm_prompt(facts), REPORT_SCHEMA)
         except LLMError as exc:
             log.warning("LLM failed; the report stays deterministic: %s", exc)
             info["error"] = str(exc)[:500]
             info["seconds"] = round(time.perf_counter() - started, 3)
             return time.perf_counter() - started
-        kept, dropped = service.validate_llm_answer(result.data, service.known_pattern_ids(facts),
+        kept, dropped = validate_llm_answer(result.data, known_pattern_ids(facts),
                                                     {c["cluster_id"] for c in report["clusters"]}, result.model)
-        service.merge_llm_answer(report, kept, result.model)
+        merge_llm_answer(report, kept, result.model)
         info.update(model=result.model, dropped_claims=dropped, seconds=round(result.seconds, 3),
                     generation_seconds=result.generation_seconds, usage=result.usage)
         return time.perf_counter() - started
 
     # --- storage ------------------------------------------------------------------------
 
-    def load_baselines(self, pipeline: str) -> dict[service.BaselineKey, service.BaselineStat]:
+    def load_baselines(self, pipeline: str) -> dict[BaselineKey, BaselineStat]:
         with sql.session(self.engine) as db:
             rows = db.exec(select(Baseline).where(Baseline.pipeline == pipeline)).all()
-        return {(r.service, r.pattern_id, r.hour_of_day): service.BaselineStat(r.samples, r.mean, r.m2, r.last_bucket)
+        return {(r.service, r.pattern_id, r.hour_of_day): BaselineStat(r.samples, r.mean, r.m2, r.last_bucket)
                 for r in rows}
 
-    def _save(self, report_id: str, report: dict[str, Any], anomalies: list[service.AnomalyFinding],
-              baseline_changes: dict[service.BaselineKey, service.BaselineStat]) -> NightlyReport:
-        markdown = service.render_markdown(report)
+    def _save(self, report_id: str, report: dict[str, Any], anomalies: list[AnomalyFinding],
+              baseline_changes: dict[BaselineKey, BaselineStat]) -> NightlyReport:
+        markdown = render_markdown(report)
         pipeline = report["pipeline"]
         now = sql.utcnow()
         with sql.session(self.engine) as db:
@@ -324,8 +333,8 @@ class Analyzer:
             for p in stored.values():
                 db.add(ErrorPattern(report_id=report_id, pattern_id=p["pattern_id"], template=p["template"],
                                     example=p["example"], level=p["level"], count=p["count"], services=p["services"],
-                                    first_seen=service.parse_time(p["first_seen"]),
-                                    last_seen=service.parse_time(p["last_seen"]), expected=p["expected"],
+                                    first_seen=parse_time(p["first_seen"]),
+                                    last_seen=parse_time(p["last_seen"]), expected=p["expected"],
                                     trend=p["trend"], is_new=p["is_new"], cluster_id=p["cluster_id"]))
             for a in anomalies:
                 db.add(Anomaly(report_id=report_id, kind=a.kind, service=a.service, pattern_id=a.pattern_id,
@@ -338,7 +347,7 @@ class Analyzer:
         return row
 
     @staticmethod
-    def _upsert_baselines(db, pipeline: str, changes: dict[service.BaselineKey, service.BaselineStat],
+    def _upsert_baselines(db, pipeline: str, changes: dict[BaselineKey, BaselineStat],
                           now: datetime) -> None:
         if not changes:
             return

@@ -7,6 +7,7 @@ service's own settings subclass `ServiceSettings` with an env prefix such as `IN
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,7 +49,8 @@ class CommonSettings(BaseSettings):
     database_url: str = shared("", "DATABASE_URL")
     redis_url: str = shared("", "REDIS_URL")
     log_level: str = shared("INFO", "LOG_LEVEL")
-    log_format: str = shared("json", "LOG_FORMAT")
+    # auto: the human form on a terminal, JSON lines otherwise (core/logging.py).
+    log_format: Literal["auto", "json", "text"] = shared("auto", "LOG_FORMAT")
     # Python's cyclic GC (core/gc_tuning.py): 0 leaves Python's own thresholds.
     gc_gen0_threshold: int = shared(100_000, "LOGPIPE_GC_GEN0_THRESHOLD", ge=0)
     gc_full_collect_seconds: float = shared(60.0, "LOGPIPE_GC_FULL_COLLECT_SECONDS", gt=0)

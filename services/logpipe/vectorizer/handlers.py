@@ -181,8 +181,9 @@ class Vectorizer:
             log.warning("novelty check failed; vectors stored without it: %s", outcome.novelty_error)
         for event in outcome.novel_events:
             self.recent_novel.appendleft(event)
-            log.info("novel error", extra={"record_id": event["record_id"], "service": event["service"],
-                                           "similarity": event["similarity"]})
+        # A count per minute, not a line per event: the events themselves are on /ws/events.
+        from logpipe.core.logging import count_periodically
+        count_periodically(log, "novel errors", len(outcome.novel_events))
 
     def _maybe_optimize(self, upserted: int) -> None:
         """Index new points in the background once enough have arrived (embedded Qdrant only)."""

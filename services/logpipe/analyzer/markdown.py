@@ -1,0 +1,95 @@
+"""The Markdown export of a report (GET /reports/{id}.md, `logpipe analyze --markdown`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from logpipe.analyzer.report import DETERMINISTIC
+from logpipe.analyzer.text import shorten, table_cell
+from logpipe.analyzer.windows import format_time
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    window = report["window"]
+    lines = [f"# logpipe analysis {report.get('report_id', '')}", "",
+             f"Window: {window['start']} to {window['end']} ({window['hours']:g} h), pipeline "
+             f"`{report.get('pipeline', 'default')}`" + (f", services {', '.join(report['services'])}"
+                                                         if report.get("services") else ""), ""]
+    models = report.get("models", {})
+    lines += ["## Summary", "", report["summary"]["text"], "",
+              f"_Written by: {models.get('summary', DETERMINISTIC)}. Cites: "
+              f"{', '.join(report['summary']['pattern_ids']) or 'none'}._", ""]
+    totals = report["totals"]
+    lines += ["| logs | errors+warnings | FATAL | ERROR | WARN | patterns | services with errors |",
+              "|---:|---:|---:|---:|---:|---:|---:|",
+              f"| {totals['logs']} | {totals['errors']} | {totals['fatal']} | {totals['error']} | {totals['warn']} | "
+              f"{totals['patterns']} | {totals['error_services']} |", ""]
+    lines += ["## Anomalies", ""]
+    if report["anomalies"]:
+        lines += ["| severity | kind | service | pattern | observed | expected | z | what |",
+                  "|---|---|---|---|---:|---:|---:|---|"]
+        for a in report["anomalies"]:
+            lines.append(f"| {a['severity']} | {a['kind']} | {a['service']} | {a['pattern_id'] or '-'} | "
+                         f"{a['observed']:g} | {a['expected']:g} | {a['z_score']} | {table_cell(a['description'])} |")
+    else:
+        lines.append("None: every service and pattern stayed within its baseline.")
+    lines += ["", "## Recommendations", "", f"_Written by: {models.get('recommendations', DETERMINISTIC)}._", ""]
+    for r in report["recommendations"]:
+        cites = f" (patterns {', '.join(r['pattern_ids'])})" if r["pattern_ids"] else ""
+        lines.append(f"- **{r['priority']}**: {r['action']}. {r['rationale']}{cites} _[{r['model']}]_")
+    if not report["recommendations"]:
+        lines.append("- Nothing needs action.")
+    lines += ["", "## Root-cause candidates", ""]
+    for root in report["root_cause_candidates"]:
+        lines.append(f"- `{root['pattern_id']}` {table_cell(shorten(root['template'], 100))} in "
+                     f"{', '.join(root['services'])}: first in {root['traces']} shared traces, leads "
+                     f"{root['bursts']} bursts")
+    if not report["root_cause_candidates"]:
+        lines.append("- None found (no shared traces or joint bursts).")
+    lines += ["", "## Insights", "", f"_Written by: {models.get('insights', DETERMINISTIC)}._", ""]
+    for insight in report["insights"]:
+        lines.append(f"- **{insight['cluster_id'] or 'general'}** {insight['title']}: {insight['text']} "
+                     f"(patterns {', '.join(insight['pattern_ids'])}) _[{insight['model']}]_")
+    if not report["insights"]:
+        lines.append("- No cluster needs attention.")
+    lines += ["", "## Top patterns", "", "| pattern | level | count | trend | services | template |",
+              "|---|---|---:|---|---|---|"]
+    for p in report["top_patterns"]:
+        lines.append(f"| {p['pattern_id']} | {p['level']} | {p['count']} | {p['trend']} | {', '.join(p['services'])} | "
+                     f"{table_cell(shorten(p['template'], 100))} |")
+    lines += ["", "## New patterns", ""]
+    for p in report["new_patterns"]:
+        lines.append(f"- `{p['pattern_id']}` ({p['level']}, {', '.join(p['services'])}, "
+                     f"first {format_time(p['first_seen'])},"
+                     f" {p['count']} times): {table_cell(shorten(p['template'], 120))}")
+    if not report["new_patterns"]:
+        lines.append("- None.")
+    novel = report.get("novel_errors") or {}
+    lines += ["", "## Novel errors", ""]
+    if novel.get("error"):
+        lines.append(f"- Not read: {novel['error']}.")
+    for group in novel.get("patterns", [])[:20]:
+        lines.append(f"- {group['count']} in `{group['pattern_id']}` ({', '.join(group['services'])}, first "
+                     f"{format_time(group['first_seen'])}): {table_cell(shorten(group['example'], 120))}")
+    if not novel.get("patterns") and not novel.get("error"):
+        lines.append("- None: every error resembled an earlier one.")
+    lines += ["", "## Cross-service clusters", ""]
+    if report.get("clusters_error"):
+        lines.append(f"- Not computed: {report['clusters_error']}.")
+    for c in report["clusters"]:
+        lines.append(f"- **{c['cluster_id']}** {', '.join(c['services'])} ({c['count']} events, patterns "
+                     f"{', '.join(c['pattern_ids'])}): {table_cell(shorten(c['template'], 100))}")
+    if not report["clusters"] and not report.get("clusters_error"):
+        lines.append("- None.")
+    lines += ["", "## Affected services", "", "| service | errors | patterns | anomalies | worst |",
+              "|---|---:|---:|---:|---|"]
+    for s in report["affected_services"]:
+        lines.append(f"| {s['service']} | {s['errors']} | {s['patterns']} | {s['anomalies']} | "
+                     f"{s['worst_severity'] or '-'} |")
+    llm = report.get("llm") or {}
+    lines += ["", "## How this report was made", "",
+              f"- LLM: {llm.get('model') or 'none'}" + (f" ({llm['error']})" if llm.get("error") else "") +
+              (f", {llm.get('dropped_claims', 0)} uncited claims dropped" if llm.get("model") else ""),
+              f"- Analysis took {report.get('timings', {}).get('analysis_seconds', 0):.2f} s, "
+              f"LLM {report.get('timings', {}).get('llm_seconds', 0):.2f} s", ""]
+    return "\n".join(lines)
