@@ -85,6 +85,39 @@ def tokenize(masked: str) -> tuple[list[str], list[int]]:
     return tokens, widths
 
 
+# A bracketed value (`(<*>)`, `[<*>],`): in many formats printed only sometimes (`512 bytes` /
+# `4096 bytes (4.0 KB)`).
+_OPTIONAL = re.compile(r"[(\[{](?:<\*>|[^\w\s<>*])*[)\]}][^\w\s<>*]?")
+# Units after a value: how a value is written (`<*>:<*>`, `<*> sec`), not what the event is.
+_UNITS = frozenset({"ms", "s", "sec", "secs", "second", "seconds", "min", "mins", "minute", "minutes",
+                    "h", "hr", "hrs", "hour", "hours", "us", "ns", "d", "day", "days",
+                    "b", "byte", "bytes", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "%"})
+
+
+def skeleton(tokens: list[str]) -> str:
+    """The message with its optional parts dropped: bracketed values, a unit after a value, and
+    the way a value is written (`<*>:<*>` and `<*> sec` are both `<*>`). Two messages with the
+    same skeleton are one event written two ways."""
+    out: list[str] = []
+    for token in tokens:
+        if WILDCARD in token and _OPTIONAL.fullmatch(token) and out:
+            out[-1] += token[len(token.rstrip(_TRAILING)):] if token[-1] in _TRAILING else ""
+            continue
+        word = token.rstrip(_TRAILING)
+        if out and out[-1] == WILDCARD and word.lower() in _UNITS:
+            out[-1] += token[len(word):]
+            continue
+        if _variable_token(word):
+            token = WILDCARD + token[len(word):]
+        if token == WILDCARD and out and out[-1] == WILDCARD:
+            continue
+        out.append(token)
+    return " ".join(out)
+
+
+_TRAILING = ",;:."
+
+
 def bucket_key(tokens: list[str]) -> tuple[int, str]:
     """(token count, first token); a first token that is partly a value (`host-a:<*>`) counts as
     a value, so that `host-a:<*>` and `host-b:<*>` can meet and fold into `<*>:<*>`."""
@@ -151,9 +184,18 @@ def generalize_token(old: str, new: str) -> str:
 
 
 def _enum_like(token: str) -> bool:
-    # UPPER_CASE words are states and event names (RUNNING, LOOKING, FAILED): a different
-    # one is a different event, not a variable.
-    return len(token) > 1 and token.isupper() and token.replace("_", "").isalpha()
+    # UPPER_CASE words are states, event names and verbs (RUNNING, FAILED, `"GET`, `POST`): a
+    # different one is a different event, not a variable, also when quoted or bracketed.
+    word = token.strip(_WORD_PUNCTUATION)
+    return len(word) > 1 and word.isupper() and word.replace("_", "").isalpha()
+
+
+def _title_word(token: str) -> bool:
+    word = token.strip(_WORD_PUNCTUATION)
+    return len(word) > 2 and word.istitle() and word.isalpha()
+
+
+_WORD_PUNCTUATION = "\"'()[]{}<>,;:.!?"
 
 
 @dataclass(eq=False)
@@ -191,6 +233,9 @@ class PatternMiner:
         self._buckets: dict[tuple[int, str], list[Pattern]] = {}
         # Patterns with a bare `<*>`, by first token: candidates for messages of another length.
         self._elastic: dict[str, list[Pattern]] = {}
+        # Patterns by skeleton (optional parts dropped, see `skeleton`): the last resort before a
+        # new pattern, so `sent <*> bytes (<*>),` joins `sent <*> bytes,`.
+        self._skeletons: dict[str, list[Pattern]] = {}
         self.changed: set[int] = set()  # created or re-templated since drain_changes()
         self.merged: dict[int, int] = {}  # merged since drain_changes()
         self.evicted = 0
@@ -221,7 +266,7 @@ class PatternMiner:
         best, distance = self._closest(tokens)
         if best is not None and distance == 0:
             return best
-        return self._align_elastic(tokens)[0]
+        return self._align_elastic(tokens)[0] or self._same_skeleton(tokens)
 
     def _distance(self, pattern: Pattern, tokens: list[str]) -> int | None:
         """How many constant tokens of the pattern the message differs in (None: too many)."""
@@ -277,21 +322,38 @@ class PatternMiner:
                     self.changed.add(elastic.id)
                 pattern = elastic
             else:
-                pattern = self._create(masked, tokens, widths)
+                pattern = self._same_skeleton(tokens) or self._create(masked, tokens, widths)
         elif distance == 0:
             self._widen(pattern, widths)
         else:
             generalized = [generalize_token(mine, theirs) for mine, theirs in zip(pattern.tokens, tokens)]
             covered = [other for other in self._buckets.get(pattern.key, ())
                        if all(token_covers(g, t) for g, t in zip(generalized, other.tokens))]
-            if len(covered) + 1 >= self.min_variants:
+            # Where the masking already made the message's token a value (`<*>:<*>`) covering the
+            # pattern's word (`db-host:<*>`), the position is known to vary: no need to wait.
+            if len(covered) + 1 >= self._variants_needed(pattern.tokens, tokens) or generalized == tokens:
                 pattern = self._generalize(covered, generalized, widths)
             else:
-                pattern = self._create(masked, tokens, widths)
+                pattern = self._same_skeleton(tokens) or self._create(masked, tokens, widths)
         pattern.count += count
         self.patterns.move_to_end(pattern.id)
         self._enforce_cap()
         return pattern
+
+    def _same_skeleton(self, tokens: list[str]) -> Pattern | None:
+        """A pattern that differs from the message only in optional parts (the smallest id)."""
+        candidates = self._skeletons.get(skeleton(tokens))
+        return min(candidates, key=lambda pattern: pattern.id) if candidates else None
+
+    def _variants_needed(self, mine: list[str], theirs: list[str]) -> int:
+        """Distinct values a position must show before it becomes `<*>`. Where the values are
+        Capitalised words (`VM Paused`, `VM Resumed`), they are more often a small closed set of
+        event words than a variable, so it takes twice the evidence: a closed set of lifecycle
+        words stays apart, while names keep coming and fold."""
+        for a, b in zip(mine, theirs):
+            if a != b and not token_covers(a, b) and _title_word(a) and _title_word(b):
+                return 2 * self.min_variants
+        return self.min_variants
 
     def _create(self, seed: str, tokens: list[str], widths: list[int]) -> Pattern:
         pattern_id = pattern_id_for(seed)
@@ -328,12 +390,14 @@ class PatternMiner:
     def _insert(self, pattern: Pattern) -> None:
         self.patterns[pattern.id] = pattern
         self._buckets.setdefault(pattern.key, []).append(pattern)
+        self._skeletons.setdefault(skeleton(pattern.tokens), []).append(pattern)
         if WILDCARD in pattern.tokens[1:]:
             self._elastic.setdefault(pattern.key[1], []).append(pattern)
 
     def _remove(self, pattern: Pattern) -> None:
         self.patterns.pop(pattern.id, None)
-        for index, key in ((self._buckets, pattern.key), (self._elastic, pattern.key[1])):
+        for index, key in ((self._buckets, pattern.key), (self._elastic, pattern.key[1]),
+                           (self._skeletons, skeleton(pattern.tokens))):
             bucket = index.get(key)
             if bucket is not None and pattern in bucket:
                 bucket.remove(pattern)

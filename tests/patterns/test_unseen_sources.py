@@ -1,0 +1,108 @@
+"""The failure classes found on log sources the miner was never developed on (issue #18), each
+shown on lines written for this test: one event must be one pattern, two events two patterns."""
+
+import pytest
+
+from logpipe.patterns import mask, mine
+from logpipe.patterns.miner import PatternMiner, skeleton, tokenize
+
+
+def ids_and_templates(lines, **kwargs):
+    result = mine(lines, PatternMiner(**kwargs))
+    return [pattern_id for pattern_id, _ in result], [template for _, template in result]
+
+
+# -- host names and host:port are values like IPs ------------------------------------------------
+@pytest.mark.parametrize("message, expected", [
+    ("connect to db.prod.example.com:5432 failed", "connect to <*>:<*> failed"),
+    ("connect to queue.internal.example.org:5672 failed", "connect to <*>:<*> failed"),
+    ("connect to web-a:8080 failed", "connect to <*>:<*> failed"),
+    ("connect to localhost:8080 failed", "connect to <*>:<*> failed"),
+    ("resolved www.example.co.uk to 10.1.2.3", "resolved <*> to <*>"),
+    ("mail from alice@mail.example.com.", "mail from alice@<*>."),
+    ("peer NODE-B.CLUSTER.LOCAL down", "peer <*> down"),
+    # Names that only look dotted stay: classes, packages, config keys, a constant URL.
+    ("loaded org.apache.hadoop.io.Text from java.util.concurrent", "loaded org.apache.hadoop.io.Text from java.util.concurrent"),
+    ("mapred.task.id is deprecated. Instead, use mapreduce.task.attempt.id",
+     "mapred.task.id is deprecated. Instead, use mapreduce.task.attempt.id"),
+    ("see http://wiki.example.org/Troubleshooting", "see http://wiki.example.org/Troubleshooting"),
+    ("state:RUNNING code:OK", "state:RUNNING code:OK"),
+])
+def test_host_names_are_masked_like_ips(message, expected):
+    assert mask(message) == expected
+
+
+def test_one_event_does_not_split_by_the_host_it_names():
+    lines = ["connect to db.prod.example.com:5432 failed", "connect to 10.0.0.7:5432 failed",
+             "connect to cache-2:6379 failed", "connect to queue.example.net:5672 failed"]
+    ids, templates = ids_and_templates(lines)
+    assert len(set(ids)) == 1
+    assert set(templates) == {"connect to <*>:<*> failed"}
+
+
+def test_a_word_meeting_a_masked_value_in_its_place_folds_at_once():
+    # `42` is a value by masking, so the place varies: `alpha` is one of its values, no need to
+    # wait for a third variant.
+    ids, templates = ids_and_templates(["job alpha done", "job 42 done"])
+    assert ids[0] == ids[1] and templates == ["job <*> done"] * 2
+
+
+# -- optional parenthesised or unit-bearing parts ----------------------------------------------
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_optional_parts_do_not_split_an_event(order):
+    lines = ["sent 512 bytes, lifetime 00:01", "sent 4096 bytes (4.0 KB), lifetime 00:02",
+             "sent 120 bytes, lifetime <1 sec", "sent 9000 bytes (8.8 KB), lifetime 01:05"]
+    lines = lines[order:] + lines[:order]
+    ids, templates = ids_and_templates(lines)
+    assert len(set(ids)) == 1
+    assert len(set(templates)) == 1
+
+
+def test_skeleton_drops_only_optional_parts():
+    assert skeleton(tokenize(mask("sent 4096 bytes (4.0 KB), lifetime 00:02"))[0]) == "sent <*>, lifetime <*>"
+    assert skeleton(tokenize(mask("sent 120 bytes, lifetime <1 sec"))[0]) == "sent <*>, lifetime <*>"
+    # Words are kept: different words are different skeletons.
+    assert skeleton(["sent", "<*>", "bytes", "to", "peer"]) != skeleton(["sent", "<*>", "bytes", "from", "peer"])
+
+
+def test_different_words_around_an_optional_part_stay_apart():
+    ids, _ = ids_and_templates(["upload 512 bytes (0.5 KB) ok", "download 512 bytes ok"])
+    assert ids[0] != ids[1]
+
+
+# -- short messages that differ in a meaningful keyword ---------------------------------------
+def test_http_methods_are_distinct_events():
+    lines = [f'10.0.0.{i} "{method} /v2/servers/{i} HTTP/1.1" status: 200 len: {100 + i}'
+             for i, method in enumerate(["GET", "POST", "DELETE", "PUT", "GET", "POST"])]
+    ids, templates = ids_and_templates(lines)
+    assert len(set(ids)) == 4
+    assert templates[0] == '<*> "GET <*> HTTP/<*>" status: <*> len: <*>'
+    assert templates[2] == '<*> "DELETE <*> HTTP/<*>" status: <*> len: <*>'
+
+
+def test_lifecycle_words_are_distinct_events_but_names_still_fold():
+    uuid = "3f2a9c1e-{}-4a3a-a21b-a145a4ee5e61"
+    events = [f"[instance: {uuid.format(1000 + i)}] VM {word} (Lifecycle Event)"
+              for i, word in enumerate(["Started", "Paused", "Resumed", "Stopped"] * 3)]
+    ids, templates = ids_and_templates(events)
+    assert len(set(ids)) == 4
+    assert templates[1] == "[instance: <*>] VM Paused (Lifecycle Event)"
+    # Capitalised names are not a closed set: they keep coming, and once they are more than a
+    # handful of lifecycle words would be, they fold into one variable.
+    names = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace"]
+    ids, templates = ids_and_templates([f"User {name} logged in" for name in names])
+    assert templates[-1] == "User <*> logged in"
+    assert len(set(ids)) == 1
+
+
+# -- variables glued to punctuation and brackets ----------------------------------------------
+def test_values_glued_to_brackets_and_commas_give_one_template():
+    lines = ["[instance: 3f2a9c1e-1111-4a3a-a21b-a145a4ee5e61] Terminating instance",
+             "[instance: build-agent] Terminating instance", "[instance: abc] Terminating instance",
+             "[instance:7f2a9c1e-2222-4a3a-a21b-a145a4ee5e61] Terminating instance"]
+    ids, templates = ids_and_templates(lines)
+    assert ids[:3] == [ids[0]] * 3 and set(templates[:3]) == {"[instance: <*>] Terminating instance"}
+    leases = [f"lease granted key={key}, ttl={ttl}" for key, ttl in
+              [("alpha", 30), ("beta-7", 31), ("gamma", 32), ("(none)", 33)]]
+    ids, templates = ids_and_templates(leases)
+    assert len(set(ids)) == 1 and set(templates) == {"lease granted key=<*>, ttl=<*>"}
