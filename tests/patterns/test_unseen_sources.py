@@ -106,3 +106,27 @@ def test_values_glued_to_brackets_and_commas_give_one_template():
               [("alpha", 30), ("beta-7", 31), ("gamma", 32), ("(none)", 33)]]
     ids, templates = ids_and_templates(leases)
     assert len(set(ids)) == 1 and set(templates) == {"lease granted key=<*>, ttl=<*>"}
+
+
+# -- ids stay stable: what one process learned, another (a restart, a replica) agrees with ------
+def test_a_restarted_miner_joins_an_optional_part_to_the_stored_pattern():
+    first = PatternMiner()
+    stored = first.add(mask("sent 512 bytes, lifetime 00:01"))
+    restarted = PatternMiner()
+    restarted.load(stored.id, stored.template)  # what the tagger reads back from ClickHouse
+    assert restarted.add(mask("sent 4096 bytes (4.0 KB), lifetime 00:02")).id == stored.id
+    assert restarted.add(mask("sent 120 bytes, lifetime <1 sec")).id == stored.id
+    changed, merged = restarted.drain_changes()
+    assert merged == {} and [pattern.template for pattern in changed] == []  # nothing to rewrite
+
+
+def test_folding_at_a_masked_value_keeps_the_older_id_as_survivor_and_alias():
+    miner = PatternMiner()
+    word = miner.add("job alpha done").id
+    survivor = miner.add(mask("job 42 done"))
+    assert survivor.id == word and survivor.template == "job <*> done"
+    # A replica that only saw the masked form first still converges on load.
+    replica = PatternMiner()
+    masked_first = replica.add(mask("job 43 done"))
+    replica.load(word, "job <*> done")
+    assert replica.resolve(masked_first.id) == replica.resolve(word) == min(word, masked_first.id)
