@@ -130,3 +130,12 @@ def test_folding_at_a_masked_value_keeps_the_older_id_as_survivor_and_alias():
     masked_first = replica.add(mask("job 43 done"))
     replica.load(word, "job <*> done")
     assert replica.resolve(masked_first.id) == replica.resolve(word) == min(word, masked_first.id)
+
+
+def test_a_quoted_value_of_several_words_is_one_value():
+    lines = ['acquire lock flags=0x1, tag="View Lock", uid=1000', 'acquire lock flags=0x1, tag="WindowManager", uid=1001',
+             'acquire lock flags=0x6, tag="*alarm* sync", uid=1002', "acquire lock flags=0x1, tag='Audio Mix Wake', uid=1003"]
+    ids, templates = ids_and_templates(lines)
+    assert len(set(ids[:3])) == 1 and templates[0] == 'acquire lock flags=<*>, tag="<*>", uid=<*>'
+    # An unclosed quote stays as it was: its words are words.
+    assert tokenize('say msg="hello world')[0] == ["say", 'msg="hello', "world"]

@@ -64,6 +64,8 @@ def tokenize(masked: str) -> tuple[list[str], list[int]]:
         if len(raw) > MAX_TOKENS:
             raw = raw[:MAX_TOKENS - 1] + [WILDCARD]
         raw = [token if len(token) <= MAX_TOKEN_CHARS else WILDCARD for token in raw]
+    if '="' in masked or "='" in masked:
+        raw = _join_quoted(raw)
     if WILDCARD not in raw:
         return raw, [1] * len(raw)  # nothing to fold (the common case, kept cheap)
     tokens: list[str] = []
@@ -116,6 +118,30 @@ def skeleton(tokens: list[str]) -> str:
 
 
 _TRAILING = ",;:."
+
+
+_MAX_QUOTED = 16  # tokens a quoted value may span before it is taken as an unclosed quote
+
+
+def _join_quoted(raw: list[str]) -> list[str]:
+    """A quoted value after `=` is one token whatever its words (`tag="View Lock",` like
+    `tag="WindowManager",`), so a value of two words does not make another pattern."""
+    out: list[str] = []
+    i = 0
+    while i < len(raw):
+        token = raw[i]
+        for quote in ('"', "'"):
+            at = token.find("=" + quote)
+            if at >= 0 and token.count(quote, at + 2) == 0:  # opened here, closed later
+                for j in range(i + 1, min(len(raw), i + _MAX_QUOTED)):
+                    if quote in raw[j]:
+                        token = " ".join(raw[i:j + 1])
+                        i = j
+                        break
+                break
+        out.append(token)
+        i += 1
+    return out
 
 
 def bucket_key(tokens: list[str]) -> tuple[int, str]:
