@@ -139,3 +139,37 @@ def test_a_quoted_value_of_several_words_is_one_value():
     assert len(set(ids[:3])) == 1 and templates[0] == 'acquire lock flags=<*>, tag="<*>", uid=<*>'
     # An unclosed quote stays as it was: its words are words.
     assert tokenize('say msg="hello world')[0] == ["say", 'msg="hello', "world"]
+
+
+# -- a name as the first word ------------------------------------------------------------------
+def test_an_event_whose_first_word_is_a_program_name_is_one_pattern():
+    lines = ["chrome.exe - proxy.example.com:5070 close, 451 bytes sent, 18578 bytes (18.1 KB) received, lifetime 00:01",
+             "firefox.exe - proxy.example.com:5070 close, 1190 bytes sent, 1671 bytes received, lifetime <1 sec",
+             "outlook.exe - mail.example.com:443 close, 2048 bytes (2.0 KB) sent, 1671 bytes received, lifetime 02:01",
+             "svchost.exe - 10.0.0.5:80 close, 0 bytes sent, 0 bytes received, lifetime <1 sec",
+             "chrome.exe - proxy.example.com:5070 close, 99 bytes sent, 7 bytes received, lifetime 00:07"]
+    ids, templates = ids_and_templates(lines)
+    assert len(set(ids)) == 1
+    assert templates[0].startswith("<*> - <*>:<*> close, <*> bytes")
+    # The first two alone are two patterns: two names are not yet evidence of a variable.
+    assert len(set(ids_and_templates(lines[:2])[0])) == 2
+
+
+def test_a_first_word_that_is_the_event_stays_apart():
+    # A short rest: the first word is the event (`cupsd startup succeeded` style).
+    ids, _ = ids_and_templates(["nginx reload done", "redis reload done", "cron reload done"])
+    assert len(set(ids)) == 3
+    # Capitalised first words are event words, however long the rest.
+    ids, _ = ids_and_templates(["Primary pool: 4096 pages, batch 31", "Reserve pool: 4096 pages, batch 31",
+                                "Spare pool: 1024 pages, batch 7"])
+    assert len(set(ids)) == 3
+
+
+def test_a_replica_that_loads_the_folded_pattern_takes_a_new_program_name():
+    miner = PatternMiner()
+    for name in ("alpha", "bravo", "charlie"):
+        folded = miner.add(mask(f"{name} - 10.0.0.1:80 close, 5 bytes sent, 6 bytes received"))
+    assert folded.template == "<*> - <*>:<*> close, <*> bytes sent, <*> bytes received"
+    replica = PatternMiner()
+    replica.load(folded.id, folded.template)
+    assert replica.add(mask("delta - 10.0.0.2:80 close, 1 bytes sent, 2 bytes received")).id == folded.id

@@ -100,6 +100,9 @@ def skeleton(tokens: list[str]) -> str:
     """The message with its optional parts dropped: bracketed values, a unit after a value, and
     the way a value is written (`<*>:<*>` and `<*> sec` are both `<*>`). Two messages with the
     same skeleton are one event written two ways."""
+    joined = " ".join(tokens)
+    if WILDCARD not in joined:
+        return joined  # no value, nothing optional
     out: list[str] = []
     for token in tokens:
         if WILDCARD in token and _OPTIONAL.fullmatch(token) and out:
@@ -231,6 +234,10 @@ class Pattern:
     widths: list[int]
     count: int = 0
     aliases: set[int] = field(default_factory=set)
+    # Index keys while the pattern is indexed (see PatternMiner._insert), kept so that removing
+    # it does not compute them again.
+    skeleton_key: str = field(default="", repr=False)
+    tail_key: str | None = field(default=None, repr=False)
 
     @property
     def template(self) -> str:
@@ -262,6 +269,9 @@ class PatternMiner:
         # Patterns by skeleton (optional parts dropped, see `skeleton`): the last resort before a
         # new pattern, so `sent <*> bytes (<*>),` joins `sent <*> bytes,`.
         self._skeletons: dict[str, list[Pattern]] = {}
+        # Patterns whose first word looks like a name, by (token count, the other tokens): the
+        # evidence that a first word varies (see `_new_shape`).
+        self._tails: dict[str, list[Pattern]] = {}
         self.changed: set[int] = set()  # created or re-templated since drain_changes()
         self.merged: dict[int, int] = {}  # merged since drain_changes()
         self.evicted = 0
@@ -348,7 +358,7 @@ class PatternMiner:
                     self.changed.add(elastic.id)
                 pattern = elastic
             else:
-                pattern = self._same_skeleton(tokens) or self._create(masked, tokens, widths)
+                pattern = self._new_shape(masked, tokens, widths)
         elif distance == 0:
             self._widen(pattern, widths)
         else:
@@ -360,11 +370,45 @@ class PatternMiner:
             if len(covered) + 1 >= self._variants_needed(pattern.tokens, tokens) or generalized == tokens:
                 pattern = self._generalize(covered, generalized, widths)
             else:
-                pattern = self._same_skeleton(tokens) or self._create(masked, tokens, widths)
+                pattern = self._new_shape(masked, tokens, widths)
         pattern.count += count
         self.patterns.move_to_end(pattern.id)
         self._enforce_cap()
         return pattern
+
+    def _new_shape(self, masked: str, tokens: list[str], widths: list[int]) -> Pattern:
+        """No pattern of the message's bucket takes it: look across buckets before creating one.
+
+        Buckets are keyed by the first token, so an event whose first word is a name (a program,
+        `chrome.exe - <*>:<*> close, ...` / `firefox.exe - ...`) would never meet itself. When
+        the first word looks like a name (lower case, see `_name_like`) and the rest is long and
+        holds a value, a pattern whose first token is `<*>` takes the message if it covers the
+        rest, and `min_variants` patterns that differ only in such a first word fold into one.
+        Short rests (`cupsd startup succeeded`, `tickTime set to <*>`) stay apart: there the
+        first word is the event.
+        """
+        if len(tokens) > _MIN_REST and _name_like(tokens[0]) and WILDCARD in masked:
+            rest = [WILDCARD] + tokens[1:]
+            for pattern in self._buckets.get((len(tokens), WILDCARD), ()):
+                if self._distance(pattern, tokens) == 0:
+                    return pattern
+            same = self._same_skeleton(rest)
+            if same is not None:
+                return same
+            siblings = [pattern for pattern in self._tails.get(_tail_key(tokens), ()) if pattern.tokens[0] != tokens[0]]
+            if len({pattern.tokens[0] for pattern in siblings}) + 1 >= self.min_variants:
+                return self._fold_first_words(siblings, rest, widths)
+        return self._same_skeleton(tokens) or self._create(masked, tokens, widths)
+
+    def _fold_first_words(self, siblings: list[Pattern], tokens: list[str], widths: list[int]) -> Pattern:
+        """Fold patterns that differ in their first word (and optional parts) into `<*> rest`;
+        the smallest id survives, the others become its aliases."""
+        survivor = min(siblings, key=lambda pattern: pattern.id)
+        for other in siblings:
+            if other is not survivor:
+                self.merge(other.id, survivor.id)
+        self._retemplate(survivor, tokens, list(widths))
+        return self._revive(self._converge(survivor))
 
     def _same_skeleton(self, tokens: list[str]) -> Pattern | None:
         """A pattern that differs from the message only in optional parts (the smallest id)."""
@@ -416,14 +460,19 @@ class PatternMiner:
     def _insert(self, pattern: Pattern) -> None:
         self.patterns[pattern.id] = pattern
         self._buckets.setdefault(pattern.key, []).append(pattern)
-        self._skeletons.setdefault(skeleton(pattern.tokens), []).append(pattern)
+        pattern.skeleton_key = skeleton(pattern.tokens)
+        self._skeletons.setdefault(pattern.skeleton_key, []).append(pattern)
+        pattern.tail_key = None
+        if len(pattern.tokens) > _MIN_REST and _name_like(pattern.tokens[0]):
+            pattern.tail_key = _tail_key(pattern.tokens)
+            self._tails.setdefault(pattern.tail_key, []).append(pattern)
         if WILDCARD in pattern.tokens[1:]:
             self._elastic.setdefault(pattern.key[1], []).append(pattern)
 
     def _remove(self, pattern: Pattern) -> None:
         self.patterns.pop(pattern.id, None)
         for index, key in ((self._buckets, pattern.key), (self._elastic, pattern.key[1]),
-                           (self._skeletons, skeleton(pattern.tokens))):
+                           (self._skeletons, pattern.skeleton_key), (self._tails, pattern.tail_key)):
             bucket = index.get(key)
             if bucket is not None and pattern in bucket:
                 bucket.remove(pattern)
@@ -548,6 +597,19 @@ class PatternMiner:
         self.changed.clear()
         self.merged.clear()
         return changed, merged
+
+
+_MIN_REST = 4  # a first word may be a name only when at least this many tokens follow it
+
+
+def _name_like(token: str) -> bool:
+    # A program, host or user name: starts with a lower-case letter, no value masked in it
+    # (those already share the `<*>` bucket). Capitalised and UPPER_CASE first words are events.
+    return token[:1].islower() and WILDCARD not in token
+
+
+def _tail_key(tokens: list[str]) -> str:
+    return skeleton(tokens[1:])
 
 
 def _template_key(tokens: list[str]) -> int:
