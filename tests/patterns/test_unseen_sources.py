@@ -19,7 +19,7 @@ def ids_and_templates(lines, **kwargs):
     ("connect to web-a:8080 failed", "connect to <*>:<*> failed"),
     ("connect to localhost:8080 failed", "connect to <*>:<*> failed"),
     ("resolved www.example.co.uk to 10.1.2.3", "resolved <*> to <*>"),
-    ("mail from alice@mail.example.com.", "mail from alice@<*>."),
+    ("mail from alice.smith+tag@mail.example.com.", "mail from <*>."),
     ("peer NODE-B.CLUSTER.LOCAL down", "peer <*> down"),
     # Names that only look dotted stay: classes, packages, config keys, a constant URL.
     ("loaded org.apache.hadoop.io.Text from java.util.concurrent", "loaded org.apache.hadoop.io.Text from java.util.concurrent"),

@@ -65,10 +65,11 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"(^|[\s'\"=(\[,])(?:/|[A-Za-z]:\\)[^\s'\",;:)\]]+", r"\1<*>"),
     # A host name is a value like an IP is. A fully qualified name (labels ending in a common
     # top-level domain: a short, general list, so `org.apache.hadoop.io.Text` or
-    # `mapreduce.task.id` stay), and a dotless host with a port (`web-a:8080`, `localhost:80`).
+    # `mapreduce.task.id` stay) with its `user@` if it is an e-mail address, and a dotless host
+    # with a port (`web-a:8080`, `localhost:80`).
     # A host inside a URL is the URL's (a constant URL stays). The character after the name is
     # captured and written back (RE2 has no look-ahead).
-    (f"(^|[\\s'\"=(\\[,@])(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+(?:{_TLD}|{_TLD.upper()})"
+    (f"(^|[\\s'\"=(\\[,@])(?:(?:[A-Za-z0-9._%+-]+@)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+(?:{_TLD}|{_TLD.upper()})"
      f"|(?:localhost|[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+)(:\\d{{1,5}}))(\\.?(?:[^A-Za-z0-9._-]|$))", r"\1<*>\2\3"),
     # Any other piece of a token (it starts after a delimiter) that is a value:
     # - it starts with a digit (`42`, `10000ms`, `0x1f`, `-17`), or has a digit right after
