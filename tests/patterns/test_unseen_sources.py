@@ -172,4 +172,6 @@ def test_a_replica_that_loads_the_folded_pattern_takes_a_new_program_name():
     assert folded.template == "<*> - <*>:<*> close, <*> bytes sent, <*> bytes received"
     replica = PatternMiner()
     replica.load(folded.id, folded.template)
+    # Looking up without learning finds it too.
+    assert replica.match(mask("echo - 10.0.0.3:80 close, 3 bytes sent, 4 bytes received")).id == folded.id
     assert replica.add(mask("delta - 10.0.0.2:80 close, 1 bytes sent, 2 bytes received")).id == folded.id

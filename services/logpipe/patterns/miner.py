@@ -18,6 +18,15 @@ Where this goes beyond Drain (see docs/patterns.md):
   templates of another length whose `<*>` can absorb the extra tokens.
 - Templates that converge (one now covers the other) merge: the pattern with the smaller id
   survives and the other becomes its alias, the same decision on every replica.
+- Host names, e-mail addresses and host:port are values (masking.py); UPPER_CASE words (also
+  quoted: an HTTP method) never become `<*>`, Capitalised words take twice the evidence
+  (`VM Paused` / `VM Resumed` stay apart, names fold); a word meeting a masked value in its
+  place folds at once.
+- Optional parts do not split an event: before a new pattern is made, the message is looked up
+  by `skeleton` (bracketed values and units dropped), so `512 bytes` meets `4096 bytes (4.0 KB)`.
+  A quoted value after `=` is one token whatever its words.
+- A lower-case first word before a long rest with a value may be a name (`chrome.exe - ...`):
+  names that share the rest fold into `<*> rest` once `min_variants` of them are seen.
 - Ids are stable: a hash of the first masked message that created the pattern, so two miners
   that see the same messages agree on ids without talking to each other.
 - Memory is bounded: past `max_patterns` the least recently used pattern is evicted from memory
@@ -302,7 +311,10 @@ class PatternMiner:
         best, distance = self._closest(tokens)
         if best is not None and distance == 0:
             return best
-        return self._align_elastic(tokens)[0] or self._same_skeleton(tokens)
+        found = self._align_elastic(tokens)[0]
+        if found is None and _first_word_may_be_a_name(tokens):
+            found = self._named_instance(tokens)
+        return found or self._same_skeleton(tokens)
 
     def _distance(self, pattern: Pattern, tokens: list[str]) -> int | None:
         """How many constant tokens of the pattern the message differs in (None: too many)."""
@@ -387,18 +399,21 @@ class PatternMiner:
         Short rests (`cupsd startup succeeded`, `tickTime set to <*>`) stay apart: there the
         first word is the event.
         """
-        if len(tokens) > _MIN_REST and _name_like(tokens[0]) and WILDCARD in masked:
-            rest = [WILDCARD] + tokens[1:]
-            for pattern in self._buckets.get((len(tokens), WILDCARD), ()):
-                if self._distance(pattern, tokens) == 0:
-                    return pattern
-            same = self._same_skeleton(rest)
-            if same is not None:
-                return same
+        if _first_word_may_be_a_name(tokens):
+            found = self._named_instance(tokens)
+            if found is not None:
+                return found
             siblings = [pattern for pattern in self._tails.get(_tail_key(tokens), ()) if pattern.tokens[0] != tokens[0]]
             if len({pattern.tokens[0] for pattern in siblings}) + 1 >= self.min_variants:
-                return self._fold_first_words(siblings, rest, widths)
+                return self._fold_first_words(siblings, [WILDCARD] + tokens[1:], widths)
         return self._same_skeleton(tokens) or self._create(masked, tokens, widths)
+
+    def _named_instance(self, tokens: list[str]) -> Pattern | None:
+        """A pattern `<*> rest` that takes a message whose first word is a name."""
+        for pattern in self._buckets.get((len(tokens), WILDCARD), ()):
+            if self._distance(pattern, tokens) == 0:
+                return pattern
+        return self._same_skeleton([WILDCARD] + tokens[1:])
 
     def _fold_first_words(self, siblings: list[Pattern], tokens: list[str], widths: list[int]) -> Pattern:
         """Fold patterns that differ in their first word (and optional parts) into `<*> rest`;
@@ -600,6 +615,10 @@ class PatternMiner:
 
 
 _MIN_REST = 4  # a first word may be a name only when at least this many tokens follow it
+
+
+def _first_word_may_be_a_name(tokens: list[str]) -> bool:
+    return len(tokens) > _MIN_REST and _name_like(tokens[0]) and any(WILDCARD in token for token in tokens)
 
 
 def _name_like(token: str) -> bool:
