@@ -175,3 +175,16 @@ def test_a_replica_that_loads_the_folded_pattern_takes_a_new_program_name():
     # Looking up without learning finds it too.
     assert replica.match(mask("echo - 10.0.0.3:80 close, 3 bytes sent, 4 bytes received")).id == folded.id
     assert replica.add(mask("delta - 10.0.0.2:80 close, 1 bytes sent, 2 bytes received")).id == folded.id
+
+
+def test_after_an_upgrade_a_stored_template_with_a_host_name_keeps_its_id_and_widens():
+    # Stored by the version before, which kept a host name without digits as a word.
+    old_id, old_template = 4242, "connect to db.prod.example.com:<*> failed"
+    miner = PatternMiner()
+    miner.load(old_id, old_template)
+    pattern = miner.add(mask("connect to db.prod.example.com:5432 failed"))
+    assert pattern.id == old_id and pattern.template == "connect to <*>:<*> failed"
+    assert miner.add(mask("connect to cache.example.net:6379 failed")).id == old_id
+    # A pattern that the version before had merged stays one id: ids never split.
+    miner.load(777, '<*> "<*> <*> HTTP/<*>" status: <*>')
+    assert miner.add(mask('10.0.0.1 "GET /a HTTP/1.1" status: 200')).id == 777
