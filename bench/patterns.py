@@ -1,6 +1,10 @@
-"""Accuracy and speed of the pattern miner against drain3, on Loghub-2k (corrected templates).
+"""Accuracy on unseen log sources, and speed, of the pattern miner against drain3, on Loghub-2k.
 
-Prints one JSON line. Accuracy: GA and PA (Zhu et al., "Tools and Benchmarks for Automated Log
+Prints one JSON line. The headline is leave-one-source-out: for each of the datasets, the
+miner's thresholds are chosen by one fixed procedure (a grid over `min_variants` and
+`max_distance`, best mean of GA and PA) run on the other datasets only, and the held-out one is
+scored with that choice, as a new user's logs would be. Beside it: the shipped configuration on
+every dataset (the sources it was developed on) and drain3, in the same process. Accuracy: GA and PA (Zhu et al., "Tools and Benchmarks for Automated Log
 Parsing", ICSE-SEIP 2019; PA as in Loghub-2.0) and FGA and FTA (Jiang et al., "A Large-scale
 Evaluation for Log Parsing Techniques: How Far are We?", ISSTA 2024), per dataset and mean, for
 our miner and for drain3 with its default TemplateMiner configuration. Speed: lines/s of both
@@ -71,11 +75,47 @@ def load(datasets: Path, name: str) -> tuple[list[str], list[str]]:
     return [row["Content"] for row in rows], [row["EventTemplate"] for row in rows]
 
 
-def run_ours(messages: list[str]) -> tuple[list[int], list[str]]:
+def run_ours(messages: list[str], settings=None) -> tuple[list[int], list[str]]:
     from logpipe.patterns import build_miner, mine
 
-    result = mine(messages, build_miner())
+    result = mine(messages, build_miner(settings))
     return [pid for pid, _ in result], [template for _, template in result]
+
+
+# The thresholds the leave-one-out procedure may choose from: every miner threshold a user can
+# set (PATTERNS_MIN_VARIANTS, PATTERNS_MAX_DISTANCE). Token lists and rules are not tunable.
+GRID = {"min_variants": (2, 3, 4, 5), "max_distance": (0.3, 0.4, 0.5, 0.6)}
+
+
+def grid() -> list[dict]:
+    return [{"min_variants": v, "max_distance": d} for v in GRID["min_variants"] for d in GRID["max_distance"]]
+
+
+def choose(results: dict[str, list[dict]], sources: list[str], configs: list[dict]) -> int:
+    """The procedure: index of the configuration with the best mean (GA + PA) / 2 over `sources`.
+    Ties go to the earlier configuration in the grid, so the choice never depends on the held-out source."""
+    def objective(index: int) -> float:
+        return sum(results[name][index]["GA"] + results[name][index]["PA"] for name in sources) / (2 * len(sources))
+
+    return max(range(len(configs)), key=lambda index: (round(objective(index), 9), -index))
+
+
+def leave_one_out(results: dict[str, list[dict]], configs: list[dict]) -> dict:
+    """For each source: choose on the others, score it with that choice. `results[name][i]` are the
+    scores of configuration i on source `name` (the procedure only reads the others' rows)."""
+    names = list(results)
+    report: dict = {"datasets": {}, "mean": {}}
+    for held_out in names:
+        others = [name for name in names if name != held_out]
+        index = choose(results, others, configs)
+        report["datasets"][held_out] = {"chosen_on_others": configs[index], **_round(results[held_out][index])}
+    report["mean"] = _mean(report["datasets"], names)
+    report["worst"] = min(names, key=lambda name: report["datasets"][name]["GA"])
+    return report
+
+
+def _mean(rows: dict, names: list[str]) -> dict:
+    return {metric: round(sum(rows[n][metric] for n in names) / len(names), 4) for metric in ("GA", "PA", "FGA", "FTA")}
 
 
 def new_drain():
@@ -140,23 +180,36 @@ def main(argv: list[str] | None = None) -> None:
                         help="also tag this many distinct random lines (e.g. 1000000) and report memory")
     parser.add_argument("--repeats", type=int, default=3, help="timing runs per miner (the best counts)")
     parser.add_argument("--only", nargs="*", default=None, help="datasets to score (default: all 7)")
+    parser.add_argument("--no-speed", action="store_true", help="accuracy only (quick runs while developing)")
     args = parser.parse_args(argv)
     sys.setrecursionlimit(10_000)
 
     names = args.only or [name for name in DATASETS if (args.datasets / name).is_dir()]
     if not names:
         raise SystemExit(f"no Loghub-2k datasets under {args.datasets}")
-    report: dict = {"bench": "patterns", "datasets": {}, "mean": {}}
+    from logpipe.patterns import PatternSettings
+
+    report: dict = {"bench": "patterns", "leave_one_source_out": {}, "datasets": {}, "mean": {}}
     corpora = {}
+    configs = grid()
+    grid_results: dict[str, list[dict]] = {}
     for name in names:
         messages, truth = load(args.datasets, name)
         corpora[name] = messages
+        grid_results[name] = [scores(truth, *run_ours(messages, PatternSettings(**config))) for config in configs]
         ours = scores(truth, *run_ours(messages))
         drain = scores(truth, *run_drain(messages))
         report["datasets"][name] = {"ours": _round(ours), "drain3": _round(drain)}
+    if len(names) > 1:
+        report["leave_one_source_out"] = leave_one_out(grid_results, configs)
+    default = PatternSettings()
+    report["shipped"] = {"min_variants": default.min_variants, "max_distance": default.max_distance,
+                         "chosen_on_all": configs[choose(grid_results, names, configs)]}
     for who in ("ours", "drain3"):
-        report["mean"][who] = {metric: round(sum(report["datasets"][n][who][metric] for n in names) / len(names), 4)
-                               for metric in ("GA", "PA", "FGA", "FTA")}
+        report["mean"][who] = _mean({n: report["datasets"][n][who] for n in names}, names)
+    if args.no_speed:
+        print(json.dumps(report, sort_keys=False))
+        return
     corpus = speed_corpus(corpora, args.speed_lines, args.seed)
     speeds = timed({"ours": run_ours, "drain3": run_drain}, corpus, args.repeats)
     ours_speed, drain_speed = speeds["ours"], speeds["drain3"]
@@ -165,7 +218,10 @@ def main(argv: list[str] | None = None) -> None:
     report["tagger"] = tagger_speed(corpus, batch=10_000)
     if args.memory_lines:
         report["memory"] = memory_check(args.memory_lines, args.seed)
-    report["targets_met"] = {"GA>=0.95": report["mean"]["ours"]["GA"] >= 0.95, "PA>=0.85": report["mean"]["ours"]["PA"] >= 0.85,
+    unseen = report["leave_one_source_out"]
+    report["targets_met"] = {"unseen_GA>=0.93": bool(unseen) and unseen["mean"]["GA"] >= 0.93,
+                             "unseen_PA>=0.85": bool(unseen) and unseen["mean"]["PA"] >= 0.85,
+                             "unseen_min_GA>=0.80": bool(unseen) and min(row["GA"] for row in unseen["datasets"].values()) >= 0.80,
                              "speed_ratio>=1": report["speed"]["ratio"] >= 1.0}
     print(json.dumps(report, sort_keys=False))
 

@@ -41,3 +41,28 @@ def test_rerandomise_keeps_the_shape():
     assert out != line
     assert [len(w) for w in out.split()] == [len(w) for w in line.split()]
     assert out.startswith("Received block blk_-") and " of size " in out
+
+
+def _row(ga, pa):
+    return {"GA": ga, "PA": pa, "FGA": ga, "FTA": pa}
+
+
+def test_leave_one_out_chooses_without_the_held_out_source():
+    configs = [{"min_variants": 2}, {"min_variants": 3}]
+    # Config 1 is best on a and b; config 0 would be best on c, the held-out source it is chosen for.
+    results = {"a": [_row(0.5, 0.5), _row(0.9, 0.9)], "b": [_row(0.6, 0.6), _row(0.8, 0.8)],
+               "c": [_row(1.0, 1.0), _row(0.1, 0.2)]}
+    report = bench.leave_one_out(results, configs)
+    assert report["datasets"]["c"]["chosen_on_others"] == {"min_variants": 3}
+    assert (report["datasets"]["c"]["GA"], report["datasets"]["c"]["PA"]) == (0.1, 0.2)
+    assert report["worst"] == "c"
+    # Held out a: b prefers config 1 but c prefers config 0 by more, so config 0 is chosen.
+    assert report["datasets"]["a"]["chosen_on_others"] == {"min_variants": 2}
+    assert report["datasets"]["b"]["chosen_on_others"] == {"min_variants": 2}
+    assert report["mean"]["GA"] == pytest.approx((0.5 + 0.6 + 0.1) / 3, abs=1e-4)
+
+
+def test_choice_ties_go_to_the_earlier_configuration():
+    configs = [{"max_distance": 0.3}, {"max_distance": 0.5}]
+    results = {"a": [_row(0.9, 0.9), _row(0.9, 0.9)], "b": [_row(0.5, 0.5), _row(0.5, 0.5)]}
+    assert bench.choose(results, ["a", "b"], configs) == 0

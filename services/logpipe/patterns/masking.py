@@ -20,6 +20,7 @@ lists them with examples, docs/patterns.md explains them.
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Sequence
 
@@ -39,6 +40,10 @@ _HEX2 = "[0-9a-fA-F]{2}"
 _HEX4 = "[0-9a-fA-F]{1,4}"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 _WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+# Top-level domains that end a host name: generic ones, private-network suffixes and a few large
+# country codes. Never one that is also a common word or file suffix (`id`, `in`, `is`, `sh`, `py`).
+_TLD = ("com|net|org|edu|gov|mil|arpa|io|info|biz|cloud|local|localdomain|internal|intranet|lan|corp"
+        "|co|uk|de|fr|jp|cn|hk|tw|kr|ru|br|au|ca|nl|eu|us|ch")
 
 # (pattern, replacement), applied in this order; RE2 syntax (no look-around, so a piece's
 # leading delimiter is captured and written back).
@@ -58,6 +63,14 @@ RULES: tuple[tuple[str, str], ...] = (
     # `/10.0.0.1:50010` is `<*>:<*>`, host and port) or closing punctuation; the character
     # before it is captured and written back (RE2 has no look-behind).
     (r"(^|[\s'\"=(\[,])(?:/|[A-Za-z]:\\)[^\s'\",;:)\]]+", r"\1<*>"),
+    # A host name is a value like an IP is. A fully qualified name (labels ending in a common
+    # top-level domain: a short, general list, so `org.apache.hadoop.io.Text` or
+    # `mapreduce.task.id` stay) with its `user@` if it is an e-mail address, and a dotless host
+    # with a port (`web-a:8080`, `localhost:80`).
+    # A host inside a URL is the URL's (a constant URL stays). The character after the name is
+    # captured and written back (RE2 has no look-ahead).
+    (f"(^|[\\s'\"=(\\[,@])(?:(?:[A-Za-z0-9._%+-]+@)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+(?:{_TLD}|{_TLD.upper()})"
+     f"|(?:localhost|[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+)(:\\d{{1,5}}))(\\.?(?:[^A-Za-z0-9._-]|$))", r"\1<*>\2\3"),
     # Any other piece of a token (it starts after a delimiter) that is a value:
     # - it starts with a digit (`42`, `10000ms`, `0x1f`, `-17`), or has a digit right after
     #   punctuation (`blk_-42`, `rdd_2_0`, `msra-sa-41`, `v1.0.0`), digits and letters mixed
@@ -110,7 +123,7 @@ def rust_pattern(pattern: str) -> str:
 
 
 def rust_replacement(replacement: str) -> str:
-    return replacement.replace("$", "$$").replace("\\1", "${1}")
+    return re.sub(r"\\(\d)", r"${\1}", replacement.replace("$", "$$"))
 
 
 _RUST_RULES = tuple((rust_pattern(pattern), rust_replacement(replacement)) for pattern, replacement in RULES)

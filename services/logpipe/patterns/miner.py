@@ -18,6 +18,15 @@ Where this goes beyond Drain (see docs/patterns.md):
   templates of another length whose `<*>` can absorb the extra tokens.
 - Templates that converge (one now covers the other) merge: the pattern with the smaller id
   survives and the other becomes its alias, the same decision on every replica.
+- Host names, e-mail addresses and host:port are values (masking.py); UPPER_CASE words (also
+  quoted: an HTTP method) never become `<*>`, Capitalised words take twice the evidence
+  (`VM Paused` / `VM Resumed` stay apart, names fold); a word meeting a masked value in its
+  place folds at once.
+- Optional parts do not split an event: before a new pattern is made, the message is looked up
+  by `skeleton` (bracketed values and units dropped), so `512 bytes` meets `4096 bytes (4.0 KB)`.
+  A quoted value after `=` is one token whatever its words.
+- A lower-case first word before a long rest with a value may be a name (`chrome.exe - ...`):
+  names that share the rest fold into `<*> rest` once `min_variants` of them are seen.
 - Ids are stable: a hash of the first masked message that created the pattern, so two miners
   that see the same messages agree on ids without talking to each other.
 - Memory is bounded: past `max_patterns` the least recently used pattern is evicted from memory
@@ -64,6 +73,8 @@ def tokenize(masked: str) -> tuple[list[str], list[int]]:
         if len(raw) > MAX_TOKENS:
             raw = raw[:MAX_TOKENS - 1] + [WILDCARD]
         raw = [token if len(token) <= MAX_TOKEN_CHARS else WILDCARD for token in raw]
+    if '="' in masked or "='" in masked:
+        raw = _join_quoted(raw)
     if WILDCARD not in raw:
         return raw, [1] * len(raw)  # nothing to fold (the common case, kept cheap)
     tokens: list[str] = []
@@ -83,6 +94,66 @@ def tokenize(masked: str) -> tuple[list[str], list[int]]:
         tokens.append(token)
         widths.append(1)
     return tokens, widths
+
+
+# A bracketed value (`(<*>)`, `[<*>],`): in many formats printed only sometimes (`512 bytes` /
+# `4096 bytes (4.0 KB)`).
+_OPTIONAL = re.compile(r"[(\[{](?:<\*>|[^\w\s<>*])*[)\]}][^\w\s<>*]?")
+# Units after a value: how a value is written (`<*>:<*>`, `<*> sec`), not what the event is.
+_UNITS = frozenset({"ms", "s", "sec", "secs", "second", "seconds", "min", "mins", "minute", "minutes",
+                    "h", "hr", "hrs", "hour", "hours", "us", "ns", "d", "day", "days",
+                    "b", "byte", "bytes", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "%"})
+
+
+def skeleton(tokens: list[str]) -> str:
+    """The message with its optional parts dropped: bracketed values, a unit after a value, and
+    the way a value is written (`<*>:<*>` and `<*> sec` are both `<*>`). Two messages with the
+    same skeleton are one event written two ways."""
+    joined = " ".join(tokens)
+    if WILDCARD not in joined:
+        return joined  # no value, nothing optional
+    out: list[str] = []
+    for token in tokens:
+        if WILDCARD in token and _OPTIONAL.fullmatch(token) and out:
+            out[-1] += token[len(token.rstrip(_TRAILING)):] if token[-1] in _TRAILING else ""
+            continue
+        word = token.rstrip(_TRAILING)
+        if out and out[-1] == WILDCARD and word.lower() in _UNITS:
+            out[-1] += token[len(word):]
+            continue
+        if _variable_token(word):
+            token = WILDCARD + token[len(word):]
+        if token == WILDCARD and out and out[-1] == WILDCARD:
+            continue
+        out.append(token)
+    return " ".join(out)
+
+
+_TRAILING = ",;:."
+
+
+_MAX_QUOTED = 16  # tokens a quoted value may span before it is taken as an unclosed quote
+
+
+def _join_quoted(raw: list[str]) -> list[str]:
+    """A quoted value after `=` is one token whatever its words (`tag="View Lock",` like
+    `tag="WindowManager",`), so a value of two words does not make another pattern."""
+    out: list[str] = []
+    i = 0
+    while i < len(raw):
+        token = raw[i]
+        for quote in ('"', "'"):
+            at = token.find("=" + quote)
+            if at >= 0 and token.count(quote, at + 2) == 0:  # opened here, closed later
+                for j in range(i + 1, min(len(raw), i + _MAX_QUOTED)):
+                    if quote in raw[j]:
+                        token = " ".join(raw[i:j + 1])
+                        i = j
+                        break
+                break
+        out.append(token)
+        i += 1
+    return out
 
 
 def bucket_key(tokens: list[str]) -> tuple[int, str]:
@@ -151,9 +222,18 @@ def generalize_token(old: str, new: str) -> str:
 
 
 def _enum_like(token: str) -> bool:
-    # UPPER_CASE words are states and event names (RUNNING, LOOKING, FAILED): a different
-    # one is a different event, not a variable.
-    return len(token) > 1 and token.isupper() and token.replace("_", "").isalpha()
+    # UPPER_CASE words are states, event names and verbs (RUNNING, FAILED, `"GET`, `POST`): a
+    # different one is a different event, not a variable, also when quoted or bracketed.
+    word = token.strip(_WORD_PUNCTUATION)
+    return len(word) > 1 and word.isupper() and word.replace("_", "").isalpha()
+
+
+def _title_word(token: str) -> bool:
+    word = token.strip(_WORD_PUNCTUATION)
+    return len(word) > 2 and word.istitle() and word.isalpha()
+
+
+_WORD_PUNCTUATION = "\"'()[]{}<>,;:.!?"
 
 
 @dataclass(eq=False)
@@ -163,6 +243,10 @@ class Pattern:
     widths: list[int]
     count: int = 0
     aliases: set[int] = field(default_factory=set)
+    # Index keys while the pattern is indexed (see PatternMiner._insert), kept so that removing
+    # it does not compute them again.
+    skeleton_key: str = field(default="", repr=False)
+    tail_key: str | None = field(default=None, repr=False)
 
     @property
     def template(self) -> str:
@@ -191,6 +275,12 @@ class PatternMiner:
         self._buckets: dict[tuple[int, str], list[Pattern]] = {}
         # Patterns with a bare `<*>`, by first token: candidates for messages of another length.
         self._elastic: dict[str, list[Pattern]] = {}
+        # Patterns by skeleton (optional parts dropped, see `skeleton`): the last resort before a
+        # new pattern, so `sent <*> bytes (<*>),` joins `sent <*> bytes,`.
+        self._skeletons: dict[str, list[Pattern]] = {}
+        # Patterns whose first word looks like a name, by (token count, the other tokens): the
+        # evidence that a first word varies (see `_new_shape`).
+        self._tails: dict[str, list[Pattern]] = {}
         self.changed: set[int] = set()  # created or re-templated since drain_changes()
         self.merged: dict[int, int] = {}  # merged since drain_changes()
         self.evicted = 0
@@ -221,7 +311,10 @@ class PatternMiner:
         best, distance = self._closest(tokens)
         if best is not None and distance == 0:
             return best
-        return self._align_elastic(tokens)[0]
+        found = self._align_elastic(tokens)[0]
+        if found is None and _first_word_may_be_a_name(tokens):
+            found = self._named_instance(tokens)
+        return found or self._same_skeleton(tokens)
 
     def _distance(self, pattern: Pattern, tokens: list[str]) -> int | None:
         """How many constant tokens of the pattern the message differs in (None: too many)."""
@@ -277,21 +370,75 @@ class PatternMiner:
                     self.changed.add(elastic.id)
                 pattern = elastic
             else:
-                pattern = self._create(masked, tokens, widths)
+                pattern = self._new_shape(masked, tokens, widths)
         elif distance == 0:
             self._widen(pattern, widths)
         else:
             generalized = [generalize_token(mine, theirs) for mine, theirs in zip(pattern.tokens, tokens)]
             covered = [other for other in self._buckets.get(pattern.key, ())
                        if all(token_covers(g, t) for g, t in zip(generalized, other.tokens))]
-            if len(covered) + 1 >= self.min_variants:
+            # Where the masking already made the message's token a value (`<*>:<*>`) covering the
+            # pattern's word (`db-host:<*>`), the position is known to vary: no need to wait.
+            if len(covered) + 1 >= self._variants_needed(pattern.tokens, tokens) or generalized == tokens:
                 pattern = self._generalize(covered, generalized, widths)
             else:
-                pattern = self._create(masked, tokens, widths)
+                pattern = self._new_shape(masked, tokens, widths)
         pattern.count += count
         self.patterns.move_to_end(pattern.id)
         self._enforce_cap()
         return pattern
+
+    def _new_shape(self, masked: str, tokens: list[str], widths: list[int]) -> Pattern:
+        """No pattern of the message's bucket takes it: look across buckets before creating one.
+
+        Buckets are keyed by the first token, so an event whose first word is a name (a program,
+        `chrome.exe - <*>:<*> close, ...` / `firefox.exe - ...`) would never meet itself. When
+        the first word looks like a name (lower case, see `_name_like`) and the rest is long and
+        holds a value, a pattern whose first token is `<*>` takes the message if it covers the
+        rest, and `min_variants` patterns that differ only in such a first word fold into one.
+        Short rests (`cupsd startup succeeded`, `tickTime set to <*>`) stay apart: there the
+        first word is the event.
+        """
+        if _first_word_may_be_a_name(tokens):
+            found = self._named_instance(tokens)
+            if found is not None:
+                return found
+            siblings = [pattern for pattern in self._tails.get(_tail_key(tokens), ()) if pattern.tokens[0] != tokens[0]]
+            if len({pattern.tokens[0] for pattern in siblings}) + 1 >= self.min_variants:
+                return self._fold_first_words(siblings, [WILDCARD] + tokens[1:], widths)
+        return self._same_skeleton(tokens) or self._create(masked, tokens, widths)
+
+    def _named_instance(self, tokens: list[str]) -> Pattern | None:
+        """A pattern `<*> rest` that takes a message whose first word is a name."""
+        for pattern in self._buckets.get((len(tokens), WILDCARD), ()):
+            if self._distance(pattern, tokens) == 0:
+                return pattern
+        return self._same_skeleton([WILDCARD] + tokens[1:])
+
+    def _fold_first_words(self, siblings: list[Pattern], tokens: list[str], widths: list[int]) -> Pattern:
+        """Fold patterns that differ in their first word (and optional parts) into `<*> rest`;
+        the smallest id survives, the others become its aliases."""
+        survivor = min(siblings, key=lambda pattern: pattern.id)
+        for other in siblings:
+            if other is not survivor:
+                self.merge(other.id, survivor.id)
+        self._retemplate(survivor, tokens, list(widths))
+        return self._revive(self._converge(survivor))
+
+    def _same_skeleton(self, tokens: list[str]) -> Pattern | None:
+        """A pattern that differs from the message only in optional parts (the smallest id)."""
+        candidates = self._skeletons.get(skeleton(tokens))
+        return min(candidates, key=lambda pattern: pattern.id) if candidates else None
+
+    def _variants_needed(self, mine: list[str], theirs: list[str]) -> int:
+        """Distinct values a position must show before it becomes `<*>`. Where the values are
+        Capitalised words (`VM Paused`, `VM Resumed`), they are more often a small closed set of
+        event words than a variable, so it takes twice the evidence: a closed set of lifecycle
+        words stays apart, while names keep coming and fold."""
+        for a, b in zip(mine, theirs):
+            if a != b and not token_covers(a, b) and _title_word(a) and _title_word(b):
+                return 2 * self.min_variants
+        return self.min_variants
 
     def _create(self, seed: str, tokens: list[str], widths: list[int]) -> Pattern:
         pattern_id = pattern_id_for(seed)
@@ -328,12 +475,19 @@ class PatternMiner:
     def _insert(self, pattern: Pattern) -> None:
         self.patterns[pattern.id] = pattern
         self._buckets.setdefault(pattern.key, []).append(pattern)
+        pattern.skeleton_key = skeleton(pattern.tokens)
+        self._skeletons.setdefault(pattern.skeleton_key, []).append(pattern)
+        pattern.tail_key = None
+        if len(pattern.tokens) > _MIN_REST and _name_like(pattern.tokens[0]):
+            pattern.tail_key = _tail_key(pattern.tokens)
+            self._tails.setdefault(pattern.tail_key, []).append(pattern)
         if WILDCARD in pattern.tokens[1:]:
             self._elastic.setdefault(pattern.key[1], []).append(pattern)
 
     def _remove(self, pattern: Pattern) -> None:
         self.patterns.pop(pattern.id, None)
-        for index, key in ((self._buckets, pattern.key), (self._elastic, pattern.key[1])):
+        for index, key in ((self._buckets, pattern.key), (self._elastic, pattern.key[1]),
+                           (self._skeletons, pattern.skeleton_key), (self._tails, pattern.tail_key)):
             bucket = index.get(key)
             if bucket is not None and pattern in bucket:
                 bucket.remove(pattern)
@@ -458,6 +612,23 @@ class PatternMiner:
         self.changed.clear()
         self.merged.clear()
         return changed, merged
+
+
+_MIN_REST = 4  # a first word may be a name only when at least this many tokens follow it
+
+
+def _first_word_may_be_a_name(tokens: list[str]) -> bool:
+    return len(tokens) > _MIN_REST and _name_like(tokens[0]) and any(WILDCARD in token for token in tokens)
+
+
+def _name_like(token: str) -> bool:
+    # A program, host or user name: starts with a lower-case letter, no value masked in it
+    # (those already share the `<*>` bucket). Capitalised and UPPER_CASE first words are events.
+    return token[:1].islower() and WILDCARD not in token
+
+
+def _tail_key(tokens: list[str]) -> str:
+    return skeleton(tokens[1:])
 
 
 def _template_key(tokens: list[str]) -> int:

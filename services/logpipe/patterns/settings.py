@@ -11,7 +11,7 @@ class PatternSettings(BaseSettings):
 
     # Share of a message's tokens that may differ from a pattern it joins.
     max_distance: float = Field(0.5, ge=0.0, lt=1.0)
-    # Distinct values a position must show before it becomes `<*>`.
+    # Distinct values a position must show before it becomes `<*>` (twice that for Capitalised words).
     min_variants: int = Field(3, ge=2, le=100)
     # Patterns kept in memory per process (the store keeps them all); least recently used go first.
     max_patterns: int = Field(100_000, ge=1)
