@@ -8,8 +8,6 @@ Kopf reads its settings when the handlers module is imported, so the operator's 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import datetime
 import itertools
 import json
@@ -36,10 +34,10 @@ os.environ.update({
     "OPERATOR_RETRY_BASE_SECONDS": "1",
     "OPERATOR_RETRY_MAX_SECONDS": "2",
     "OPERATOR_POST_EVENTS": "false",
-    "OPERATOR_KAFKA_TIMEOUT_SECONDS": "5",
+    "OPERATOR_KAFKA_TIMEOUT_SECONDS": "3",
     "LOGPIPE_DATA_DIR": str(_workdir / "data"),
 })
-DATA_DIR = _workdir / "data"
+
 
 
 class Emulator(kmock.KubernetesEmulator):
@@ -150,11 +148,6 @@ async def operator(k8s):
     assert runner.exception is None or isinstance(runner.exception, SystemExit), runner.exception
 
 
-def secret(namespace: str, name: str, **values: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-            "data": {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}}
-
-
 class Api:
     """What `kubectl` would do, against the emulator (asynchronous: kmock serves from this loop)."""
 
@@ -190,17 +183,3 @@ class Api:
 @pytest.fixture
 def api(k8s) -> Api:
     return Api(k8s)
-
-
-async def eventually(probe, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
-    """Poll an async probe until it returns something truthy (kmock serves from this loop)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last = None
-    while loop.time() < deadline:
-        with contextlib.suppress(AssertionError):
-            last = await probe()
-            if last:
-                return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout}s; last value: {last!r}")

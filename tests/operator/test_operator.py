@@ -11,11 +11,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
-from conftest import DATA_DIR, eventually, secret  # tests/operator/conftest.py
 
 from logpipe.core.kafka import new_producer
 from logpipe.core.topics import Topics
 from logpipe.stores.clickhouse import ClickHouseStore
+from operator_support import DATA_DIR, eventually, secret
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -198,8 +198,12 @@ async def test_lag_scales_ingest_up_then_down_after_cooldown(operator, api, kafk
     seen = await eventually(cooling, 20, what="lag 0 seen")
     assert seen["lastDecision"] in ("CoolingDown", "LagBelowTarget")
     await eventually(await replicas(1), 20, what="back to 1 ingest replica")
-    obj = await api.get(f"{LP.format(ns=ns)}/{name}")
-    assert obj["status"]["consumers"]["ingest"]["lastDecision"] == "LagBelowTarget"
+
+    async def scaled_down():
+        current = await api.get(f"{LP.format(ns=ns)}/{name}")
+        ingest = current["status"]["consumers"]["ingest"]
+        return ingest["summary"] == "1 (lag 0)" and ingest["lastDecision"] == "LagBelowTarget"
+    await eventually(scaled_down, 10, what="status shows the scale-down")
 
 
 async def test_two_pipelines_stay_isolated_and_retain_keeps_data(operator, api, kafka_bootstrap, chdb_dsn):
