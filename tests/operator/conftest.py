@@ -1,8 +1,8 @@
 """The operator under `kopf.testing.KopfRunner` against kmock (a Kubernetes API emulator), with
 the real broker (Tansu) and the embedded stores (chdb, Qdrant Edge) in this process.
 
-Kopf reads its settings when the handlers module is imported, so the operator's environment
-(fast timers, no events: kmock cannot store events with generated names) is set here first.
+The operator reads its settings when the handlers module is imported, so its environment (fast
+timers and retries) is set here first.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ os.environ.update({
     "OPERATOR_SCALE_INTERVAL_SECONDS": "1",
     "OPERATOR_RETRY_BASE_SECONDS": "1",
     "OPERATOR_RETRY_MAX_SECONDS": "2",
-    "OPERATOR_POST_EVENTS": "false",
     "OPERATOR_KAFKA_TIMEOUT_SECONDS": "3",
     "LOGPIPE_DATA_DIR": str(_workdir / "data"),
 })
@@ -70,6 +69,8 @@ class Emulator(kmock.KubernetesEmulator):
         if request.resource is not None and request.action == kmock.action.CREATE and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             meta.setdefault("namespace", request.namespace)
+            if not meta.get("name") and meta.get("generateName"):  # Kopf's events
+                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:10]}"
             meta.update(uid=str(uuid.uuid4()), generation=1, resourceVersion=self._next_version(),
                         creationTimestamp=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         elif request.resource is not None and request.action == kmock.action.UPDATE and request.name:
@@ -138,7 +139,12 @@ async def operator(k8s):
     """The operator running (in its own thread and loop) against the emulator."""
     from kopf.testing import KopfRunner
 
-    runner = KopfRunner(["run", "-A", "--standalone", "-m", "logpipe_operator.handlers"], timeout=60)
+    from logpipe.core.broker import free_port
+
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    runner = KopfRunner(["run", "-A", "--standalone", f"--liveness={liveness}",
+                         "-m", "logpipe_operator.handlers"], timeout=60)
+    runner.liveness = liveness
     # KopfRunner blocks its caller while starting and stopping; the emulator lives in this loop.
     await asyncio.to_thread(runner.__enter__)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -40,6 +41,18 @@ async def topics_on_broker(bootstrap: str) -> set[str]:
         return set(await admin.list_topics())
     finally:
         await admin.close()
+
+
+def metric(name: str, **labels) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def events(api, namespace: str, name: str) -> list[tuple[str, str]]:
+    listed = await api.get(f"/api/v1/namespaces/{namespace}/events")
+    return [(item["type"], item["reason"]) for item in (listed or {}).get("items", [])
+            if item.get("involvedObject", {}).get("name") == name]
 
 
 def condition(obj: dict | None, kind: str) -> dict:
@@ -91,6 +104,13 @@ async def test_apply_creates_a_ready_pipeline_then_grow_then_delete(operator, ap
     assert all(item["reason"] and item["message"] for item in status["conditions"])
     assert status["topics"]["count"] == 5
 
+    # Liveness (what the Deployment's probe reads) and metrics of the running operator.
+    async with aiohttp.ClientSession() as session:
+        async with session.get(operator.liveness) as response:
+            assert response.status == 200
+    assert metric("logpipe_operator_reconciles_total", result="ok") >= 1
+    assert ("Normal", "TopicsPresent") in await events(api, ns, name)
+
     prefix = f"{ns}.{name}."
     assert set(Topics(prefix).all()) <= await topics_on_broker(kafka_bootstrap)
     uid = obj["metadata"]["uid"]
@@ -128,6 +148,11 @@ async def test_apply_creates_a_ready_pipeline_then_grow_then_delete(operator, ap
     assert condition(obj, "Ready")["status"] == "False"
     assert "CreatePartitions" in condition(obj, "TopicsReady")["message"]
     assert obj["status"]["phase"] == "Degraded"
+    assert metric("logpipe_operator_errors_total", step="TopicsReady") >= 1
+
+    async def warned():
+        return ("Warning", "PartitionGrowthRefused") in await events(api, ns, name)
+    await eventually(warned, 10, what="a Warning event for the refused growth")
 
     # Delete under deletionPolicy Delete: topics, rows and collection of this pipeline go.
     insert_rows(chdb_dsn, database, f"{ns}/{name}", 3)
@@ -178,6 +203,8 @@ async def test_lag_scales_ingest_up_then_down_after_cooldown(operator, api, kafk
         current = await api.get(f"{LP.format(ns=ns)}/{name}")
         return ((current["status"].get("consumers") or {}).get("ingest") or {}).get("summary") == "3 (lag 25)"
     await eventually(reported, 10, what="status shows 3 replicas at lag 25")
+    assert metric("logpipe_operator_scaling_decisions_total", component="ingest", direction="up") >= 1
+    assert ("Normal", "ScaledUp") in await events(api, ns, name)
 
     # The group consumes everything: the replicas stay for the cooldown, then return to the minimum.
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=f"{ns}.{name}.ingest",

@@ -78,7 +78,9 @@ async def _optional_secret(kube: Kube, namespace: str, ref: tuple[str, str] | No
 
 
 def _cause(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".strip()[:500]
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return (text if text.startswith(name) else f"{name}: {text}")[:500]
 
 
 async def _topics(kube: Kube, pipeline: resources.Pipeline) -> tuple[Condition, dict]:
