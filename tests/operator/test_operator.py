@@ -131,11 +131,17 @@ async def test_apply_creates_a_ready_pipeline_then_grow_then_delete(operator, ap
     assert rows_of(chdb_dsn, database, f"{ns}/{name}") == 0  # the schema exists: the query runs
     assert (DATA_DIR / "qdrant" / f"{ns}_{name}").exists()
 
-    # A rerun (the timer re-applies children every second) changes nothing.
+    # A rerun (the timer re-applies children every second) changes nothing...
     version = ingest["metadata"]["resourceVersion"]
     await asyncio.sleep(2.5)  # two timer rounds: the absence of a write is what is asserted
     again = await api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}-ingest")
     assert again["metadata"]["resourceVersion"] == version
+    # ...and a child deleted by hand comes back.
+    await api.delete(f"/api/v1/namespaces/{ns}/services/{name}-vectorizer")
+
+    async def restored():
+        return await api.get(f"/api/v1/namespaces/{ns}/services/{name}-vectorizer")
+    await eventually(restored, 10, what="the deleted Service restored")
 
     # Growing partitions reaches the broker; Tansu refuses CreatePartitions, and the condition says so.
     await api.patch(f"{LP.format(ns=ns)}/{name}", {"spec": {"kafka": {"partitions": 3}}})
@@ -241,7 +247,8 @@ async def test_two_pipelines_stay_isolated_and_retain_keeps_data(operator, api, 
         await api.create(LP.format(ns=ns), pipeline(name, ns, kafka_bootstrap, database,
                                                     deletionPolicy="Delete" if ns == "team-c" else "Retain"))
     # A pipeline whose broker is down fails on its own; the others are served meanwhile.
-    await api.create("/api/v1/namespaces/team-e/secrets", secret("team-e", "clickhouse", dsn=chdb_dsn))
+    # A bad DSN too: each failing dependency is its own False condition with its cause.
+    await api.create("/api/v1/namespaces/team-e/secrets", secret("team-e", "clickhouse", dsn="http://u:p@127.0.0.1:1"))
     await api.create(LP.format(ns="team-e"), pipeline("broken", "team-e", "127.0.0.1:1", database))
     for ns, name in names.items():
         await ready(api, ns, name)
@@ -251,7 +258,11 @@ async def test_two_pipelines_stay_isolated_and_retain_keeps_data(operator, api, 
         return obj if condition(obj, "TopicsReady").get("reason") == "BrokerUnavailable" else None
     broken = await eventually(broker_down, 40, what="BrokerUnavailable")
     assert condition(broken, "Ready")["status"] == "False"
-    assert condition(broken, "StorageReady")["status"] == "True"
+    assert "127.0.0.1" in condition(broken, "TopicsReady")["message"]
+    assert condition(broken, "StorageReady")["reason"] == "StorageUnavailable"
+    assert "127.0.0.1" in condition(broken, "StorageReady")["message"]
+    assert condition(broken, "CollectionReady")["status"] == "True"
+    assert broken["status"]["phase"] == "Degraded"
 
     (ns_c, c), (ns_d, d) = names.items()
     topics = await topics_on_broker(kafka_bootstrap)

@@ -209,12 +209,19 @@ def _seconds_since(timestamp: str | None) -> float | None:
             backoff=SETTINGS.scale_interval_seconds)
 async def scale(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, status: kopf.Status,
                 patch: kopf.Patch, memo: kopf.Memo, logger, **_: Any) -> None:
-    """Read each consumer group's lag, scale its Deployment, report lag, replicas, last analysis."""
+    """Re-apply drifted children; read each consumer group's lag, scale its Deployment; report
+    lag, replicas and the last analysis."""
     try:
         pipeline = resources.parse(name, namespace, dict(spec))
     except ValueError:
         return
     kube = _kube(memo)
+    # Drift: a child edited or deleted by hand is put back (create-or-patch writes nothing
+    # when the live object already holds the desired values; replicas stay the scaler's).
+    for drift in await _children(kube, pipeline, body, logger):
+        if not drift.ok:
+            logger.warning(f"children not re-applied: {drift.message}")
+            break
     try:
         bootstrap = await _bootstrap(kube, pipeline)
     except LookupError as exc:
