@@ -292,3 +292,52 @@ async def test_two_pipelines_stay_isolated_and_retain_keeps_data(operator, api, 
     assert (DATA_DIR / "qdrant" / f"{ns_d}_{d}").exists()
     assert await api.get(f"/apis/apps/v1/namespaces/{ns_d}/deployments/{d}-ingest") is None
     await api.delete(f"{LP.format(ns='team-e')}/broken")
+
+
+async def test_logpipe_operator_command_serves_liveness_and_metrics(k8s, api, kafka_bootstrap, tmp_path):
+    """`logpipe operator` as the image runs it: Kopf with its liveness endpoint, Prometheus metrics."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from logpipe.core.broker import free_port
+
+    health, metrics_port = free_port(), free_port()
+    ns, name = "team-f", f"p{uuid.uuid4().hex[:6]}"
+    # chdb allows one process per data directory: the operator process gets its own.
+    await api.create(f"/api/v1/namespaces/{ns}/secrets", secret(ns, "clickhouse", dsn=f"chdb://{tmp_path / 'ch'}"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OPERATOR_HOST="127.0.0.1",
+               OPERATOR_HEALTH_PORT=str(health), OPERATOR_METRICS_PORT=str(metrics_port),
+               LOGPIPE_DATA_DIR=str(tmp_path), LOG_FORMAT="text")
+    output = (tmp_path / "operator.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "operator", "--standalone"],
+                               env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def live():
+                try:
+                    async with session.get(f"http://127.0.0.1:{health}/healthz") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+            await eventually(live, 30, what="liveness answers")
+            await api.create(LP.format(ns=ns), pipeline(name, ns, kafka_bootstrap, f"op_{uuid.uuid4().hex[:8]}"))
+
+            async def counted():
+                async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+                    text = await response.text()
+                return text if 'logpipe_operator_reconciles_total{result="ok"} 1.0' in text else None
+            text = await eventually(counted, 40, what="a reconcile counted in /metrics")
+            assert "logpipe_operator_reconcile_seconds_count" in text
+        obj = await api.get(f"{LP.format(ns=ns)}/{name}")
+        assert condition(obj, "Ready")["status"] == "True"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        output.close()
+        print((tmp_path / "operator.log").read_text()[-5000:])  # shown when the test fails
