@@ -341,3 +341,32 @@ async def test_logpipe_operator_command_serves_liveness_and_metrics(k8s, api, ka
             process.wait()
         output.close()
         print((tmp_path / "operator.log").read_text()[-5000:])  # shown when the test fails
+
+
+async def test_keda_scaler_and_last_analysis_time(operator, api, kafka_bootstrap, chdb_dsn):
+    ns, name = "team-g", f"p{uuid.uuid4().hex[:6]}"
+    await api.create(f"/api/v1/namespaces/{ns}/secrets", secret(ns, "clickhouse", dsn=chdb_dsn))
+    await api.create(LP.format(ns=ns), pipeline(name, ns, kafka_bootstrap, f"op_{uuid.uuid4().hex[:8]}",
+                                                consumers={"scaler": "keda"}))
+    obj = await ready(api, ns, name)
+    scaled = await api.get(f"/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/{name}-ingest")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == f"{name}-ingest"
+    assert scaled["spec"]["triggers"][0]["metadata"]["consumerGroup"] == f"{ns}.{name}.ingest"
+    assert scaled["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+
+    # The CronJob's last success shows on the LogPipeline (the Last analysis column).
+    cronjob = f"/apis/batch/v1/namespaces/{ns}/cronjobs/{name}-analysis"
+    await api.patch(cronjob, {"status": {"lastSuccessfulTime": "2026-12-06T02:00:41Z"}})
+
+    async def analysed():
+        current = await api.get(f"{LP.format(ns=ns)}/{name}")
+        return current["status"].get("lastAnalysisTime") == "2026-12-06T02:00:41Z"
+    await eventually(analysed, 10, what="lastAnalysisTime reported")
+
+    # Back to the operator's own scaler: the ScaledObjects go.
+    await api.patch(f"{LP.format(ns=ns)}/{name}", {"spec": {"consumers": {"scaler": "operator"}}})
+
+    async def removed():
+        return await api.get(f"/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/{name}-ingest") is None
+    await eventually(removed, 15, what="ScaledObject removed")
+    await api.delete(f"{LP.format(ns=ns)}/{name}")
