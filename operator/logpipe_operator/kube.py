@@ -7,7 +7,6 @@ one source of credentials. Apply is create-or-patch: an object already as desire
 from __future__ import annotations
 
 import base64
-import ssl
 from typing import Any
 
 import aiohttp
@@ -46,25 +45,11 @@ def contains(existing: Any, desired: Any) -> bool:
 
 class Kube:
     def __init__(self, info) -> None:
-        """`info`: kopf.ConnectionInfo."""
+        """`info`: the kopf.ConnectionInfo Kopf logged in with (token, basic auth or client
+        certificate; its own SSL context, so embedded kubeconfig certificates work too)."""
         self.server = info.server.rstrip("/")
-        headers = {"Accept": "application/json"}
-        if info.token:
-            headers["Authorization"] = f"Bearer {info.token}"
-        elif info.username:
-            basic = base64.b64encode(f"{info.username}:{info.password or ''}".encode()).decode()
-            headers["Authorization"] = f"Basic {basic}"
-        context: ssl.SSLContext | bool | None = None
-        if self.server.startswith("https"):
-            if info.insecure:
-                context = False
-            else:
-                context = ssl.create_default_context(
-                    cafile=info.ca_path, cadata=info.ca_data.decode() if info.ca_data else None)
-                if info.certificate_path and info.private_key_path:
-                    context.load_cert_chain(info.certificate_path, info.private_key_path)
-        self._headers = headers
-        self._ssl = context
+        self._headers = {"Accept": "application/json", **info.as_http_headers()}
+        self._ssl = info.as_ssl_context() if self.server.startswith("https") else None
         self._session: aiohttp.ClientSession | None = None
 
     async def _request(self, method: str, path: str, body: Any = None,

@@ -8,6 +8,7 @@ the pipeline's data under `deletionPolicy: Delete` only.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -30,7 +31,7 @@ _connection: list[Any] = []  # the credentials the login handler obtained (one o
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.posting.enabled = SETTINGS.post_events
-    settings.posting.level = 20  # INFO: every change and every failure
+    settings.posting.level = logging.INFO  # every change and every failure
     settings.watching.server_timeout = 300
     memo.kube = None
 
