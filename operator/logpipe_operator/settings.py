@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from logpipe.core.settings import CommonSettings
@@ -25,5 +27,7 @@ class Settings(CommonSettings):
     kafka_timeout_seconds: float = Field(10.0, gt=0)
     # Watch these namespaces only (comma-separated); empty watches every namespace.
     namespaces: str = ""
-    # A pipeline naming no Qdrant URL: the operator prepares the embedded engine under
-    # LOGPIPE_DATA_DIR (CommonSettings), as `logpipe schema` does on one machine.
+    # A pipeline naming no Qdrant URL: the operator prepares the embedded engine here, as
+    # `logpipe schema` does on one machine (OPERATOR_DATA_DIR, else LOGPIPE_DATA_DIR).
+    data_dir: Path = Field(Path("data"), validation_alias=AliasChoices("OPERATOR_DATA_DIR", "LOGPIPE_DATA_DIR",
+                                                                         "data_dir"))

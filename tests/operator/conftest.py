@@ -12,6 +12,7 @@ import datetime
 import itertools
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -34,9 +35,15 @@ os.environ.update({
     "OPERATOR_RETRY_BASE_SECONDS": "1",
     "OPERATOR_RETRY_MAX_SECONDS": "2",
     "OPERATOR_KAFKA_TIMEOUT_SECONDS": "3",
-    "LOGPIPE_DATA_DIR": str(_workdir / "data"),
+    "OPERATOR_DATA_DIR": str(_workdir / "data"),
 })
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_workdir():
+    yield
+    shutil.rmtree(_workdir, ignore_errors=True)
 
 
 class Emulator(kmock.KubernetesEmulator):

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 # Set by tests/operator/conftest.py before the operator is imported.
-DATA_DIR = Path(os.environ["LOGPIPE_DATA_DIR"])
+DATA_DIR = Path(os.environ["OPERATOR_DATA_DIR"])
 
 
 def secret(namespace: str, name: str, **values: str) -> dict:

@@ -309,7 +309,7 @@ async def test_logpipe_operator_command_serves_liveness_and_metrics(k8s, api, ka
     await api.create(f"/api/v1/namespaces/{ns}/secrets", secret(ns, "clickhouse", dsn=f"chdb://{tmp_path / 'ch'}"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OPERATOR_HOST="127.0.0.1",
                OPERATOR_HEALTH_PORT=str(health), OPERATOR_METRICS_PORT=str(metrics_port),
-               LOGPIPE_DATA_DIR=str(tmp_path), LOG_FORMAT="text")
+               OPERATOR_DATA_DIR=str(tmp_path), LOG_FORMAT="text")
     output = (tmp_path / "operator.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "operator", "--standalone"],
                                env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
