@@ -18,7 +18,8 @@ from logpipe.core.topics import Topics
 from logpipe.stores.clickhouse import ClickHouseStore
 from operator_support import DATA_DIR, eventually, secret
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120),
+              pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning")]  # kmock 0.8
 
 LP = "/apis/logpipe.io/v1alpha1/namespaces/{ns}/logpipelines"
 

@@ -22,6 +22,7 @@ from logpipe_operator.kube import Kube
 from logpipe_operator.settings import Settings
 from logpipe_operator.status import Condition, changed, consumer_summary, merge_conditions, now_iso, phase
 
+log = logging.getLogger(__name__)
 SETTINGS = Settings()
 RESOURCE = (GROUP, VERSION, PLURAL)
 _connection: list[Any] = []  # the credentials the login handler obtained (one operator per process)
@@ -30,8 +31,11 @@ _connection: list[Any] = []  # the credentials the login handler obtained (one o
 @kopf.on.startup(id="configure")
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
+    # Kopf posts the object logger's lines as events (children created or updated, handler
+    # failures); condition changes and scaling go through `_event` with their own reason and
+    # are logged on the module logger, so each shows once.
     settings.posting.enabled = SETTINGS.post_events
-    settings.posting.level = logging.INFO  # every change and every failure
+    settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     memo.kube = None
 
@@ -186,8 +190,8 @@ async def reconcile(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str,
     if topic_summary:
         patch.status["topics"] = topic_summary
     for item in changed(previous, merged):
-        (logger.info if item["status"] == "True" else logger.warning)(
-            f"{item['type']} is {item['status']} ({item['reason']}): {item['message']}")
+        (log.info if item["status"] == "True" else log.warning)(
+            f"{pipeline.id}: {item['type']} is {item['status']} ({item['reason']}): {item['message']}")
         _event(body, item["status"] == "True", item["reason"], f"{item['type']}: {item['message']}")
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     failed = [condition for condition in conditions if not condition.ok]
@@ -221,12 +225,12 @@ async def scale(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, sta
     # when the live object already holds the desired values; replicas stay the scaler's).
     for drift in await _children(kube, pipeline, body, logger):
         if not drift.ok:
-            logger.warning(f"children not re-applied: {drift.message}")
+            log.warning(f"{pipeline.id}: children not re-applied: {drift.message}")
             break
     try:
         bootstrap = await _bootstrap(kube, pipeline)
     except LookupError as exc:
-        logger.warning(f"lag not read: {exc}")
+        log.warning(f"{pipeline.id}: lag not read: {exc}")
         return
     reported = dict(status.get("consumers") or {})
     for component in resources.COMPONENTS:
@@ -242,7 +246,7 @@ async def scale(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, sta
                              getattr(pipeline.topics, resources.TOPIC_OF[component]),
                              SETTINGS.kafka_timeout_seconds), SETTINGS.kafka_timeout_seconds * 2)
         except Exception as exc:  # noqa: BLE001 - the broker being down must not stop the timer
-            logger.warning(f"lag of {component} not read: {_cause(exc)}")
+            log.warning(f"{pipeline.id}: lag of {component} not read: {_cause(exc)}")
             reported[component] = dict(before, replicas=current, lagError=_cause(exc),
                                        summary=consumer_summary(current, None))
             continue
@@ -259,7 +263,7 @@ async def scale(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, sta
                 metrics.SCALING.labels(component, direction).inc()
                 message = (f"{component} scaled {direction} from {current} to {decision.replicas} replicas "
                            f"(lag {lag}, target {consumer.target_lag_per_replica} per replica)")
-                logger.info(message)
+                log.info(f"{pipeline.id}: {message}")
                 _event(body, True, f"Scaled{direction.capitalize()}", message)
                 entry.update(replicas=decision.replicas, lastScaleTime=now_iso(),
                              summary=consumer_summary(decision.replicas, lag))
