@@ -94,6 +94,13 @@ def _secret(ref: dict | None, default_key: str) -> tuple[str, str] | None:
     return ref["name"], ref.get("key") or default_key
 
 
+def _quantities(resources: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Quantities as strings, the form the API server returns (`cpu: 1` reads back as "1"),
+    so create-or-patch does not see a difference on every pass."""
+    return {group: {name: str(value) for name, value in (values or {}).items()}
+            for group, values in resources.items()}
+
+
 def parse(name: str, namespace: str, spec: dict[str, Any]) -> Pipeline:
     """Apply defaults the way the API server would, then derive names (prefix, collection)."""
     kafka = spec.get("kafka") or {}
@@ -111,7 +118,7 @@ def parse(name: str, namespace: str, spec: dict[str, Any]) -> Pipeline:
         item = consumers.get(key) or {}
         made = Consumer(int(item.get("minReplicas", 1)), int(item.get("maxReplicas", 4)),
                         int(item.get("targetLagPerReplica", 10_000)), int(item.get("cooldownSeconds", 300)),
-                        dict(item.get("resources") or {}))
+                        _quantities(item.get("resources") or {}))
         if made.min_replicas > made.max_replicas:
             raise ValueError(f"spec.consumers.{key}: minReplicas {made.min_replicas} > maxReplicas {made.max_replicas}")
         return made

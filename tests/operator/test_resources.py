@@ -65,6 +65,13 @@ def test_keda_renders_a_scaled_object_with_a_kafka_trigger():
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 8)
 
 
+def test_resources_are_written_as_the_api_server_reads_them_back():
+    spec = {"kafka": {"bootstrapServers": "k:9092"}, "storage": {"dsnSecretRef": {"name": "c"}},
+            "consumers": {"ingest": {"resources": {"requests": {"cpu": 1, "memory": "512Mi"}}}}}
+    container = resources.deployment(resources.parse("a", "b", spec), "ingest")["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "512Mi"}}
+
+
 def test_parse_refuses_what_the_crd_would_refuse():
     with pytest.raises(ValueError, match="minReplicas 3 > maxReplicas 1"):
         resources.parse("a", "b", {"kafka": {"bootstrapServers": "k:9092"}, "storage": {"dsnSecretRef": {"name": "c"}},
