@@ -107,8 +107,16 @@ def _register_tokens(sub) -> None:
     module.register(sub)
 
 
-# Subcommands owned by a feature live next to it: `patterns`, `analyze`, `tokens`.
-_EXTENSIONS = (_register_patterns, _register_analyze, _register_tokens)
+def _register_operator(sub) -> None:
+    try:
+        module = importlib.import_module("logpipe_operator.cli")
+    except ModuleNotFoundError:
+        return
+    module.register(sub)
+
+
+# Subcommands owned by a feature live next to it: `patterns`, `analyze`, `tokens`, `operator`.
+_EXTENSIONS = (_register_patterns, _register_analyze, _register_tokens, _register_operator)
 
 
 def main(argv: list[str] | None = None) -> None:

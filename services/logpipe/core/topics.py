@@ -54,8 +54,9 @@ class Topics:
 
 async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int = 4,
                         replication_factor: int = 1, dlq_partitions: int = 1,
-                        timeout_s: float = 30.0) -> list[str]:
-    """Create the pipeline's topics if missing; returns those it created. Idempotent."""
+                        timeout_s: float = 30.0, topic_configs: dict[str, str] | None = None) -> list[str]:
+    """Create the pipeline's topics if missing; returns those it created. Idempotent.
+    `topic_configs` (e.g. retention.ms) apply to the topics it creates."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
     await admin.start()
     try:
@@ -65,7 +66,8 @@ async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int 
             if name in existing:
                 continue
             count = dlq_partitions if name.endswith("-dlq") else partitions
-            wanted.append(NewTopic(name, num_partitions=count, replication_factor=replication_factor))
+            wanted.append(NewTopic(name, num_partitions=count, replication_factor=replication_factor,
+                                   topic_configs=dict(topic_configs or {})))
         if wanted:
             try:
                 await admin.create_topics(wanted)

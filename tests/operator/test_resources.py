@@ -1,0 +1,128 @@
+"""Pure builders with plain values: every child object against a golden file, the scaling
+decisions and the status conditions. `LOGPIPE_UPDATE_GOLDEN=1` rewrites the golden files."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from logpipe_operator import resources, status
+from logpipe_operator.resources import Consumer, decide_scale, wanted_replicas
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def example(name: str) -> dict:
+    return yaml.safe_load((ROOT / "examples" / name).read_text())
+
+
+def cases() -> dict[str, resources.Pipeline]:
+    minimal, full = example("pipeline.yaml"), example("pipeline-full.yaml")
+    keda = copy.deepcopy(full)
+    keda["spec"]["consumers"]["scaler"] = "keda"
+    no_analysis = copy.deepcopy(minimal)
+    no_analysis["spec"]["analysis"] = {"enabled": False}
+    return {name: resources.parse(obj["metadata"]["name"], obj["metadata"]["namespace"], obj["spec"])
+            for name, obj in {"minimal": minimal, "full": full, "keda": keda, "no-analysis": no_analysis}.items()}
+
+
+@pytest.mark.parametrize("case", ["minimal", "full", "keda", "no-analysis"])
+def test_builders_match_golden_objects(case):
+    built = resources.desired_objects(cases()[case])
+    path = GOLDEN / f"{case}.yaml"
+    if os.environ.get("LOGPIPE_UPDATE_GOLDEN"):
+        path.write_text(yaml.safe_dump_all(built, sort_keys=False))
+    assert built == list(yaml.safe_load_all(path.read_text()))
+
+
+def test_minimal_pipeline_defaults_and_names():
+    pipeline = cases()["minimal"]
+    assert pipeline.topic_prefix == "shop.checkout."
+    assert pipeline.topics.raw_logs == "shop.checkout.raw-logs"
+    assert pipeline.collection == "shop_checkout"
+    assert pipeline.id == "shop/checkout"
+    assert pipeline.group_id("ingest") == "shop.checkout.ingest"
+    assert pipeline.retention_seconds == 168 * 3600
+    assert [obj["kind"] for obj in resources.desired_objects(pipeline)] == \
+        ["Deployment", "Service", "Deployment", "Service", "CronJob"]
+
+
+def test_keda_renders_a_scaled_object_with_a_kafka_trigger():
+    pipeline = cases()["keda"]
+    scaled = resources.scaled_object(pipeline, "ingest")
+    trigger = scaled["spec"]["triggers"][0]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["consumerGroup"] == "shop.payments.ingest"
+    assert trigger["metadata"]["topic"] == "shop.payments.raw-logs"
+    assert trigger["metadata"]["lagThreshold"] == "50000"
+    # The brokers come from a Secret: KEDA reads them from the scaled container's environment.
+    assert trigger["metadata"]["bootstrapServersFromEnv"] == "KAFKA_BOOTSTRAP_SERVERS"
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 8)
+
+
+def test_resources_are_written_as_the_api_server_reads_them_back():
+    spec = {"kafka": {"bootstrapServers": "k:9092"}, "storage": {"dsnSecretRef": {"name": "c"}},
+            "consumers": {"ingest": {"resources": {"requests": {"cpu": 1, "memory": "512Mi"}}}}}
+    container = resources.deployment(resources.parse("a", "b", spec), "ingest")["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "512Mi"}}
+
+
+def test_parse_refuses_what_the_crd_would_refuse():
+    with pytest.raises(ValueError, match="minReplicas 3 > maxReplicas 1"):
+        resources.parse("a", "b", {"kafka": {"bootstrapServers": "k:9092"}, "storage": {"dsnSecretRef": {"name": "c"}},
+                                   "consumers": {"ingest": {"minReplicas": 3, "maxReplicas": 1}}})
+    with pytest.raises(ValueError, match="invalid duration"):
+        resources.duration_seconds("a week")
+    assert resources.duration_seconds("1h30m") == 5400
+
+
+CONSUMER = Consumer(min_replicas=1, max_replicas=4, target_lag_per_replica=100, cooldown_seconds=60)
+
+
+@pytest.mark.parametrize("lag, wanted", [(0, 1), (50, 1), (100, 1), (101, 2), (350, 4), (10_000, 4)])
+def test_wanted_replicas_is_ceil_of_lag_within_bounds(lag, wanted):
+    assert wanted_replicas(lag, CONSUMER) == wanted
+
+
+def test_scaling_goes_up_at_once_and_down_only_after_the_cooldown():
+    assert decide_scale(1, 350, CONSUMER, seconds_since_last_change=1) == resources.ScaleDecision(4, "LagAboveTarget")
+    assert decide_scale(4, 0, CONSUMER, seconds_since_last_change=10) == resources.ScaleDecision(4, "CoolingDown")
+    assert decide_scale(4, 0, CONSUMER, seconds_since_last_change=61) == resources.ScaleDecision(1, "LagBelowTarget")
+    assert decide_scale(4, 0, CONSUMER, seconds_since_last_change=None) == resources.ScaleDecision(1, "LagBelowTarget")
+    assert decide_scale(2, 150, CONSUMER, seconds_since_last_change=0) == resources.ScaleDecision(2, "Steady")
+    # Someone set replicas outside the bounds by hand: back inside at once.
+    assert decide_scale(9, 0, CONSUMER, seconds_since_last_change=0) == resources.ScaleDecision(4, "OutOfBounds")
+
+
+def test_no_flapping_when_lag_oscillates_around_the_target():
+    replicas, last_change, changes = 1, None, 0
+    for second, lag in enumerate([150, 90, 160, 80, 170, 60, 150, 95] * 3):
+        decision = decide_scale(replicas, lag, CONSUMER,
+                                None if last_change is None else second - last_change)
+        if decision.changed(replicas):
+            replicas, last_change, changes = decision.replicas, second, changes + 1
+    assert changes == 1 and replicas == 2  # up once, never down within the 60 s cooldown
+
+
+def test_conditions_ready_reason_and_transition_times():
+    first = status.merge_conditions(None, [status.Condition("TopicsReady", True, "TopicsPresent", "5 topics"),
+                                           status.Condition("StorageReady", False, "StorageUnavailable", "refused")],
+                                    generation=1, now="2026-01-01T00:00:00Z")
+    assert [(c["type"], c["status"], c["reason"]) for c in first] == [
+        ("Ready", "False", "StorageUnavailable"), ("TopicsReady", "True", "TopicsPresent"),
+        ("StorageReady", "False", "StorageUnavailable")]
+    assert "StorageReady: refused" in first[0]["message"]
+    assert status.phase(first) == "Degraded"
+    second = status.merge_conditions(first, [status.Condition("TopicsReady", True, "TopicsPresent", "5 topics"),
+                                             status.Condition("StorageReady", True, "SchemaApplied", "ok")],
+                                     generation=2, now="2026-01-01T00:05:00Z")
+    times = {c["type"]: c["lastTransitionTime"] for c in second}
+    assert times == {"Ready": "2026-01-01T00:05:00Z", "TopicsReady": "2026-01-01T00:00:00Z",
+                     "StorageReady": "2026-01-01T00:05:00Z"}
+    assert status.phase(second) == "Running"
+    assert [c["type"] for c in status.changed(first, second)] == ["Ready", "StorageReady"]
