@@ -61,8 +61,8 @@ def options(bootstrap: str, topic: str, group: str, **overrides) -> ConsumerOpti
 
 
 @contextlib.asynccontextmanager
-async def running(opts: ConsumerOptions, sink: Sink, stop_timeout_s: float = 30.0):
-    consumer = BatchConsumer(opts, decode=decode, write=sink.write, name="test")
+async def running(opts: ConsumerOptions, sink: Sink, stop_timeout_s: float = 30.0, decoder=decode):
+    consumer = BatchConsumer(opts, decode=decoder, write=sink.write, name="test")
     consumer.start()
     try:
         yield consumer
@@ -200,3 +200,22 @@ async def test_a_slow_write_pauses_fetching(kafka_bootstrap, topics):
         assert consumer.stats.pauses >= 1
         await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 300), timeout=10)
     assert sorted(sink.values) == sorted(values(300))
+
+
+async def test_a_poll_that_fails_to_decode_is_read_again(kafka_bootstrap, topics):
+    sink, name = Sink(), group()
+    failures = []
+
+    def decode_failing_twice(messages):
+        if len(failures) < 2:
+            failures.append(len(messages))
+            raise ValueError("cannot decode")
+        return decode(messages)
+
+    async with running(options(kafka_bootstrap, topics.raw_logs, name, batch_size=10,
+                               batch_timeout_seconds=0.2), sink, decoder=decode_failing_twice) as consumer:
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, values(60), PARTITIONS)
+        await wait_for(lambda: len(sink.values) == 60)
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 60), timeout=10)
+        assert len(failures) == 2 and "cannot decode" in consumer.stats.last_error
+    assert sorted(sink.values) == sorted(values(60))  # none skipped, none twice

@@ -26,8 +26,9 @@ holds it while it waits, so every call goes through one thread of the consumer's
 that thread, inside `consume()`: before partitions move, `on_revoke` has the event loop write
 everything buffered and commits it right there (the commits cannot queue for the thread they
 are already on). Rebalancing is eager (librdkafka's default, set explicitly): a revoke takes
-every partition, so whatever could not be written in time is dropped and read again from the
-committed offsets.
+every partition. What could not be written within `revoke_timeout_seconds` is still written
+later, but offsets are only ever committed for partitions this member owns: the next owner
+reads those records again (at least once; storage keyed by record id absorbs the copy).
 """
 
 from __future__ import annotations
@@ -244,7 +245,24 @@ class BatchConsumer(Generic[C]):
                 return None
         # Decoded here, before the event loop sees them: the Message objects die within the poll
         # (thousands waiting as tracked objects made the cyclic GC cost seconds).
-        return self._decode(good)
+        try:
+            return self._decode(good)
+        except Exception:
+            # These records were fetched but are held nowhere: rewind, so the next poll reads them
+            # again, instead of a later batch committing past them.
+            self._rewind(consumer, good)
+            raise
+
+    @staticmethod
+    def _rewind(consumer, messages: list) -> None:
+        from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+        first: dict[TopicPartition, int] = {}
+        for message in messages:
+            key = (message.topic(), message.partition())
+            first[key] = min(message.offset(), first.get(key, message.offset()))
+        for (topic, partition), offset in first.items():
+            consumer.seek(KafkaTopicPartition(topic, partition, offset))
 
     async def _poll_loop(self) -> None:
         max_records = self.options.max_poll_records or self.options.batch_size
@@ -443,7 +461,7 @@ class BatchConsumer(Generic[C]):
         if partitions and not self._closed and not self._loop.is_closed():
             self._revoking = True
             try:
-                done = asyncio.run_coroutine_threadsafe(self._flush_for_revoke(), self._loop)
+                done = asyncio.run_coroutine_threadsafe(self.flush(), self._loop)
                 deadline = time.monotonic() + self.options.revoke_timeout_seconds
                 while True:
                     try:
@@ -452,11 +470,14 @@ class BatchConsumer(Generic[C]):
                     except concurrent.futures.TimeoutError:
                         self._drain_commits()  # the flush's commits wait for this thread
                         if time.monotonic() > deadline:
-                            done.cancel()
                             raise
             except Exception as exc:  # noqa: BLE001 - read again by the next owner
-                log.warning("%s: writing before the rebalance failed; the next owner reads it again: %s",
-                            self._name, exc)
+                # What was not written stays buffered and is written later (its commit is skipped
+                # for partitions this member lost); the next owner reads it again meanwhile, and
+                # idempotent storage absorbs the second copy. Dropping it instead would race with
+                # the next assignment's first poll.
+                log.warning("%s: writing before the rebalance did not finish; the next owner reads "
+                            "those records again: %s", self._name, exc)
             finally:
                 self._revoking = False
                 self._drain_commits()
@@ -466,16 +487,6 @@ class BatchConsumer(Generic[C]):
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(
                 setattr, self.stats, "assigned_partitions", [f"{t}/{p}" for t, p in owned])
-
-    async def _flush_for_revoke(self) -> None:
-        try:
-            await self.flush()
-        except BaseException:
-            # Not written in time: drop what is still buffered (eager rebalancing revokes every
-            # partition, so all of it is read again from the committed offsets).
-            async with self._cut_lock:
-                self._buffer, self._buffered, self._buffer_since = [], 0, None
-            raise
 
 
 def _settle(waiter: asyncio.Future, error: Exception | None) -> None:
