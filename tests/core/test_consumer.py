@@ -101,6 +101,7 @@ async def test_size_cut_writes_full_batches_and_commits_exactly_what_was_written
     async with running(options(kafka_bootstrap, topics.raw_logs, name, batch_size=100), sink) as consumer:
         await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, sent, PARTITIONS)
         await wait_for(lambda: consumer.stats.consumed == 250 and len(sink.values) >= 200)
+        await wait_for(lambda: consumer.stats.lag == 0)  # all fetched
         # No time cut (300 s): only full batches were written, the rest waits in the buffer.
         assert all(len(batch) >= 100 for batch in sink.batches)
         assert consumer.buffered == 250 - len(sink.values)
@@ -193,6 +194,7 @@ async def test_a_slow_write_pauses_fetching(kafka_bootstrap, topics):
         # Polling goes on while paused (rebalances are served), but nothing more arrives.
         await wait_for(lambda: consumer.stats.polls >= polls + 10)
         assert consumer.stats.consumed <= bound and consumer.buffered <= bound
+        await wait_for(lambda: consumer.stats.lag)  # the rest waits in Kafka
         assert sink.values == []
         sink.gate.set()
         await wait_for(lambda: len(sink.values) == 300, timeout=60)

@@ -129,6 +129,9 @@ class ConsumerStats:
     paused: bool = False
     last_flush_at: float | None = None
     last_error: str | None = None
+    # Records in the assigned partitions not yet fetched (the broker's high watermark, as of the
+    # last fetch, minus this consumer's position); refreshed at most once a second.
+    lag: int | None = None
     assigned_partitions: list[str] = field(default_factory=list)
     # Per partition, the next offset this consumer committed.
     committed: dict[str, int] = field(default_factory=dict)
@@ -186,6 +189,7 @@ class BatchConsumer(Generic[C]):
         self._pending_commits: dict[TopicPartition, int] = {}
         self._commit_waiters: list[asyncio.Future] = []
         self._revoking = False
+        self._lag_due = 0.0
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -234,6 +238,9 @@ class BatchConsumer(Generic[C]):
             if assignment:
                 consumer.pause(assignment) if pause else consumer.resume(assignment)
         messages = consumer.consume(num_messages=max_records, timeout=self.options.poll_timeout_seconds)
+        if time.monotonic() >= self._lag_due:
+            self._lag_due = time.monotonic() + 1.0
+            self.stats.lag = self._lag(consumer)
         if not messages:
             return None
         good = [m for m in messages if m.error() is None]
@@ -252,6 +259,22 @@ class BatchConsumer(Generic[C]):
             # again, instead of a later batch committing past them.
             self._rewind(consumer, good)
             raise
+
+    @staticmethod
+    def _lag(consumer) -> int | None:
+        # Cheap: `cached=True` reads the high watermark librdkafka keeps from its fetch responses.
+        try:
+            lag, known = 0, False
+            for position in consumer.position(consumer.assignment()):
+                if position.offset < 0:
+                    continue  # nothing returned from this partition yet: unknown, left out
+                low, high = consumer.get_watermark_offsets(position, cached=True)
+                if high >= 0:
+                    lag += max(0, high - position.offset)
+                    known = True
+            return lag if known else None
+        except Exception:  # noqa: BLE001 - a statistic, never worth a failed poll
+            return None
 
     @staticmethod
     def _rewind(consumer, messages: list) -> None:
