@@ -181,6 +181,7 @@ class BatchConsumer(Generic[C]):
         self._room = asyncio.Event()
         self._cut_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
+        self._finishing: set[asyncio.Task] = set()
         self._stopping = False  # no more polling
         self._closed = False  # no more writing
         # Commits: queued by the event loop, carried out on the consumer's thread.
@@ -216,9 +217,10 @@ class BatchConsumer(Generic[C]):
         except Exception as exc:  # noqa: BLE001 - uncommitted records are read again after a restart
             log.warning("%s: final flush failed; the records will be read again: %s", self._name, exc)
         self._closed = True
-        for task in self._tasks:
+        tasks = self._tasks + list(self._finishing)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for pending in self._in_flight:
             if not pending.done.done():
                 pending.done.cancel()
@@ -376,24 +378,35 @@ class BatchConsumer(Generic[C]):
                 if pending.prepared is not None:
                     await pending.prepared
                 result = await self._retry("write", lambda: self._write(pending.batch))
-                await self._commit(pending.batch.offsets)
-                if self._after_commit is not None:
-                    self._after_commit(pending.batch, result)
             except BaseException as exc:
+                if pending in self._in_flight:
+                    self._in_flight.remove(pending)
                 if not pending.done.done():
                     if isinstance(exc, asyncio.CancelledError):
                         pending.done.cancel()
                     else:
                         pending.done.set_exception(exc)
                 raise
-            finally:
-                if pending in self._in_flight:
-                    self._in_flight.remove(pending)
-            self.stats.batches += 1
-            self.stats.last_flush_at = time.time()
-            if not pending.done.done():
-                pending.done.set_result(result)
-            await self._cut_waiting()
+            # The next write does not wait for this commit: a poll may hold the consumer's thread
+            # for up to poll_timeout_seconds (with small batches that was a tenth of the run).
+            # Commits still happen in order, merged per partition, and each after its write.
+            finishing = asyncio.create_task(self._finish(pending, result))
+            self._finishing.add(finishing)
+            finishing.add_done_callback(self._finishing.discard)
+
+    async def _finish(self, pending: _Pending, result: Any) -> None:
+        try:
+            await self._commit(pending.batch.offsets)
+            if self._after_commit is not None:
+                self._after_commit(pending.batch, result)
+        finally:
+            if pending in self._in_flight:
+                self._in_flight.remove(pending)
+        self.stats.batches += 1
+        self.stats.last_flush_at = time.time()
+        if not pending.done.done():
+            pending.done.set_result(result)
+        await self._cut_waiting()
 
     async def _cut_waiting(self) -> None:
         """A slot came free: cut what waited for one."""
