@@ -178,7 +178,7 @@ class BatchConsumer(Generic[C]):
         self._in_flight: deque[_Pending] = deque()
         self._to_write: asyncio.Queue[_Pending] | None = None
         self._prepare_slots: asyncio.Semaphore | None = None
-        self._room = asyncio.Event()
+        self._wake = asyncio.Event()  # ends the poll loop's backoff early when stopping
         self._cut_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._finishing: set[asyncio.Task] = set()
@@ -210,7 +210,7 @@ class BatchConsumer(Generic[C]):
         if self._consumer is None or self._closed:
             return
         self._stopping = True
-        self._room.set()
+        self._wake.set()
         await asyncio.gather(self._tasks[0], return_exceptions=True)
         try:
             await asyncio.wait_for(self.flush(), timeout=timeout_s)
@@ -304,9 +304,9 @@ class BatchConsumer(Generic[C]):
             except Exception as exc:  # noqa: BLE001 - e.g. the broker away; librdkafka reconnects
                 self.stats.last_error = f"consume: {type(exc).__name__}: {exc}"[:500]
                 log.error("%s: consume failed: %s", self._name, exc)
-                self._room.clear()
+                self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._room.wait(), timeout=1.0)
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
                 except asyncio.TimeoutError:
                     pass
                 continue
