@@ -1,7 +1,9 @@
 """Ingest throughput: logs/s from a filled `raw-logs` topic until all are queryable in ClickHouse,
-against a bare aiokafka consume + JSON decode of the same topic, in the same run.
+against the fastest plain consumer on the client library ingest uses (confluent-kafka's
+`consume` loop from bench/consume.py, every record read once, all N of them), in the same run.
 
     .venv/bin/python bench/ingest.py [--records 1000000] [--partitions 4] [--batch-size 50000]
+    .venv/bin/python bench/ingest.py --shipped-defaults   # INGEST_BATCH_SIZE etc. as shipped
 
 Prints one JSON line: e2e_logs_per_s, bare_consume_per_s, ratio (= e2e / bare).
 """
@@ -17,74 +19,35 @@ import tempfile
 import time
 import uuid
 
-import orjson
-from aiokafka import AIOKafkaConsumer
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from logpipe.core.broker import EmbeddedBroker, free_port
-from logpipe.core.kafka import new_producer, send_values
-from logpipe.core.topics import Topics, ensure_topics
-from logpipe.generator.service import LogFactory, encode
+from consume import consume_confluent, fill  # noqa: E402 - bench/ is not a package
 
-
-async def fill(bootstrap: str, topic: str, records: int, seed: int = 1) -> int:
-    """Produce `records` generated logs (a pool of distinct messages, each record with its own id)."""
-    factory = LogFactory(error_rate=0.1, seed=seed)
-    pool = factory.batch(50_000)
-    producer = new_producer(bootstrap, linger_ms=20)
-    await producer.start()
-    size = 0
-    try:
-        chunk = 20_000
-        for start in range(0, records, chunk):
-            values = []
-            for i in range(start, min(records, start + chunk)):
-                record = dict(pool[i % len(pool)])
-                record["record_id"] = str(uuid.UUID(int=i + 1, version=4))
-                values.append(encode(record))
-            size += sum(map(len, values))
-            await send_values(producer, topic, values)
-    finally:
-        await producer.stop()
-    return size // max(1, records)
+from logpipe.core.broker import EmbeddedBroker, free_port  # noqa: E402
+from logpipe.core.topics import Topics, ensure_topics  # noqa: E402
 
 
 async def bare_consume(bootstrap: str, topic: str, records: int) -> float:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                session_timeout_ms=2000, heartbeat_interval_ms=500,
-                                max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
-    await consumer.start()
-    seen = 0
-    started = None
-    try:
-        while seen < records:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=20_000)
-            if started is None and batches:
-                started = time.perf_counter()
-            for messages in batches.values():
-                for message in messages:
-                    orjson.loads(message.value)
-                seen += sum(len(m) for m in batches.values())
-        elapsed = time.perf_counter() - started
-    finally:
-        await consumer.stop()
-    return records / elapsed
+    """The same loop bench/consume.py chose the library with."""
+    return await asyncio.to_thread(consume_confluent, bootstrap, topic, records, 600.0)
 
 
-async def e2e(bootstrap: str, prefix: str, records: int, batch_size: int, data_dir: str) -> dict:
+async def e2e(bootstrap: str, prefix: str, records: int, batch_size: int | None, data_dir: str) -> dict:
     from logpipe.ingest.app import create_app
     from logpipe.ingest.settings import Settings
 
+    # batch_size None: the shipped INGEST_BATCH_SIZE and INGEST_BATCH_TIMEOUT_SECONDS.
+    batching = {} if batch_size is None else dict(batch_size=batch_size, batch_timeout_seconds=1.0)
     settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, data_dir=data_dir,
-                        batch_size=batch_size, batch_timeout_seconds=1.0, session_timeout_ms=2000,
-                        heartbeat_interval_ms=500, group_id=f"bench-{uuid.uuid4().hex[:6]}")
+                        session_timeout_ms=2000, heartbeat_interval_ms=500, group_id=f"bench-{uuid.uuid4().hex[:6]}",
+                        **batching)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         ingestor = app.state.ingestor
         store = app.state.store
         started = None
         while True:
-            if started is None and ingestor.stats.consumed:
+            if started is None and ingestor.consumer.stats.consumed:
                 started = time.perf_counter()
             if ingestor.stats.written >= records:
                 break
@@ -93,8 +56,10 @@ async def e2e(bootstrap: str, prefix: str, records: int, batch_size: int, data_d
         while store.query(f"SELECT count() FROM {store.table('logs')}")[0][0] < records:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
-        stats = dict(ingestor.stats.__dict__)
+        await ingestor.flush()  # the last commit done, so every batch is counted
+        stats = ingestor.stats_view()
     return {"e2e_logs_per_s": records / elapsed, "elapsed_s": elapsed, "batches": stats["batches"],
+            "batch_size": settings.batch_size, "batch_timeout_seconds": settings.batch_timeout_seconds,
             "fast_batches": stats["fast_batches"],
             "stage_seconds": {k: round(v, 2) for k, v in stats["stage_seconds"].items()}}
 
@@ -104,6 +69,8 @@ async def main() -> dict:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=50_000)
+    parser.add_argument("--shipped-defaults", action="store_true",
+                        help="ingest with the shipped batch size and timeout instead of --batch-size")
     parser.add_argument("--no-patterns", action="store_true", help="measure without pattern tagging")
     args = parser.parse_args()
     if args.no_patterns:
@@ -120,7 +87,8 @@ async def main() -> dict:
         bare = await bare_consume(broker.bootstrap_servers, topics.raw_logs, args.records)
         # The in-process ClickHouse may still be merging in the directory when it is removed.
         with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as data_dir:
-            result = await e2e(broker.bootstrap_servers, prefix, args.records, args.batch_size, data_dir)
+            result = await e2e(broker.bootstrap_servers, prefix, args.records,
+                               None if args.shipped_defaults else args.batch_size, data_dir)
     finally:
         broker.stop()
     return {
@@ -128,10 +96,13 @@ async def main() -> dict:
         "records": args.records,
         "record_bytes": record_bytes,
         "partitions": args.partitions,
-        "batch_size": args.batch_size,
+        "batching": "shipped defaults" if args.shipped_defaults else "bench",
+        "batch_size": result["batch_size"],
+        "batch_timeout_seconds": result["batch_timeout_seconds"],
         "pattern_tagging": not args.no_patterns,
         "e2e_logs_per_s": round(result["e2e_logs_per_s"]),
         "bare_consume_per_s": round(bare),
+        "bare_consume": "confluent-kafka consume loop (bench/consume.py)",
         "ratio": round(result["e2e_logs_per_s"] / bare, 3),
         "e2e_elapsed_s": round(result["elapsed_s"], 2),
         "batches": result["batches"],

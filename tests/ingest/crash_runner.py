@@ -24,12 +24,12 @@ def main() -> None:
         print(total, distinct)
         return
     if args.die_before_commit:
-        from logpipe.ingest import handlers
+        from logpipe.core.consumer import BatchConsumer
 
-        async def die(self, messages):
+        async def die(self, offsets):
             os.kill(os.getpid(), signal.SIGKILL)
 
-        handlers.Ingestor._commit = die
+        BatchConsumer._commit = die
     from logpipe.cli import main as cli
 
     cli(["run", "ingest"])

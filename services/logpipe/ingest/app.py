@@ -1,4 +1,4 @@
-"""ingest: the FastStream batch subscriber on raw-logs plus its HTTP side."""
+"""ingest: the batch consumer on raw-logs (`core/consumer.py`) plus its HTTP side."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 from fastapi import FastAPI
-from faststream.confluent import KafkaBroker
 
 from logpipe import patterns
 from logpipe.core.gc_tuning import tuned_gc
@@ -39,21 +38,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await producer.start()
         tagger = await asyncio.to_thread(build_tagger, store, settings)
         ingestor = handlers.Ingestor(settings, store, producer, tagger)
-        broker = KafkaBroker(settings.kafka_bootstrap_servers, graceful_timeout=30, log_level=logging.DEBUG)
-        handlers.subscribe(broker, ingestor, settings)
         app.state.ingestor = ingestor
         app.state.store = store
         health.add("clickhouse", store.aping)
         health.add("kafka", lambda: reachable(producer))
         ingestor.start()
-        await broker.start()
         log.info("ingest consuming", extra={"topic": ingestor.topics.raw_logs, "group": settings.group_id})
         try:
             async with tuned_gc(settings.gc_gen0_threshold, settings.gc_full_collect_seconds):
                 yield
         finally:
             await ingestor.close()
-            await broker.stop()
             await producer.stop()
             if tagger is not None and hasattr(tagger, "close"):
                 await asyncio.to_thread(tagger.close)

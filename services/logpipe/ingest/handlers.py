@@ -1,4 +1,4 @@
-"""ingest's Kafka subscriber and HTTP routes.
+"""ingest's batch handler (on the shared consumer, `core/consumer.py`) and HTTP routes.
 
 Delivery: records are buffered until BATCH_SIZE or BATCH_TIMEOUT_SECONDS, then one flush
 (1) builds rows, (2) publishes dead letters and forwards WARN/ERROR/FATAL, (3) inserts into
@@ -19,10 +19,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Request
-from faststream.confluent import KafkaBroker, KafkaMessage, Topic
 
 from logpipe.core import metrics
-from logpipe.core.kafka import ConfluentCommitter, confluent_batch_options, send_values
+from logpipe.core.consumer import Batch as ConsumedBatch
+from logpipe.core.consumer import BatchConsumer, ConsumerOptions
+from logpipe.core.kafka import send_values
 from logpipe.core.topics import Topics
 from logpipe.ingest.service import (
     Batch,
@@ -57,45 +58,34 @@ BREAKER_OPEN = metrics.gauge("logpipe_ingest_circuit_open", "1 while the ClickHo
 
 @dataclass
 class Stats:
-    consumed: int = 0
+    """What ingest did with the batches; what was consumed is in `Ingestor.consumer.stats`."""
+
     written: int = 0
     forwarded: int = 0
     dlq: int = 0
-    batches: int = 0
     fast_batches: int = 0
     replay_skipped: int = 0
     last_error: str | None = None
-    last_flush_at: float | None = None
     circuit: str = "closed"
-    assigned_partitions: list[str] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=lambda: {"build": 0.0, "publish": 0.0,
-                                                                     "insert": 0.0, "commit": 0.0})
+    stage_seconds: dict[str, float] = field(default_factory=lambda: {"build": 0.0, "publish": 0.0, "insert": 0.0})
     started_at: float = field(default_factory=time.time)
 
 
 @dataclass
-class _Pending:
-    """One cut batch on its way through the pipeline."""
-
-    messages: Any  # the consumed chunks (RawBatch each), then one RawBatch
-    records: int
-    done: asyncio.Future
-    batch: Batch | None = None
-    commit_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    forward_values: list[bytes] = field(default_factory=list)
-    skipped: int = 0
-    built: asyncio.Task | None = None
-    started: float = field(default_factory=time.perf_counter)
+class _Built:
+    batch: Batch
+    skipped: int
+    forward_values: list[bytes]
 
 
 class Ingestor:
-    """Buffers raw records and writes them through a two-stage pipeline.
+    """Turns each batch the consumer cuts into rows, dead letters and forwarded errors.
 
-    Stage 1 (build) parses and tags batch N+1 in a worker thread while stage 2 (write)
-    publishes, inserts and commits batch N in another: both cores work. Stage 2 handles
-    batches strictly in order, so offsets are committed in order. Each queue holds at most
-    `pipeline_depth` batches: when ClickHouse is down, stage 2 waits, the queues fill, and
-    consumption stops (backpressure) with nothing committed.
+    Runs on the shared batch consumer (`core/consumer.py`): `_prepare` parses and tags a batch
+    in a worker thread (up to BUILD_WORKERS batches at once) while `_write` publishes and
+    inserts the one before it; writes go strictly in order and the consumer commits a batch's
+    offsets only after its write returned. When ClickHouse is down the write retries, the
+    batches in flight fill up and fetching pauses (back-pressure) with nothing committed.
     """
 
     def __init__(self, settings: Settings, store: ClickHouseStore, producer: AIOKafkaProducer,
@@ -109,127 +99,60 @@ class Ingestor:
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.retry_base_seconds,
                                       settings.retry_max_seconds)
         self.stats = Stats()
-        self._buffer: list[RawBatch] = []
-        self._buffered = 0
-        self._buffer_since: float | None = None
-        self._lock = asyncio.Lock()
-        self.committer = ConfluentCommitter(asyncio.get_running_loop(), self.flush, self.forget_partitions)
         self._stored: dict[tuple[str, int], int] = {}
         self._known_partitions: set[tuple[str, int]] = set()
-        self._closing = False
-        self._to_build: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=settings.pipeline_depth)
-        self._to_write: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=settings.pipeline_depth)
-        self._in_flight: list[_Pending] = []
-        self._tasks: list[asyncio.Task] = []
+        options = ConsumerOptions.from_settings(
+            settings, [self.topics.raw_logs],
+            # Both former pipeline stages' queues: batches waiting to build and to write.
+            max_batches_in_flight=2 * settings.pipeline_depth, prepare_workers=settings.build_workers,
+            retry_base_seconds=settings.retry_base_seconds, retry_max_seconds=settings.retry_max_seconds)
+        self.consumer: BatchConsumer[RawBatch] = BatchConsumer(
+            options, decode=self._decode, prepare=self._prepare, write=self._write,
+            on_assign=self.forget_partitions, name="ingest")
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._build_stage(), name="ingest-build"),
-                       asyncio.create_task(self._write_stage(), name="ingest-write"),
-                       asyncio.create_task(self._timer(), name="ingest-batch-timer")]
+        self.consumer.start()
 
-    # -- Kafka side ------------------------------------------------------------------------
-    async def on_records(self, records: tuple, message: KafkaMessage) -> None:
-        if self._closing:
-            return  # fetched after the final flush: not committed, so read again after a restart
+    @staticmethod
+    def _decode(messages: list) -> RawBatch:
         # Columns right away: a consumed Message is an object the cyclic GC tracks, and
         # thousands of them waiting in the pipeline made its full collections cost seconds.
-        chunk = RawBatch.from_confluent(records)
-        self.stats.consumed += len(chunk)
+        chunk = RawBatch.from_confluent(messages)
         CONSUMED.inc(len(chunk))
-        async with self._lock:
-            if not self._buffer:
-                self._buffer_since = time.monotonic()
-            self._buffer.append(chunk)
-            self._buffered += len(chunk)
-            self.committer.attach(message.consumer)
-            if self._buffered >= self.settings.batch_size:
-                await self._cut_locked()
-
-    async def _timer(self) -> None:
-        """Cut a partial batch once it is BATCH_TIMEOUT_SECONDS old."""
-        timeout = self.settings.batch_timeout_seconds
-        while not self._closing:
-            await asyncio.sleep(min(0.25, timeout / 4))
-            since = self._buffer_since
-            if since is not None and time.monotonic() - since >= timeout:
-                async with self._lock:
-                    if self._buffer_since is not None and time.monotonic() - self._buffer_since >= timeout:
-                        await self._cut_locked()
-
-    async def _cut_locked(self) -> _Pending | None:
-        messages, records = self._buffer, self._buffered
-        self._buffer, self._buffer_since, self._buffered = [], None, 0
-        if not messages:
-            return None
-        pending = _Pending(messages, records, asyncio.get_running_loop().create_future())
-        self._in_flight.append(pending)
-        await self._to_build.put(pending)
-        return pending
+        return chunk
 
     async def flush(self) -> dict[str, int]:
         """Write everything consumed so far; returns what this flush wrote."""
-        if self._closing:  # the pipeline is gone; a rebalance while stopping has nothing to write
-            return {"flushed": 0, "written": 0, "dlq": 0, "forwarded": 0, "replay_skipped": 0}
-        async with self._lock:
-            await self._cut_locked()
-            waiting = list(self._in_flight)
-        results = await asyncio.gather(*(p.done for p in waiting))
         total = {"flushed": 0, "written": 0, "dlq": 0, "forwarded": 0, "replay_skipped": 0}
-        for result in results:
+        for result in await self.consumer.flush():
             for key in total:
                 total[key] += result.get(key, 0)
         return total
 
     @property
     def buffered(self) -> int:
-        return self._buffered + sum(p.records for p in self._in_flight)
+        return self.consumer.buffered
 
-    # -- stage 1: build ----------------------------------------------------------------------
-    async def _build_stage(self) -> None:
-        """Start building each batch as it comes, up to BUILD_WORKERS at once; the write
-        stage takes them in the order they were cut."""
-        slots = asyncio.Semaphore(self.settings.build_workers)
-        while True:
-            pending = await self._to_build.get()
-            await slots.acquire()
-            pending.built = asyncio.create_task(self._build_one(pending, slots))
-            await self._to_write.put(pending)
+    def stats_view(self) -> dict[str, Any]:
+        """What `/stats` shows: the consumer's counters and ingest's own."""
+        consumer = self.consumer.stats
+        data = dict(consumer.__dict__)
+        data.update(self.stats.__dict__)
+        data["stage_seconds"] = dict(self.stats.stage_seconds, commit=consumer.commit_seconds)
+        data["last_error"] = self.stats.last_error or consumer.last_error
+        data["buffered"] = self.buffered
+        data["circuit"] = self.breaker.state
+        return data
 
-    async def _build_one(self, pending: _Pending, slots: asyncio.Semaphore) -> None:
-        try:
-            while True:
-                try:
-                    if not pending.commit_offsets:
-                        pending.messages = await asyncio.to_thread(RawBatch.concat, pending.messages)
-                        pending.commit_offsets = pending.messages.next_offsets()
-                    stored = await self._stored_offsets(pending.commit_offsets)
-                    with self._timed("build"):
-                        pending.batch, pending.skipped, pending.forward_values = await asyncio.to_thread(
-                            self._build, pending.messages, stored)
-                    return
-                except Exception as exc:  # noqa: BLE001 - e.g. ClickHouse down while reading offsets
-                    self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                    log.exception("building a batch failed; retrying")
-                    await asyncio.sleep(1.0)
-        finally:
-            slots.release()
+    # -- prepare: build (worker threads) -----------------------------------------------------
+    async def _prepare(self, batch: ConsumedBatch) -> None:
+        messages = await asyncio.to_thread(RawBatch.concat, batch.chunks)
+        stored = await self._stored_offsets(batch.offsets)
+        with self._timed("build"):
+            built, skipped, forward_values = await asyncio.to_thread(self._build, messages, stored)
+        batch.prepared = _Built(built, skipped, forward_values)
 
-    # -- stage 2: publish, insert, commit ---------------------------------------------------
-    async def _write_stage(self) -> None:
-        while True:
-            pending = await self._to_write.get()
-            try:
-                await pending.built
-                result = await self._write(pending)
-            except BaseException as exc:
-                if not pending.done.done():
-                    pending.done.set_exception(exc) if not isinstance(exc, asyncio.CancelledError) else pending.done.cancel()
-                raise
-            finally:
-                if pending in self._in_flight:
-                    self._in_flight.remove(pending)
-            pending.done.set_result(result)
-
+    # -- write: publish, insert (in order; the consumer commits after) ----------------------
     async def _retry(self, what: str, action) -> None:
         """Kafka publishing is retried like the insert: nothing moves on until it succeeded."""
         delay = self.settings.retry_base_seconds
@@ -239,32 +162,27 @@ class Ingestor:
             except Exception as exc:  # noqa: BLE001
                 self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:500]
                 log.error("%s failed; retrying in %.1fs: %s", what, delay, exc)
-                if self._closing:
-                    raise
                 await asyncio.sleep(delay)
                 delay = min(self.settings.retry_max_seconds, delay * 2)
 
-    async def _write(self, pending: _Pending) -> dict[str, int]:
-        batch, messages, skipped = pending.batch, pending.messages, pending.skipped
+    async def _write(self, consumed: ConsumedBatch) -> dict[str, int]:
+        built: _Built = consumed.prepared
+        batch, skipped = built.batch, built.skipped
         if skipped:
             self.stats.replay_skipped += skipped
             REPLAYED.inc(skipped)
             log.info("skipped %d replayed records already stored", skipped)
         # Publishing waits on broker acks and the insert on ClickHouse: do both at once;
         # the commit waits for both.
-        await asyncio.gather(self._publish(batch, pending.forward_values), self._store(batch))
-        self._remember_offsets(pending.commit_offsets)
-        with self._timed("commit"):
-            await self._commit(pending.commit_offsets)
+        await asyncio.gather(self._publish(batch, built.forward_values), self._store(batch))
+        self._remember_offsets(consumed.offsets)
         self.stats.written += batch.rows.num_rows
         WRITTEN.inc(batch.rows.num_rows)
-        self.stats.batches += 1
         self.stats.fast_batches += int(batch.fast_path)
         BATCHES.labels("fast" if batch.fast_path else "exact").inc()
-        self.stats.last_flush_at = time.time()
-        FLUSH_SECONDS.observe(time.perf_counter() - pending.started)
-        return {"flushed": len(messages), "written": batch.rows.num_rows, "dlq": len(batch.dead_letters),
-                "forwarded": len(pending.forward_values), "replay_skipped": skipped}
+        FLUSH_SECONDS.observe(time.perf_counter() - consumed.started)
+        return {"flushed": consumed.records, "written": batch.rows.num_rows, "dlq": len(batch.dead_letters),
+                "forwarded": len(built.forward_values), "replay_skipped": skipped}
 
     async def _publish(self, batch: Batch, forward_values: list[bytes]) -> None:
         with self._timed("publish"):
@@ -323,25 +241,11 @@ class Ingestor:
                 delay = self.breaker.delay()
                 log.error("ClickHouse insert failed (%d in a row); retrying in %.1fs",
                           self.breaker.failures, delay, extra={"error": self.breaker.last_error})
-                if self._closing:
-                    raise
                 await asyncio.sleep(delay)
 
     def _set_circuit(self) -> None:
         self.stats.circuit = self.breaker.state
         BREAKER_OPEN.set(1 if self.breaker.state == "open" else 0)
-
-    async def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
-        """Commit exactly what was written: positions the consumer fetched since are not ours.
-
-        A failed commit (a rebalance under way, the coordinator moving) loses nothing: the rows
-        are stored, and whoever reads these partitions next skips them by offset.
-        """
-        try:
-            await self.committer.commit(next_offsets)
-        except Exception as exc:  # noqa: BLE001
-            self.stats.last_error = f"commit: {type(exc).__name__}: {exc}"[:500]
-            log.warning("offset commit failed; stored rows will be skipped on replay: %s", exc)
 
     async def _stored_offsets(self, partitions) -> dict[tuple[str, int], int]:
         """Highest stored offset per partition, read from ClickHouse once per assignment."""
@@ -362,33 +266,15 @@ class Ingestor:
         for key, offset in next_offsets.items():
             self._stored[key] = max(offset - 1, self._stored.get(key, -1))
 
-    def forget_partitions(self, partitions) -> None:
+    def forget_partitions(self, partitions: list[tuple[str, int]]) -> None:
         """After a rebalance another consumer may have stored more: ask ClickHouse again."""
-        self.stats.assigned_partitions = sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)
-        for tp in partitions:
-            self._known_partitions.discard((tp.topic, tp.partition))
-            self._stored.pop((tp.topic, tp.partition), None)
+        for key in partitions:
+            self._known_partitions.discard(key)
+            self._stored.pop(key, None)
 
     async def close(self) -> None:
-        try:
-            await asyncio.wait_for(self.flush(), timeout=30)
-        except Exception as exc:  # noqa: BLE001 - uncommitted records are replayed on restart
-            log.warning("final flush failed; the records will be replayed on restart: %s", exc)
-        self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def subscribe(broker: KafkaBroker, ingestor: Ingestor, settings: Settings) -> None:
-    topics = Topics(settings.topic_prefix)
-
-    # Topics are created by `logpipe.schemas` (partition count and all), never by a consumer.
-    raw_logs = Topic(topics.raw_logs, declare=False)
-
-    @broker.subscriber(raw_logs, **confluent_batch_options(settings, settings.batch_size, ingestor.committer))
-    async def consume_raw_logs(body: Any, message: KafkaMessage) -> None:
-        await ingestor.on_records(message.raw_message, message)
+        """Stop consuming; write and commit what was consumed (the rest is read again on restart)."""
+        await self.consumer.stop(timeout_s=30)
 
 
 router = APIRouter(tags=["ingest"])
@@ -397,10 +283,7 @@ router = APIRouter(tags=["ingest"])
 @router.get("/stats")
 async def stats(request: Request) -> dict:
     ingestor: Ingestor = request.app.state.ingestor
-    data = dict(ingestor.stats.__dict__)
-    data["buffered"] = ingestor.buffered
-    data["circuit"] = ingestor.breaker.state
-    return data
+    return ingestor.stats_view()
 
 
 @router.post("/flush")

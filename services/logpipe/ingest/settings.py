@@ -20,7 +20,9 @@ class Settings(ServiceSettings):
     breaker_threshold: int = 3
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 30.0
-    # Batches in each pipeline stage at once (memory: about batch_size * record size each).
+    # Batches in each pipeline stage (parse, write) at once: the consumer holds up to twice this
+    # many cut batches plus one buffered, then pauses fetching (memory: about batch_size * record
+    # size each).
     pipeline_depth: int = Field(2, ge=1, le=16)
     # Batches parsed and tagged at once (each in its own thread; the GIL is mostly released).
     build_workers: int = Field(2, ge=1, le=16)

@@ -1,4 +1,4 @@
-"""vectorizer: the FastStream batch subscriber on vectorization-queue plus its HTTP side."""
+"""vectorizer: the batch consumer on vectorization-queue (`core/consumer.py`) plus its HTTP side."""
 
 from __future__ import annotations
 
@@ -32,8 +32,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     health = Health("vectorizer")
 
     async def lifespan(app: FastAPI):
-        from faststream.kafka import KafkaBroker
-
         if settings.embedder_url:
             embedder = HttpEmbedder(settings.embedder_url, timeout_s=settings.embedder_timeout_seconds)
             health.add("embedder", embedder.ping)
@@ -53,15 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         producer = new_producer(settings.kafka_bootstrap_servers)
         await producer.start()
         vectorizer = handlers.Vectorizer(settings, pipeline, producer, store)
-        broker = KafkaBroker(settings.kafka_bootstrap_servers, graceful_timeout=30, log_level=logging.DEBUG)
-        handlers.subscribe(broker, vectorizer, settings)
         app.state.vectorizer = vectorizer
         app.state.embedder = embedder
         app.state.vector_store = store
         health.add("qdrant", store.aping)
         health.add("kafka", lambda: reachable(producer))
         vectorizer.start()
-        await broker.start()
         log.info("vectorizer consuming", extra={"topic": vectorizer.topics.vectorization_queue,
                                                 "group": settings.group_id, "collection": store.collection,
                                                 "vector_backend": store.backend})
@@ -70,7 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             # Process and commit what is buffered while the consumer can still commit.
             await vectorizer.close()
-            await broker.stop()
             await producer.stop()
             await embedder.close()
             await asyncio.to_thread(store.close)

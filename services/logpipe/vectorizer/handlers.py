@@ -1,9 +1,10 @@
-"""vectorizer's Kafka subscriber and HTTP routes.
+"""vectorizer's batch handler (on the shared consumer, `core/consumer.py`) and HTTP routes.
 
-Delivery: records are buffered until BATCH_SIZE or BATCH_TIMEOUT_SECONDS; one flush embeds,
-upserts into Qdrant, publishes dead letters and novel errors, and only then commits the
-offsets. A crash before the commit replays the batch, and the replay overwrites the same
-points (ids derive from record ids): nothing lost, nothing doubled.
+Delivery: records are buffered until BATCH_SIZE or BATCH_TIMEOUT_SECONDS; one write embeds,
+upserts into Qdrant, publishes dead letters and novel errors, and only then does the consumer
+commit the offsets. A failed write is retried and commits nothing; a crash before the commit
+replays the batch, and the replay overwrites the same points (ids derive from record ids):
+nothing lost, nothing doubled.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Request
-from faststream.kafka import KafkaBroker, KafkaMessage
 
 from logpipe.core import metrics
-from logpipe.core.kafka import FlushOnRebalance, batch_subscriber_options, send_values
+from logpipe.core.consumer import Batch, BatchConsumer, ConsumerOptions, Messages
+from logpipe.core.kafka import send_values
 from logpipe.core.topics import Topics
 from logpipe.vectorizer.service import BatchOutcome, QueueMessage, VectorizerPipeline
 from logpipe.vectorizer.settings import Settings
@@ -43,22 +44,30 @@ BATCH_SECONDS = metrics.histogram("logpipe_vectorizer_batch_seconds", "Time to p
 
 @dataclass
 class Stats:
-    consumed: int = 0
+    """What the vectorizer did with the batches; what was consumed is in `Vectorizer.consumer.stats`."""
+
     vectorized: int = 0
     reused_embeddings: int = 0
     distinct_texts: int = 0
     dlq: int = 0
     novel: int = 0
-    batches: int = 0
     retries: int = 0
-    paused: bool = False
     last_error: str | None = None
-    last_flush_at: float | None = None
     started_at: float = field(default_factory=time.time)
 
 
+def decode(messages: list) -> Messages:
+    """A poll's records as QueueMessages (a timestamp of type 0, "not available", reads as none)."""
+    chunk = Messages()
+    for m in messages:
+        kind, stamp = m.timestamp()
+        chunk.append(QueueMessage(m.value(), m.topic(), m.partition(), m.offset(), stamp if kind else None))
+    CONSUMED.inc(len(chunk))
+    return chunk
+
+
 class Vectorizer:
-    """Buffers queue records, runs the pipeline per batch, publishes, commits."""
+    """Runs the pipeline on each batch the consumer cuts and publishes what came of it."""
 
     def __init__(self, settings: Settings, pipeline: VectorizerPipeline, producer: AIOKafkaProducer,
                  store: Any) -> None:
@@ -69,69 +78,42 @@ class Vectorizer:
         self.topics = Topics(settings.topic_prefix)
         self.stats = Stats()
         self.recent_novel: deque[dict] = deque(maxlen=20)
-        self._buffer: list[QueueMessage] = []
-        self._buffer_since: float | None = None
-        self._lock = asyncio.Lock()
-        self._consumer = None
-        self._closing = False
-        self._timer_task: asyncio.Task | None = None
         self._optimizing: asyncio.Task | None = None
         self._points_since_optimize = 0
+        # A poll returns at most a batch, so the buffer and every batch in flight hold fewer
+        # than two batches' records each: this many in flight keeps the total within MAX_BUFFERED.
+        in_flight = max(1, settings.max_buffered // (2 * settings.batch_size) - 1)
+        options = ConsumerOptions.from_settings(
+            settings, [self.topics.vectorization_queue], max_batches_in_flight=in_flight,
+            retry_base_seconds=max(settings.retry_base_seconds, 0.01), retry_max_seconds=30.0)
+        self.consumer: BatchConsumer[Messages] = BatchConsumer(
+            options, decode=decode, write=self._write, after_commit=self._committed, name="vectorizer")
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return self.consumer.buffered
 
     def start(self) -> None:
-        self._timer_task = asyncio.create_task(self._timer(), name="vectorizer-batch-timer")
-
-    async def on_records(self, records: tuple, message: KafkaMessage) -> None:
-        batch = [QueueMessage(r.value, r.topic, r.partition, r.offset, r.timestamp) for r in records]
-        self.stats.consumed += len(batch)
-        CONSUMED.inc(len(batch))
-        async with self._lock:
-            if not self._buffer:
-                self._buffer_since = time.monotonic()
-            self._buffer.extend(batch)
-            self._consumer = message.consumer
-            delay = max(self.settings.retry_base_seconds, 0.05)
-            while len(self._buffer) >= self.settings.batch_size:
-                try:
-                    await self._flush_locked(self.settings.batch_size)
-                except Exception:
-                    if len(self._buffer) < self.settings.max_buffered or self._closing:
-                        raise
-                    # Full: hold the consumer here, so nothing more is fetched, and retry.
-                    self.stats.paused = True
-                    log.error("vectorizer buffer full (%d records); consumption paused, retrying in %.1fs",
-                              len(self._buffer), delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
-            self.stats.paused = False
-
-    async def _timer(self) -> None:
-        timeout = self.settings.batch_timeout_seconds
-        while not self._closing:
-            await asyncio.sleep(min(0.25, timeout / 4))
-            since = self._buffer_since
-            if since is not None and time.monotonic() - since >= timeout:
-                async with self._lock:
-                    try:
-                        await self._flush_locked()
-                    except Exception as exc:  # noqa: BLE001 - kept in the buffer, retried next tick
-                        log.error("vectorizer flush failed; will retry: %s", exc)
+        self.consumer.start()
 
     async def flush(self) -> dict[str, Any]:
-        async with self._lock:
-            return await self._flush_locked()
+        """Process everything consumed so far; what came of it, summed over the batches."""
+        total = BatchOutcome().summary()
+        for outcome in await self.consumer.flush():
+            for key, value in outcome.summary().items():
+                total[key] += value
+        return total
 
-    async def _flush_locked(self, limit: int | None = None) -> dict[str, Any]:
-        if not self._buffer:
-            self._buffer_since = None
-            return BatchOutcome().summary()
-        count = limit or len(self._buffer)
-        messages, self._buffer = self._buffer[:count], self._buffer[count:]
-        self._buffer_since = time.monotonic() if self._buffer else None
+    def stats_view(self) -> dict[str, Any]:
+        consumer = self.consumer.stats
+        data = dict(consumer.__dict__)
+        data.update(self.stats.__dict__)
+        data["last_error"] = self.stats.last_error or consumer.last_error
+        data["buffered"] = self.buffered
+        return data
+
+    async def _write(self, batch: Batch[Messages]) -> dict[str, Any]:
+        messages = [message for chunk in batch.chunks for message in chunk]
         started = time.perf_counter()
         try:
             outcome = await self.pipeline.process(messages)
@@ -142,27 +124,25 @@ class Vectorizer:
                 await send_values(self.producer, self.topics.novel_errors,
                                   [orjson.dumps(event) for event in outcome.novel_events],
                                   keys=[str(e.get("service") or "").encode() for e in outcome.novel_events])
-            await self._commit(messages)
-            self.pipeline.remember(outcome)
         except Exception as exc:
-            # Not committed: put the batch back so the next flush tries again, in order.
-            self._buffer = messages + self._buffer
-            self._buffer_since = self._buffer_since or time.monotonic()
+            # Raised to the consumer: it retries this batch and commits nothing meanwhile.
             self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
             raise
         self._account(outcome)
         BATCH_SECONDS.observe(time.perf_counter() - started)
         self._maybe_optimize(outcome.upserted)
-        return outcome.summary()
+        return outcome
+
+    def _committed(self, batch: Batch[Messages], outcome: BatchOutcome) -> None:
+        # Judged texts become the novelty baseline only once their batch will not be replayed.
+        self.pipeline.remember(outcome)
 
     def _account(self, outcome) -> None:
-        self.stats.batches += 1
         self.stats.vectorized += outcome.upserted
         self.stats.reused_embeddings += outcome.reused
         self.stats.distinct_texts += outcome.distinct_texts
         self.stats.dlq += len(outcome.dead_letters)
         self.stats.novel += len(outcome.novel_events)
-        self.stats.last_flush_at = time.time()
         VECTORIZED.inc(outcome.upserted)
         REUSED.inc(outcome.reused)
         NOVEL.inc(len(outcome.novel_events))
@@ -196,43 +176,14 @@ class Vectorizer:
         self._points_since_optimize = 0
         self._optimizing = asyncio.create_task(asyncio.to_thread(self.store.optimize), name="vectorizer-optimize")
 
-    async def _commit(self, messages: list[QueueMessage]) -> None:
-        """Commit exactly what was processed: positions fetched since are not ours yet."""
-        if self._consumer is None:
-            return
-        offsets: dict[TopicPartition, int] = {}
-        for m in messages:
-            tp = TopicPartition(m.topic, m.partition)
-            offsets[tp] = max(offsets.get(tp, -1), m.offset + 1)
-        assigned = self._consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-        if offsets:
-            await self._consumer.commit(offsets)
-
     async def close(self) -> None:
-        self._closing = True
-        if self._timer_task is not None:
-            self._timer_task.cancel()
-        try:
-            await self.flush()
-        except Exception as exc:  # noqa: BLE001 - uncommitted records are replayed on restart
-            log.warning("final flush failed; the records will be replayed on restart: %s", exc)
+        """Stop consuming; process and commit what was consumed (the rest is read again on restart)."""
+        await self.consumer.stop(timeout_s=30)
         if self._optimizing is not None:
             try:
                 await self._optimizing
             except Exception as exc:  # noqa: BLE001 - an index build can be redone later
                 log.warning("background index build failed: %s", exc)
-
-
-def subscribe(broker: KafkaBroker, vectorizer: Vectorizer, settings: Settings) -> None:
-    topics = Topics(settings.topic_prefix)
-
-    @broker.subscriber(
-        topics.vectorization_queue,
-        **batch_subscriber_options(settings, max(settings.batch_size, 100), FlushOnRebalance(vectorizer.flush)),
-    )
-    async def consume_vectorization_queue(body: Any, message: KafkaMessage) -> None:
-        await vectorizer.on_records(message.raw_message, message)
 
 
 router = APIRouter(tags=["vectorizer"])
@@ -241,8 +192,7 @@ router = APIRouter(tags=["vectorizer"])
 @router.get("/stats")
 async def stats(request: Request) -> dict:
     vectorizer: Vectorizer = request.app.state.vectorizer
-    data = dict(vectorizer.stats.__dict__)
-    data["buffered"] = vectorizer.buffered
+    data = vectorizer.stats_view()
     data["batch_size"] = vectorizer.settings.batch_size
     data["novelty_threshold"] = vectorizer.settings.novelty_threshold
     data["collection"] = vectorizer.store.collection

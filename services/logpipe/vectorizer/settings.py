@@ -22,7 +22,8 @@ class Settings(ServiceSettings, EmbeddingSettings):
     max_poll_interval_ms: int = 3_600_000
     retry_attempts: int = Field(3, ge=0, le=20)
     retry_base_seconds: float = Field(0.5, ge=0, le=60)
-    # Records held while publishing keeps failing; past this, consumption waits (backpressure).
+    # Records held while a write keeps failing; past this, fetching pauses (back-pressure).
+    # Honoured from 4 * BATCH_SIZE up (one batch in flight and one buffered, each < 2 batches).
     max_buffered: int = Field(10_000, ge=1)
     novelty_enabled: bool = True
     novelty_threshold: float = Field(0.75, ge=0.0, le=1.0)

@@ -1,0 +1,546 @@
+"""The batched Kafka consumer every logpipe service that consumes in batches runs on.
+
+    consumer = BatchConsumer(options, decode=..., write=..., prepare=...)
+    consumer.start(); ...; await consumer.stop()
+
+It buffers what it consumes, cuts a batch at `batch_size` records or once the oldest buffered
+record is `batch_timeout_seconds` old, and hands each batch to the caller's async `write`.
+Offsets are committed only after `write` returned, exactly those of the batch written (never
+the consumer's position: records fetched since belong to later batches). A failing `write` is
+retried with backoff and commits nothing meanwhile; consumption pauses once the buffer is full
+(back-pressure), so memory stays bounded, and a record that never got written is read again
+by whoever owns its partition next.
+
+`after_commit(batch, result)` runs once a batch's offsets were committed (or the commit
+failed and was logged), for state that must not run ahead of the commit.
+
+Pipelining: an optional async `prepare(batch)` (parsing, say) runs for up to `prepare_workers`
+batches at once, while `write` takes batches strictly in the order they were cut, so offsets
+(and anything keyed by them, like ingest's stored-offset watermark) only ever move forward.
+
+The client is confluent-kafka (librdkafka): it fetches and decodes records in its own C
+threads, where aiokafka decoded them in Python on the event loop (`bench/consume.py`,
+docs/ingest.md). confluent-kafka lets one call at a time touch a consumer, and `consume()`
+holds it while it waits, so every call goes through one thread of the consumer's own, and
+`consume()` waits at most `poll_timeout_seconds`. librdkafka runs the rebalance callbacks on
+that thread, inside `consume()`: before partitions move, `on_revoke` has the event loop write
+everything buffered and commits it right there (the commits cannot queue for the thread they
+are already on). Rebalancing is eager (librdkafka's default, set explicitly): a revoke takes
+every partition. What could not be written within `revoke_timeout_seconds` is still written
+later, but offsets are only ever committed for partitions this member owns: the next owner
+reads those records again (at least once; storage keyed by record id absorbs the copy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Generic, Protocol, Sequence, TypeVar
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+class Chunk(Protocol):
+    """What `decode` makes of one poll: something with a length and the offsets it ends at."""
+
+    def __len__(self) -> int: ...
+
+    def next_offsets(self) -> dict[TopicPartition, int]:
+        """The offset to commit per (topic, partition) once these records are handled."""
+        ...
+
+
+C = TypeVar("C", bound=Chunk)
+
+
+@dataclass
+class ConsumerOptions:
+    bootstrap_servers: str
+    topics: Sequence[str]
+    group_id: str
+    batch_size: int
+    batch_timeout_seconds: float
+    auto_offset_reset: str = "earliest"
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    # A write held back by an outage must not cost the consumer its partitions.
+    max_poll_interval_ms: int = 3_600_000
+    check_crcs: bool = False
+    # Records one `consume()` returns at most (defaults to batch_size).
+    max_poll_records: int | None = None
+    # A poll holds the consumer: short, so commits between two polls wait little.
+    poll_timeout_seconds: float = 0.1
+    # Batches cut and not yet written; one more batch may wait in the buffer, then fetching pauses.
+    max_batches_in_flight: int = 2
+    prepare_workers: int = 1
+    retry_base_seconds: float = 0.5
+    retry_max_seconds: float = 30.0
+    # How long a rebalance waits for the buffered records to be written before dropping them.
+    revoke_timeout_seconds: float = 60.0
+    client_options: dict[str, Any] = field(default_factory=dict)
+
+    def librdkafka_config(self) -> dict[str, Any]:
+        config = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group_id,
+            "auto.offset.reset": self.auto_offset_reset,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": self.heartbeat_interval_ms,
+            "max.poll.interval.ms": self.max_poll_interval_ms,
+            "check.crcs": self.check_crcs,
+            "partition.assignment.strategy": "range,roundrobin",
+            "max.partition.fetch.bytes": 8 << 20,
+            "fetch.max.bytes": 64 << 20,
+        }
+        config.update(self.client_options)
+        return config
+
+    @classmethod
+    def from_settings(cls, settings: Any, topics: Sequence[str], **overrides: Any) -> "ConsumerOptions":
+        """Options from a service's settings (the fields every consuming service has)."""
+        options = dict(
+            bootstrap_servers=settings.kafka_bootstrap_servers, topics=list(topics), group_id=settings.group_id,
+            batch_size=settings.batch_size, batch_timeout_seconds=settings.batch_timeout_seconds,
+            auto_offset_reset=settings.auto_offset_reset, session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms, check_crcs=settings.kafka_check_crcs)
+        options.update(overrides)
+        return cls(**options)
+
+
+@dataclass
+class ConsumerStats:
+    polls: int = 0
+    consumed: int = 0
+    batches: int = 0
+    write_failures: int = 0
+    commit_failures: int = 0
+    commit_seconds: float = 0.0
+    pauses: int = 0
+    paused: bool = False
+    last_flush_at: float | None = None
+    last_error: str | None = None
+    # Records in the assigned partitions not yet fetched (the broker's high watermark, as of the
+    # last fetch, minus this consumer's position); refreshed at most once a second.
+    lag: int | None = None
+    assigned_partitions: list[str] = field(default_factory=list)
+    # Per partition, the next offset this consumer committed.
+    committed: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Batch(Generic[C]):
+    """One cut batch: the chunks of the polls it holds, in order, and what `prepare` made."""
+
+    chunks: list[C]
+    records: int
+    offsets: dict[TopicPartition, int]
+    prepared: Any = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class _Pending:
+    batch: Batch
+    done: asyncio.Future
+    prepared: asyncio.Task | None = None
+
+
+class BatchConsumer(Generic[C]):
+    def __init__(self, options: ConsumerOptions, *, decode: Callable[[list], C],
+                 write: Callable[[Batch[C]], Awaitable[Any]],
+                 prepare: Callable[[Batch[C]], Awaitable[None]] | None = None,
+                 after_commit: Callable[[Batch[C], Any], None] | None = None,
+                 on_assign: Callable[[list[TopicPartition]], None] | None = None, name: str = "consumer") -> None:
+        self.options = options
+        self.stats = ConsumerStats()
+        self._decode = decode
+        self._write = write
+        self._prepare = prepare
+        self._after_commit = after_commit
+        self._on_assign = on_assign
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-kafka")
+        self._consumer = None
+        self._buffer: list[C] = []
+        self._buffered = 0
+        self._buffer_since: float | None = None
+        self._in_flight: deque[_Pending] = deque()
+        self._to_write: asyncio.Queue[_Pending] | None = None
+        self._prepare_slots: asyncio.Semaphore | None = None
+        self._wake = asyncio.Event()  # ends the poll loop's backoff early when stopping
+        self._cut_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self._finishing: set[asyncio.Task] = set()
+        self._stopping = False  # no more polling
+        self._closed = False  # no more writing
+        # Commits: queued by the event loop, carried out on the consumer's thread.
+        self._lock = threading.Lock()
+        self._owned: set[TopicPartition] = set()
+        self._pending_commits: dict[TopicPartition, int] = {}
+        self._commit_waiters: list[asyncio.Future] = []
+        self._revoking = False
+        self._lag_due = 0.0
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        from confluent_kafka import Consumer
+
+        self._loop = asyncio.get_running_loop()
+        self._to_write = asyncio.Queue()
+        self._prepare_slots = asyncio.Semaphore(self.options.prepare_workers)
+        self._consumer = Consumer(self.options.librdkafka_config())
+        self._consumer.subscribe(list(self.options.topics), on_assign=self._assigned, on_revoke=self._revoked)
+        self._tasks = [asyncio.create_task(self._poll_loop(), name=f"{self._name}-poll"),
+                       asyncio.create_task(self._write_loop(), name=f"{self._name}-write"),
+                       asyncio.create_task(self._timer(), name=f"{self._name}-batch-timer")]
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop fetching, write and commit what was consumed, leave the group."""
+        if self._consumer is None or self._closed:
+            return
+        self._stopping = True
+        self._wake.set()
+        await asyncio.gather(self._tasks[0], return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.flush(), timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - uncommitted records are read again after a restart
+            log.warning("%s: final flush failed; the records will be read again: %s", self._name, exc)
+        self._closed = True
+        tasks = self._tasks + list(self._finishing)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for pending in self._in_flight:
+            if not pending.done.done():
+                pending.done.cancel()
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._consumer.close)
+        self._thread.shutdown(wait=True)
+
+    @property
+    def buffered(self) -> int:
+        """Records consumed and not yet written (in the buffer or in a batch on its way)."""
+        return self._buffered + sum(p.batch.records for p in self._in_flight)
+
+    # -- polling (the consumer's thread) -----------------------------------------------------------
+    def _poll(self, max_records: int, pause: bool | None) -> C | None:
+        consumer = self._consumer
+        if pause is not None:
+            assignment = consumer.assignment()
+            if assignment:
+                consumer.pause(assignment) if pause else consumer.resume(assignment)
+        messages = consumer.consume(num_messages=max_records, timeout=self.options.poll_timeout_seconds)
+        if time.monotonic() >= self._lag_due:
+            self._lag_due = time.monotonic() + 1.0
+            self.stats.lag = self._lag(consumer)
+        if not messages:
+            return None
+        good = [m for m in messages if m.error() is None]
+        if len(good) != len(messages):
+            for message in messages:
+                if message.error() is not None:
+                    log.warning("%s: consume error: %s", self._name, message.error())
+            if not good:
+                return None
+        # Decoded here, before the event loop sees them: the Message objects die within the poll
+        # (thousands waiting as tracked objects made the cyclic GC cost seconds).
+        try:
+            return self._decode(good)
+        except Exception:
+            # These records were fetched but are held nowhere: rewind, so the next poll reads them
+            # again, instead of a later batch committing past them.
+            self._rewind(consumer, good)
+            raise
+
+    @staticmethod
+    def _lag(consumer) -> int | None:
+        # Cheap: `cached=True` reads the high watermark librdkafka keeps from its fetch responses.
+        try:
+            lag, known = 0, False
+            for position in consumer.position(consumer.assignment()):
+                if position.offset < 0:
+                    continue  # nothing returned from this partition yet: unknown, left out
+                low, high = consumer.get_watermark_offsets(position, cached=True)
+                if high >= 0:
+                    lag += max(0, high - position.offset)
+                    known = True
+            return lag if known else None
+        except Exception:  # noqa: BLE001 - a statistic, never worth a failed poll
+            return None
+
+    @staticmethod
+    def _rewind(consumer, messages: list) -> None:
+        from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+        first: dict[TopicPartition, int] = {}
+        for message in messages:
+            key = (message.topic(), message.partition())
+            first[key] = min(message.offset(), first.get(key, message.offset()))
+        for (topic, partition), offset in first.items():
+            consumer.seek(KafkaTopicPartition(topic, partition, offset))
+
+    async def _poll_loop(self) -> None:
+        max_records = self.options.max_poll_records or self.options.batch_size
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            full = self._full()
+            change = None
+            if full != self.stats.paused:
+                change = full
+                self.stats.paused = full
+                self.stats.pauses += int(full)
+            try:
+                chunk = await loop.run_in_executor(self._thread, self._poll, max_records, change)
+            except Exception as exc:  # noqa: BLE001 - e.g. the broker away; librdkafka reconnects
+                self.stats.last_error = f"consume: {type(exc).__name__}: {exc}"[:500]
+                log.error("%s: consume failed: %s", self._name, exc)
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            self.stats.polls += 1
+            if chunk is None or not len(chunk):
+                continue
+            self.stats.consumed += len(chunk)
+            async with self._cut_lock:
+                if not self._buffer:
+                    self._buffer_since = time.monotonic()
+                self._buffer.append(chunk)
+                self._buffered += len(chunk)
+                if self._buffered >= self.options.batch_size and self._has_room():
+                    self._cut_locked()
+
+    def _has_room(self) -> bool:
+        return len(self._in_flight) < self.options.max_batches_in_flight
+
+    def _full(self) -> bool:
+        """Back-pressure: every batch slot taken and a whole batch waiting in the buffer."""
+        return not self._has_room() and self._buffered >= self.options.batch_size
+
+    # -- batches -------------------------------------------------------------------------------
+    def _cut_locked(self) -> _Pending | None:
+        chunks, records = self._buffer, self._buffered
+        self._buffer, self._buffered, self._buffer_since = [], 0, None
+        if not chunks:
+            return None
+        offsets: dict[TopicPartition, int] = {}
+        for chunk in chunks:
+            for key, offset in chunk.next_offsets().items():
+                if offset > offsets.get(key, -1):
+                    offsets[key] = offset
+        pending = _Pending(Batch(chunks, records, offsets), self._loop.create_future())
+        if self._prepare is not None:
+            pending.prepared = asyncio.create_task(self._prepare_one(pending.batch))
+        self._in_flight.append(pending)
+        self._to_write.put_nowait(pending)
+        return pending
+
+    async def _prepare_one(self, batch: Batch) -> None:
+        async with self._prepare_slots:
+            await self._retry("prepare", lambda: self._prepare(batch))
+
+    async def _timer(self) -> None:
+        timeout = self.options.batch_timeout_seconds
+        while True:
+            await asyncio.sleep(min(0.25, timeout / 4))
+            since = self._buffer_since
+            if since is not None and time.monotonic() - since >= timeout and self._has_room():
+                async with self._cut_lock:
+                    if self._buffer_since is not None and self._has_room():
+                        self._cut_locked()
+
+    async def flush(self) -> list[Any]:
+        """Write (and commit) everything consumed so far; the results of those writes, in order."""
+        if self._closed:
+            return []
+        async with self._cut_lock:
+            self._cut_locked()
+            waiting = [p.done for p in self._in_flight]
+        # Shielded: a caller giving up (a timeout) must not cancel the batches themselves.
+        return list(await asyncio.gather(*(asyncio.shield(done) for done in waiting)))
+
+    async def _write_loop(self) -> None:
+        while True:
+            pending = await self._to_write.get()
+            try:
+                if pending.prepared is not None:
+                    await pending.prepared
+                result = await self._retry("write", lambda: self._write(pending.batch))
+            except BaseException as exc:
+                if pending in self._in_flight:
+                    self._in_flight.remove(pending)
+                if not pending.done.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        pending.done.cancel()
+                    else:
+                        pending.done.set_exception(exc)
+                raise
+            # The next write does not wait for this commit: a poll may hold the consumer's thread
+            # for up to poll_timeout_seconds (with small batches that was a tenth of the run).
+            # Commits still happen in order, merged per partition, and each after its write.
+            finishing = asyncio.create_task(self._finish(pending, result))
+            self._finishing.add(finishing)
+            finishing.add_done_callback(self._finishing.discard)
+
+    async def _finish(self, pending: _Pending, result: Any) -> None:
+        try:
+            await self._commit(pending.batch.offsets)
+            if self._after_commit is not None:
+                self._after_commit(pending.batch, result)
+        finally:
+            if pending in self._in_flight:
+                self._in_flight.remove(pending)
+        self.stats.batches += 1
+        self.stats.last_flush_at = time.time()
+        if not pending.done.done():
+            pending.done.set_result(result)
+        await self._cut_waiting()
+
+    async def _cut_waiting(self) -> None:
+        """A slot came free: cut what waited for one."""
+        async with self._cut_lock:
+            timed_out = (self._buffer_since is not None
+                         and time.monotonic() - self._buffer_since >= self.options.batch_timeout_seconds)
+            if self._has_room() and (self._buffered >= self.options.batch_size or timed_out):
+                self._cut_locked()
+
+    async def _retry(self, what: str, action: Callable[[], Awaitable[Any]]) -> Any:
+        """Nothing after this batch moves on until it succeeded (ordering and offsets depend on it)."""
+        delay = self.options.retry_base_seconds
+        while True:
+            try:
+                return await action()
+            except Exception as exc:  # noqa: BLE001 - retried; stopping gives up (nothing committed)
+                self.stats.write_failures += 1
+                self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:500]
+                log.error("%s: %s failed; retrying in %.2fs: %s", self._name, what, delay, exc)
+                if self._closed:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(self.options.retry_max_seconds, max(delay * 2, 0.01))
+
+    # -- commits -------------------------------------------------------------------------------
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit `offsets` and wait for it. A failed commit (the group rebalancing) is logged:
+        the data is written, and the next owner reads it again (at least once)."""
+        if not offsets:
+            return
+        waiter = self._loop.create_future()
+        with self._lock:
+            for key, offset in offsets.items():
+                self._pending_commits[key] = max(offset, self._pending_commits.get(key, -1))
+            self._commit_waiters.append(waiter)
+        if not self._revoking:
+            self._loop.run_in_executor(self._thread, self._drain_commits)
+        started = time.perf_counter()
+        try:
+            await waiter
+        except Exception as exc:  # noqa: BLE001
+            self.stats.commit_failures += 1
+            self.stats.last_error = f"commit: {type(exc).__name__}: {exc}"[:500]
+            log.warning("%s: offset commit failed; the records will be read again: %s", self._name, exc)
+        finally:
+            self.stats.commit_seconds += time.perf_counter() - started
+
+    def _drain_commits(self) -> None:
+        from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+        with self._lock:
+            pending, self._pending_commits = self._pending_commits, {}
+            waiters, self._commit_waiters = self._commit_waiters, []
+            wanted = {key: offset for key, offset in pending.items() if key in self._owned}
+        if not waiters:
+            return
+        error: Exception | None = None
+        if wanted and self._consumer is not None:
+            try:
+                self._consumer.commit(offsets=[KafkaTopicPartition(t, p, o) for (t, p), o in wanted.items()],
+                                      asynchronous=False)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiters
+                error = exc
+        if error is None:
+            for (topic, partition), offset in wanted.items():
+                self.stats.committed[f"{topic}/{partition}"] = offset
+        for waiter in waiters:
+            self._loop.call_soon_threadsafe(_settle, waiter, error)
+
+    # -- rebalance callbacks (the consumer's thread, inside consume()) -------------------------
+    def _assigned(self, consumer, partitions) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        with self._lock:
+            self._owned.update(keys)
+        if self.stats.paused and partitions:
+            consumer.pause(partitions)  # still full: new partitions wait like the old ones
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._note_assignment, keys)
+
+    def _note_assignment(self, keys: list[TopicPartition]) -> None:
+        with self._lock:
+            owned = sorted(self._owned)
+        self.stats.assigned_partitions = [f"{topic}/{partition}" for topic, partition in owned]
+        if self._on_assign is not None:
+            self._on_assign(keys)
+
+    def _revoked(self, consumer, partitions) -> None:
+        if partitions and not self._closed and not self._loop.is_closed():
+            self._revoking = True
+            try:
+                done = asyncio.run_coroutine_threadsafe(self.flush(), self._loop)
+                deadline = time.monotonic() + self.options.revoke_timeout_seconds
+                while True:
+                    try:
+                        done.result(timeout=0.05)
+                        break
+                    except concurrent.futures.TimeoutError:
+                        self._drain_commits()  # the flush's commits wait for this thread
+                        if time.monotonic() > deadline:
+                            raise
+            except Exception as exc:  # noqa: BLE001 - read again by the next owner
+                # What was not written stays buffered and is written later (its commit is skipped
+                # for partitions this member lost); the next owner reads it again meanwhile, and
+                # idempotent storage absorbs the second copy. Dropping it instead would race with
+                # the next assignment's first poll.
+                log.warning("%s: writing before the rebalance did not finish; the next owner reads "
+                            "those records again: %s", self._name, exc)
+            finally:
+                self._revoking = False
+                self._drain_commits()
+        with self._lock:
+            self._owned.difference_update((tp.topic, tp.partition) for tp in partitions)
+            owned = sorted(self._owned)
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(
+                setattr, self.stats, "assigned_partitions", [f"{t}/{p}" for t, p in owned])
+
+
+def _settle(waiter: asyncio.Future, error: Exception | None) -> None:
+    if waiter.done():
+        return
+    if error is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(error)
+
+
+class Messages(list):
+    """A poll's records as plain values (for consumers that want a list, like the vectorizer)."""
+
+    def next_offsets(self) -> dict[TopicPartition, int]:
+        offsets: dict[TopicPartition, int] = {}
+        for record in self:
+            key = (record.topic, record.partition)
+            if record.offset >= offsets.get(key, -1):
+                offsets[key] = record.offset + 1
+        return offsets

@@ -1,0 +1,225 @@
+"""The shared batch consumer (`core/consumer.py`) against the real broker (Tansu)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from logpipe.core.consumer import Batch, BatchConsumer, ConsumerOptions, Messages
+from support import produce_to_every_partition, wait_for
+
+PARTITIONS = 4
+
+
+@dataclass
+class Record:
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+
+
+def decode(messages) -> Messages:
+    return Messages(Record(m.value(), m.topic(), m.partition(), m.offset()) for m in messages)
+
+
+class Sink:
+    """A write function that keeps what it was given; `fail` and `gate` make it fail or wait."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[bytes]] = []
+        self.fail = False
+        self.gate: asyncio.Event | None = None
+        self.attempts = 0
+
+    async def write(self, batch: Batch) -> int:
+        self.attempts += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise ConnectionError("the store is down")
+        values = [record.value for chunk in batch.chunks for record in chunk]
+        assert len(values) == batch.records
+        self.batches.append(values)
+        return len(values)
+
+    @property
+    def values(self) -> list[bytes]:
+        return [value for batch in self.batches for value in batch]
+
+
+def options(bootstrap: str, topic: str, group: str, **overrides) -> ConsumerOptions:
+    settings = dict(bootstrap_servers=bootstrap, topics=[topic], group_id=group, batch_size=100,
+                    batch_timeout_seconds=300, session_timeout_ms=2000, heartbeat_interval_ms=500,
+                    retry_base_seconds=0.05, retry_max_seconds=0.2)
+    settings.update(overrides)
+    return ConsumerOptions(**settings)
+
+
+@contextlib.asynccontextmanager
+async def running(opts: ConsumerOptions, sink: Sink, stop_timeout_s: float = 30.0, decoder=decode):
+    consumer = BatchConsumer(opts, decode=decoder, write=sink.write, name="test")
+    consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop(timeout_s=stop_timeout_s)
+
+
+async def committed(bootstrap: str, group: str, topic: str) -> int:
+    """Offsets the group committed on `topic`, summed over its partitions (read from the broker)."""
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await reader.start()
+    try:
+        total = 0
+        for partition in range(PARTITIONS):
+            total += await reader.committed(TopicPartition(topic, partition)) or 0
+        return total
+    finally:
+        await reader.stop()
+
+
+async def committed_is(bootstrap: str, group: str, topic: str, expected: int) -> bool:
+    return await committed(bootstrap, group, topic) == expected
+
+
+def values(count: int, start: int = 0) -> list[bytes]:
+    return [f"record-{i}".encode() for i in range(start, start + count)]
+
+
+def group() -> str:
+    return f"engine-{uuid.uuid4().hex[:8]}"
+
+
+async def test_size_cut_writes_full_batches_and_commits_exactly_what_was_written(kafka_bootstrap, topics):
+    sink, name = Sink(), group()
+    sent = values(250)
+    async with running(options(kafka_bootstrap, topics.raw_logs, name, batch_size=100), sink) as consumer:
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, sent, PARTITIONS)
+        # Less than a batch left: every full batch was cut (which records make one depends on the polls).
+        await wait_for(lambda: consumer.stats.consumed == 250 and 250 - len(sink.values) < 100)
+        await wait_for(lambda: consumer.stats.lag == 0)  # all fetched
+        # No time cut (300 s): only full batches were written, the rest waits in the buffer.
+        assert all(len(batch) >= 100 for batch in sink.batches)
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, len(sink.values)), timeout=10)
+        await wait_for(lambda: consumer.buffered == 250 - len(sink.values))
+        assert consumer.stats.batches == len(sink.batches)
+
+
+async def test_time_cut_writes_a_partial_batch(kafka_bootstrap, topics):
+    sink, name = Sink(), group()
+    async with running(options(kafka_bootstrap, topics.raw_logs, name, batch_size=10_000,
+                               batch_timeout_seconds=0.5), sink) as consumer:
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, values(30), PARTITIONS)
+        await wait_for(lambda: len(sink.values) == 30)
+        assert sorted(sink.values) == sorted(values(30))
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 30), timeout=10)
+        await wait_for(lambda: consumer.buffered == 0 and consumer.stats.last_flush_at is not None)
+        assert all(len(batch) < 10_000 for batch in sink.batches)
+
+
+async def test_a_failing_write_commits_nothing_and_the_records_are_read_again(kafka_bootstrap, topics):
+    failing, name = Sink(), group()
+    failing.fail = True
+    sent = values(40)
+    async with running(options(kafka_bootstrap, topics.raw_logs, name, batch_size=10,
+                               batch_timeout_seconds=0.2), failing, stop_timeout_s=1.0) as consumer:
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, sent, PARTITIONS)
+        await wait_for(lambda: consumer.stats.consumed >= 10 and failing.attempts >= 4)
+        assert consumer.stats.write_failures >= 4 and "the store is down" in consumer.stats.last_error
+        assert failing.values == []
+        assert await committed(kafka_bootstrap, name, topics.raw_logs) == 0
+    # The next member of the group reads every record again, from the offsets never committed.
+    working = Sink()
+    async with running(options(kafka_bootstrap, topics.raw_logs, name, batch_size=10,
+                               batch_timeout_seconds=0.2), working):
+        await wait_for(lambda: len(working.values) == 40)
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 40), timeout=10)
+    assert sorted(working.values) == sorted(sent)
+
+
+async def test_a_retried_write_is_committed_once_it_succeeds(kafka_bootstrap, topics):
+    sink, name = Sink(), group()
+    sink.fail = True
+    async with running(options(kafka_bootstrap, topics.raw_logs, name, batch_size=20,
+                               batch_timeout_seconds=0.2), sink) as consumer:
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, values(20), PARTITIONS)
+        await wait_for(lambda: sink.attempts >= 3)
+        assert await committed(kafka_bootstrap, name, topics.raw_logs) == 0
+        sink.fail = False
+        await wait_for(lambda: len(sink.values) == 20)
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 20), timeout=10)
+        assert consumer.stats.commit_failures == 0
+
+
+async def test_revoked_partitions_are_written_and_committed_before_they_move(kafka_bootstrap, topics):
+    first_sink, second_sink, name = Sink(), Sink(), group()
+    # Batches never fill and never time out here: only a rebalance (or a flush) writes.
+    opts = options(kafka_bootstrap, topics.raw_logs, name, batch_size=100_000, batch_timeout_seconds=300)
+    async with running(opts, first_sink) as first:
+        await wait_for(lambda: len(first.stats.assigned_partitions) == PARTITIONS, timeout=30)
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, values(400), PARTITIONS)
+        await wait_for(lambda: first.stats.consumed == 400)
+        assert first_sink.values == []
+        async with running(opts, second_sink) as second:
+            await wait_for(lambda: second.stats.assigned_partitions and first.stats.assigned_partitions,
+                           timeout=60)
+            # The first member wrote what it held before its partitions moved, and committed it.
+            assert sorted(first_sink.values) == sorted(values(400))
+            assert await committed(kafka_bootstrap, name, topics.raw_logs) == 400
+            assert len(first.stats.assigned_partitions) + len(second.stats.assigned_partitions) == PARTITIONS
+            await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, values(400, 400), PARTITIONS)
+            await wait_for(lambda: first.stats.consumed + second.stats.consumed == 800, timeout=30)
+            await first.flush()
+            await second.flush()
+            assert second.stats.consumed > 0
+    # Every record written once: nothing the first member committed was read again.
+    assert sorted(first_sink.values + second_sink.values) == sorted(values(800))
+    assert await committed(kafka_bootstrap, name, topics.raw_logs) == 800
+
+
+async def test_a_slow_write_pauses_fetching(kafka_bootstrap, topics):
+    sink, name = Sink(), group()
+    sink.gate = asyncio.Event()
+    opts = options(kafka_bootstrap, topics.raw_logs, name, batch_size=10, batch_timeout_seconds=0.2,
+                   max_poll_records=10, max_batches_in_flight=1)
+    # One batch in flight and one in the buffer, each under two polls' worth.
+    bound = 2 * (10 - 1 + 10)
+    async with running(opts, sink) as consumer:
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, values(300), PARTITIONS)
+        await wait_for(lambda: consumer.stats.paused)
+        polls = consumer.stats.polls
+        # Polling goes on while paused (rebalances are served), but nothing more arrives.
+        await wait_for(lambda: consumer.stats.polls >= polls + 10)
+        assert consumer.stats.consumed <= bound and consumer.buffered <= bound
+        await wait_for(lambda: consumer.stats.lag)  # the rest waits in Kafka
+        assert sink.values == []
+        sink.gate.set()
+        await wait_for(lambda: len(sink.values) == 300, timeout=60)
+        await wait_for(lambda: not consumer.stats.paused)  # resumed at the next poll
+        assert consumer.stats.pauses >= 1
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 300), timeout=10)
+    assert sorted(sink.values) == sorted(values(300))
+
+
+async def test_a_poll_that_fails_to_decode_is_read_again(kafka_bootstrap, topics):
+    sink, name = Sink(), group()
+    failures = []
+
+    def decode_failing_twice(messages):
+        if len(failures) < 2:
+            failures.append(len(messages))
+            raise ValueError("cannot decode")
+        return decode(messages)
+
+    async with running(options(kafka_bootstrap, topics.raw_logs, name, batch_size=10,
+                               batch_timeout_seconds=0.2), sink, decoder=decode_failing_twice) as consumer:
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, values(60), PARTITIONS)
+        await wait_for(lambda: len(sink.values) == 60)
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 60), timeout=10)
+        assert len(failures) == 2 and "cannot decode" in consumer.stats.last_error
+    assert sorted(sink.values) == sorted(values(60))  # none skipped, none twice
