@@ -109,23 +109,51 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+# The dashboard runs only its own bundled scripts: no inline script, no eval, no framing.
+# Styles may be inline (chart libraries set them); data is fetched from this origin only.
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+                                "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+# Vite names every built asset after its content hash, so a changed file is a new URL.
+IMMUTABLE = "public, max-age=31536000, immutable"
+# index.html names the current hashed assets: a browser must ask again each time.
+NO_CACHE = "no-cache"
+API_PREFIXES = ("api/", "ws/", "v1/", "loki/", "assets/")
+
+
 def mount_dashboard(app: FastAPI, folder: Path) -> None:
-    """Serve the built dashboard at / when it exists; client-side routes fall back to index.html."""
+    """Serve the built dashboard at / when it exists; client-side routes fall back to index.html.
+
+    Hashed files under /assets/ are cached for good; index.html is revalidated on every load.
+    A missing asset or API path is a 404, never index.html (a browser would parse HTML as a
+    script). Every dashboard response carries the security headers.
+    """
     index = folder / "index.html"
     if not index.is_file():
         @app.get("/", include_in_schema=False)
         async def no_dashboard() -> JSONResponse:
             # Nothing is built yet: point a browser at the API instead of a bare 404.
             return JSONResponse({"service": "logpipe gateway", "docs": "/docs", "openapi": "/openapi.json",
-                                 "dashboard": f"not built (no {index})"})
+                                 "dashboard": f"not built (no {index})"}, headers=DASHBOARD_HEADERS)
         return
     assets = StaticFiles(directory=folder, html=True)
+    root = folder.resolve()
 
     @app.get("/{path:path}", include_in_schema=False)
     async def dashboard(path: str, request: Request):
-        if path.startswith(("api/", "ws/", "v1/", "loki/")):
-            return JSONResponse({"detail": "Not Found"}, status_code=404)
         candidate = (folder / path).resolve()
-        if path and candidate.is_file() and folder.resolve() in candidate.parents:
-            return await assets.get_response(path, request.scope)
-        return FileResponse(index)
+        if path and candidate.is_file() and root in candidate.parents:
+            response = await assets.get_response(path, request.scope)
+            cache = IMMUTABLE if path.startswith("assets/") else NO_CACHE
+        elif path.startswith(API_PREFIXES):
+            response, cache = JSONResponse({"detail": "Not Found"}, status_code=404), NO_CACHE
+        else:
+            response, cache = FileResponse(index), NO_CACHE
+        response.headers.update(DASHBOARD_HEADERS)
+        response.headers["Cache-Control"] = cache
+        return response

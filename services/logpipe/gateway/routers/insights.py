@@ -14,6 +14,7 @@ from logpipe.gateway.query import QueryError
 from logpipe.core.record import MAX_TIMESTAMP, MIN_TIMESTAMP, to_utc_ms
 from logpipe.gateway import insights
 from logpipe.gateway.auth import Principal, require
+from logpipe.gateway.responses import PatternList
 from logpipe.gateway.schemas import AnalyzeRequest, SemanticSearchRequest
 from logpipe.gateway.service import check_pipeline_access, effective_pipeline, split_values
 
@@ -190,7 +191,8 @@ def _min_score(value: Any) -> float | None:
     return float(value)
 
 
-@router.get("/api/patterns", summary="Log patterns (templates) with counts and growth")
+@router.get("/api/patterns", response_model=PatternList, response_model_exclude_unset=True,
+            summary="Log patterns (templates) with counts, share, growth and sparklines")
 async def list_patterns(
     request: Request,
     principal: Principal = Depends(require("read")),
@@ -202,6 +204,9 @@ async def list_patterns(
     sort: Literal["count", "growth"] = Query("count", description="count, or growth vs the window before"),
     group_by: list[str] = Query([], description="split counts by service and/or level"),
     pipeline: str | None = Query(None, max_length=200),
+    pattern_id: int | None = Query(None, ge=0, le=2**64 - 1, description="only this pattern"),
+    contains: str | None = Query(None, max_length=500, description="case-insensitive text in the template"),
+    sparkline_buckets: int = Query(0, ge=0, le=96, description="counts per equal slice of the range, per pattern"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     try:
@@ -215,6 +220,7 @@ async def list_patterns(
         return await asyncio.to_thread(
             pattern_counts, request.app.state.store, start, end, service=split_values(service) or None,
             level=split_values(level) or None, min_count=min_count, sort=sort, limit=limit,
-            group_by=split_values(group_by), pipeline=effective_pipeline(principal.pipeline, pipeline))
+            group_by=split_values(group_by), pipeline=effective_pipeline(principal.pipeline, pipeline),
+            pattern_id=pattern_id, contains=contains, sparkline_buckets=sparkline_buckets)
     except PatternQueryError as exc:
         raise QueryError(str(exc)) from None
