@@ -75,8 +75,6 @@ export function TextFilter({
   return (
     <form
       className={`field-inline${wide ? " wide" : ""}`}
-      role="search"
-      aria-label={label}
       onSubmit={(event: FormEvent) => {
         event.preventDefault();
         apply();

@@ -91,6 +91,8 @@ export function LogTable({
     getScrollElement: () => scroller.current,
     estimateSize: () => 32,
     overscan: 12,
+    // The first render knows the table's height before the browser measures it.
+    initialRect: { width: 0, height },
     getItemKey: (index) => logs[index]?.record_id ?? index,
   });
   const items = virtualizer.getVirtualItems();
@@ -180,7 +182,7 @@ export function LogTable({
                   id={`log-row-${item.index}`}
                   role="row"
                   aria-rowindex={item.index + 1}
-                  aria-expanded={open}
+                  data-expanded={open}
                   aria-selected={item.index === active}
                   className={`log-row level-row-${log.level.toLowerCase()}`}
                   data-testid="log-row"
