@@ -328,6 +328,11 @@ await check("Pipeline: topics, lag, rates, DLQ and the collection", async () => 
   const state = await api("/api/pipeline");
   assert.ok(Array.isArray(state.topics) && state.topics.length > 0);
   for (const topic of state.topics) assert.ok(await page.getByText(topic.name, { exact: true }).count(), topic.name);
+  assert.equal(state.collection.available, true, JSON.stringify(state.collection));
+  // The vectorizer keeps adding points, so the page's count is checked as a count, not equal to a later read.
+  assert.match(await page.getByTestId("collection-points").textContent(), /^[0-9,]+$/);
+  assert.ok(numberOf(await page.getByTestId("collection-points").textContent()) > 0, "errors were vectorized");
+  assert.equal(await page.getByText("not reachable").count(), 0, "ingest and vectorizer rates are shown");
   await axeCheck(page, "pipeline");
 });
 

@@ -63,6 +63,8 @@ def platform(tmp_path_factory):
         "GATEWAY_FRONTEND_DIR": str(STATIC),
         "GATEWAY_ANALYZER_URL": f"http://127.0.0.1:{ports['analyzer']}",
         "GATEWAY_EMBEDDER_URL": f"http://127.0.0.1:{ports['embedder']}",
+        "GATEWAY_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
+        "GATEWAY_VECTORIZER_URL": f"http://127.0.0.1:{ports['vectorizer']}",
         "GENERATOR_RATE_PER_SECOND": "60",
         "GENERATOR_ERROR_RATE_PERCENTAGE": "15",
         "GENERATOR_INCIDENTS": "none",

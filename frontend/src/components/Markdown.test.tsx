@@ -13,6 +13,12 @@ describe("Markdown", () => {
     expect(screen.getByRole("table").textContent).toContain("12");
   });
 
+  it("reads _emphasis_ at word edges only, leaving templates and snake_case alone", () => {
+    const { container } = render(<Markdown source={"_Written by: model._ user_id <*> from <*> and my_var_name"} />);
+    expect(container.querySelector("em")?.textContent).toBe("Written by: model.");
+    expect(container.textContent).toBe("Written by: model. user_id <*> from <*> and my_var_name");
+  });
+
   it("keeps raw HTML as text", () => {
     const source = 'Beware <script>alert(1)</script> and <img src=x onerror="alert(2)">';
     const { container } = render(<Markdown source={source} />);

@@ -5,7 +5,8 @@ import type { ReactNode } from "react";
 
 function inline(text: string, keyPrefix: string): ReactNode[] {
   const out: ReactNode[] = [];
-  const pattern = /(`[^`]+`|\*\*[^*]+\*\*)/g;
+  // Emphasis only with underscores at word edges: templates are full of `<*>` and snake_case.
+  const pattern = /(`[^`]+`|\*\*[^*]+\*\*|(?<!\w)_[^_\n]+_(?!\w))/g;
   let last = 0;
   let match: RegExpExecArray | null;
   let index = 0;
@@ -14,6 +15,7 @@ function inline(text: string, keyPrefix: string): ReactNode[] {
     const token = match[0];
     const key = `${keyPrefix}-${index++}`;
     if (token.startsWith("`")) out.push(<code key={key}>{token.slice(1, -1)}</code>);
+    else if (token.startsWith("_")) out.push(<em key={key}>{token.slice(1, -1)}</em>);
     else out.push(<strong key={key}>{token.slice(2, -2)}</strong>);
     last = match.index + token.length;
   }

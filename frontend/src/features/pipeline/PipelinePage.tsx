@@ -64,7 +64,7 @@ function Rates({ rates }: { rates: PipelineState["rates"] }) {
           ) : (
             <dl className="stats">
               {Object.entries(stats)
-                .filter(([, value]) => typeof value === "number" || typeof value === "string" || typeof value === "boolean")
+                .filter(([key, value]) => key !== "available" && (typeof value === "number" || typeof value === "string"))
                 .slice(0, 10)
                 .map(([key, value]) => (
                   <div key={key}>
