@@ -18,6 +18,7 @@ from logpipe.core.topics import Topics
 from logpipe.gateway import routers
 from logpipe.gateway.auth import Authenticator, open_engine
 from logpipe.gateway.insights import LazySemanticSearcher
+from logpipe.gateway.pipeline import PipelineInspector
 from logpipe.gateway.protocols import ProtocolError
 from logpipe.gateway.service import Fanout, ScopeError
 from logpipe.gateway.settings import Settings
@@ -58,6 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.live_tail = TopicTail(settings.kafka_bootstrap_servers, topics.raw_logs, live, decode_raw_log)
         state.events_tail = TopicTail(settings.kafka_bootstrap_servers, topics.novel_errors, events, decode_event)
         state.offsets = KafkaOffsets(settings.kafka_bootstrap_servers)
+        state.pipeline = PipelineInspector(state.offsets, topics, settings.consumer_group_list,
+                                           timeout_s=settings.pipeline_timeout_s, sample_s=settings.lag_sample_s,
+                                           retention_s=settings.lag_history_s)
+        state.pipeline.start()
         state.authenticator = Authenticator(engine, settings.token_cache_s)
         state.anomaly_poller = None
         state.semantic = LazySemanticSearcher(settings)
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             poller = state.anomaly_poller
             if poller is not None:
                 poller.cancel()
+            await state.pipeline.stop()
             await state.live_tail.stop()
             await state.events_tail.stop()
             await state.offsets.close()

@@ -75,7 +75,7 @@ class LogFilter:
     def validated(self) -> "LogFilter":
         levels = []
         for value in self.levels:
-            level = normalize_level(value)
+            level = _level(value)
             if level is None:
                 raise QueryError(f"unknown level {value!r}; use one of {', '.join(Level)}")
             levels.append(level.value)
@@ -92,6 +92,15 @@ class LogFilter:
             raise QueryError("pattern_id must be an unsigned 64-bit integer")
         return LogFilter(sorted(set(levels)), sorted({s for s in self.services if s}), start, end,
                          self.contains or None, self.trace_id or None, self.pattern_id, self.pipeline or None)
+
+
+def _level(value: str) -> Level | None:
+    # normalize_level calls int() on str.isdigit() text, which is also true of digits such as
+    # '³' that int() refuses: such a value is no level, not a server error.
+    try:
+        return normalize_level(value)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

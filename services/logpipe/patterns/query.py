@@ -49,7 +49,7 @@ class PatternQuery:
             raise PatternQueryError(f"limit must be between 1 and {MAX_LIMIT}")
         if self.min_count < 0:
             raise PatternQueryError("min_count must be 0 or more")
-        bad_levels = [level for level in self.levels if normalize_level(level) is None]
+        bad_levels = [level for level in self.levels if _known_level(level) is None]
         if bad_levels:
             raise PatternQueryError(f"unknown level {', '.join(bad_levels)}")
         if not 0 <= self.sparkline_buckets <= MAX_SPARKLINE_BUCKETS:
@@ -62,6 +62,14 @@ class PatternQuery:
         if unknown:
             raise PatternQueryError(f"group_by accepts {', '.join(GROUPS)}, not {', '.join(unknown)}")
         return self
+
+
+def _known_level(value: str):
+    # normalize_level calls int() on any str.isdigit() text, '³' included: that is no level.
+    try:
+        return normalize_level(value)
+    except ValueError:
+        return None
 
 
 def utc(moment: datetime) -> datetime:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal
 
 import httpx
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from logpipe.gateway.query import QueryError
 from logpipe.core.record import MAX_TIMESTAMP, MIN_TIMESTAMP, to_utc_ms
@@ -85,6 +87,27 @@ async def get_report(
     if report is None:
         raise HTTPException(404, f"no report {report_id!r}")
     return report
+
+
+@router.get("/api/reports/{report_id}/download", summary="One report as a Markdown or JSON attachment",
+            response_class=Response,
+            responses={200: {"content": {"text/markdown": {}, "application/json": {}},
+                             "description": "the report file"}})
+async def download_report(
+    request: Request,
+    report_id: str = Path(max_length=64),
+    format: Literal["markdown", "json"] = Query("markdown", description="markdown (.md) or json (.json)"),
+    principal: Principal = Depends(require("read")),
+) -> Response:
+    report = await get_report(request, report_id, principal)
+    # The id names the file: keep it to characters safe in a header and a file name.
+    safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", report["id"])
+    if format == "json":
+        content, media_type, suffix = orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json", "json"
+    else:
+        content, media_type, suffix = insights.report_markdown(report).encode(), "text/markdown; charset=utf-8", "md"
+    return Response(content, media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="logpipe-report-{safe_id}.{suffix}"'})
 
 
 @router.get("/api/anomalies", summary="Anomalies found by analysis runs, newest first")
