@@ -25,5 +25,7 @@ export default defineConfig({
     environment: "jsdom",
     setupFiles: ["./src/test/setup.ts"],
     include: ["src/**/*.test.{ts,tsx}"],
+    // Deadlines, not sleeps: generous because the suite shares small CI machines.
+    testTimeout: 20_000,
   },
 });

@@ -1,6 +1,7 @@
-import { useEffect, useState } from "react";
+import { useState } from "react";
 import { NavLink, Outlet } from "react-router-dom";
 import { useAuth } from "../api/auth";
+import { ThemeContext, type Theme } from "./theme";
 
 const PAGES = [
   ["/explore", "Explore"],
@@ -12,22 +13,22 @@ const PAGES = [
   ["/pipeline", "Pipeline"],
 ] as const;
 
-type Theme = "dark" | "light";
-
 function initialTheme(): Theme {
   const stored = window.localStorage.getItem("logpipe.theme");
-  if (stored === "dark" || stored === "light") return stored;
-  return window.matchMedia?.("(prefers-color-scheme: light)").matches ? "light" : "dark";
+  if (stored === "dark" || stored === "light") return applyTheme(stored);
+  return applyTheme(window.matchMedia?.("(prefers-color-scheme: light)").matches ? "light" : "dark");
+}
+
+// Set before React renders with the new theme: charts read the CSS colours while rendering.
+function applyTheme(theme: Theme): Theme {
+  document.documentElement.dataset.theme = theme;
+  window.localStorage.setItem("logpipe.theme", theme);
+  return theme;
 }
 
 export function Layout() {
   const { whoami, signOut } = useAuth();
   const [theme, setTheme] = useState<Theme>(initialTheme);
-
-  useEffect(() => {
-    document.documentElement.dataset.theme = theme;
-    window.localStorage.setItem("logpipe.theme", theme);
-  }, [theme]);
 
   return (
     <div className="app">
@@ -59,7 +60,7 @@ export function Layout() {
           <button
             type="button"
             className="button button-ghost"
-            onClick={() => setTheme(theme === "dark" ? "light" : "dark")}
+            onClick={() => setTheme(applyTheme(theme === "dark" ? "light" : "dark"))}
             aria-label={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}
           >
             {theme === "dark" ? "Light" : "Dark"}
@@ -72,7 +73,9 @@ export function Layout() {
         </div>
       </header>
       <main id="main" className="main" tabIndex={-1}>
-        <Outlet />
+        <ThemeContext.Provider value={theme}>
+          <Outlet />
+        </ThemeContext.Provider>
       </main>
     </div>
   );

@@ -1,5 +1,8 @@
-import { cleanup } from "@testing-library/react";
+import { cleanup, configure } from "@testing-library/react";
 import { afterEach } from "vitest";
+
+// findBy* waits up to this long for what a user would see.
+configure({ asyncUtilTimeout: 5000 });
 
 afterEach(() => {
   cleanup();

@@ -5,6 +5,7 @@ import { apiGet, socketUrl } from "../../api/client";
 import type { Anomaly, AnomalyList, Histogram, LogRecord } from "../../api/types";
 import { SeverityBadge } from "../../components/Badge";
 import { themeColor } from "../../components/Chart";
+import { useTheme } from "../../components/theme";
 import { ErrorState, Loading, QueryState } from "../../components/States";
 import { TimeRangePicker } from "../../components/TimeRangePicker";
 import { formatTime, formatTimestamp } from "../../lib/time";
@@ -74,6 +75,7 @@ export function AnomaliesPage() {
     placeholderData: keepPreviousData,
   });
   const novel = useNovelErrors();
+  const theme = useTheme();
   const sorted = useMemo(() => bySeverity(anomalies.data?.anomalies ?? []), [anomalies.data]);
   const markers = useMemo(
     () =>
@@ -83,7 +85,8 @@ export function AnomaliesPage() {
           time: new Date(anomaly.bucket ?? anomaly.created_at).getTime() / 1000,
           color: themeColor(`--severity-${anomaly.severity.toLowerCase()}`, "#e5534b"),
         })),
-    [sorted],
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [sorted, theme],
   );
 
   return (

@@ -1,6 +1,7 @@
 import { useMemo, useRef } from "react";
 import uPlot from "uplot";
 import { Chart, levelColor, themeColor } from "../../components/Chart";
+import { useTheme } from "../../components/theme";
 import type { Histogram } from "../../api/types";
 import { LEVELS } from "../../api/types";
 
@@ -48,6 +49,10 @@ export function LogHistogram({
   const markerRef = useRef(markers);
   markerRef.current = markers;
   const step = histogram.step_seconds;
+  const theme = useTheme();
+  const totals = useMemo(() => raw.map((series) => series.reduce((sum, value) => sum + value, 0)), [raw]);
+  const totalsRef = useRef(totals);
+  totalsRef.current = totals;
 
   // Series are drawn in order, so the tallest (all levels) goes first and each lower band on top.
   const drawOrder = useMemo(() => levels.map((_, index) => levels.length - 1 - index), [levels]);
@@ -76,9 +81,10 @@ export function LogHistogram({
             width: 0,
             paths: bars,
             points: { show: false },
-            // The legend shows the level's own count, not the stacked height.
+            // The legend shows the level's own count (in the range, or in the bucket under the
+            // cursor), not the stacked height.
             value: (_chart: uPlot, _value: number | null, _series: number, idx: number | null) =>
-              idx === null ? "—" : String(rawRef.current[index]?.[idx] ?? 0),
+              (idx === null ? (totalsRef.current[index] ?? 0) : (rawRef.current[index]?.[idx] ?? 0)).toLocaleString("en-US"),
           } satisfies uPlot.Series;
         }),
       ],
@@ -117,7 +123,9 @@ export function LogHistogram({
         ],
       },
     };
-  }, [levels, drawOrder, times, step]);
+    // theme: the colours above are read from CSS variables when the chart is built.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [levels, drawOrder, times, step, theme]);
 
   const data = useMemo<uPlot.AlignedData>(
     () => [times, ...drawOrder.map((index) => stacked[index] ?? [])],

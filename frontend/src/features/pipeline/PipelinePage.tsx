@@ -4,6 +4,7 @@ import type uPlot from "uplot";
 import { apiGet } from "../../api/client";
 import { isUnavailable, type DlqList, type PipelineState } from "../../api/types";
 import { Chart, themeColor } from "../../components/Chart";
+import { useTheme } from "../../components/theme";
 import { Empty, ErrorState, Loading, QueryState } from "../../components/States";
 import { formatCount, formatTimestamp } from "../../lib/time";
 import { useUrlState } from "../../lib/url";
@@ -36,6 +37,7 @@ export function lagSeries(history: PipelineState["lag_history"]) {
 
 function LagChart({ history }: { history: PipelineState["lag_history"] }) {
   const { keys, times, series } = useMemo(() => lagSeries(history), [history]);
+  const theme = useTheme();
   const options = useMemo<Omit<uPlot.Options, "width" | "height">>(() => {
     const axis = themeColor("--text-muted", "#999");
     const grid = themeColor("--grid", "rgba(128,128,128,0.15)");
@@ -47,7 +49,8 @@ function LagChart({ history }: { history: PipelineState["lag_history"] }) {
       ],
       series: [{ label: "time" }, ...keys.map((key, i) => ({ label: key, stroke: LINE_COLORS[i % LINE_COLORS.length], width: 2, spanGaps: true }))],
     };
-  }, [keys]);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [keys, theme]);
   const data = useMemo<uPlot.AlignedData>(() => [times, ...series] as uPlot.AlignedData, [times, series]);
   if (!times.length) return <Empty title="No lag sampled yet">The gateway samples consumer lag every 10 seconds.</Empty>;
   return <Chart options={options} data={data} height={200} label="Consumer lag per group over time" />;
