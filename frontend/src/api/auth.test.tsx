@@ -10,7 +10,7 @@ afterEach(() => vi.unstubAllGlobals());
 
 function Probe() {
   const { whoami } = useAuth();
-  const logs = useQuery({ queryKey: ["probe"], queryFn: () => apiGet<{ total: number }>("/api/logs") });
+  const logs = useQuery({ queryKey: ["probe"], queryFn: () => apiGet<"/api/logs", { total: number }>("/api/logs") });
   return (
     <p>
       {whoami ? `signed in as ${whoami.name} (${whoami.pipeline})` : "anonymous"} · {logs.data ? `total ${logs.data.total}` : "no data"}

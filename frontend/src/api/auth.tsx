@@ -21,7 +21,7 @@ export function useAuth(): AuthState {
 
 /** Who the stored token belongs to (its scopes and the pipeline it is bound to). */
 export async function fetchWhoami(): Promise<Whoami> {
-  return apiGet<Whoami>("/api/whoami");
+  return apiGet("/api/whoami");
 }
 
 export function AuthProvider({ children }: { children: ReactNode }) {

@@ -1,6 +1,7 @@
-// The one typed client of the gateway API. Paths (and their query parameters, where the
-// OpenAPI document declares them) are checked against src/api/schema.d.ts, generated from
-// the gateway by `npm run gen:api`; a pytest regenerates it and fails when it drifts.
+// The one typed client of the gateway API. Paths, query parameters and response bodies come
+// from src/api/schema.d.ts, generated from the gateway's OpenAPI document (`make frontend-api`);
+// a pytest regenerates it and fails when it drifts, and `tsc` then fails on any view that no
+// longer fits the API.
 import type { paths } from "./schema";
 import { getToken } from "./token";
 
@@ -9,27 +10,17 @@ type PathsWith<M extends Method> = {
   [P in keyof paths]: paths[P] extends Record<M, { parameters: unknown }> ? P : never;
 }[keyof paths];
 
-// Contract paths the gateway is adding (docs/api.md); each leaves this list once it is in
-// the generated schema (the union then still compiles, and the schema's types apply).
-type PendingGetPath =
-  | "/api/whoami"
-  | "/api/logs/histogram"
-  | "/api/pipeline"
-  | "/api/pipeline/dlq"
-  | "/api/reports/{report_id}/download";
-
-export type GetPath = PathsWith<"get"> | PendingGetPath;
+export type GetPath = PathsWith<"get">;
 export type PostPath = PathsWith<"post">;
 
-type SchemaQuery<P> = P extends keyof paths
-  ? paths[P] extends { get: { parameters: { query?: infer Q } } }
-    ? Q
-    : never
-  : never;
+type SchemaQuery<P extends GetPath> = paths[P] extends { get: { parameters: { query?: infer Q } } } ? Q : never;
 type QueryValue = string | number | boolean | null | undefined | readonly (string | number)[];
-export type QueryParams<P extends GetPath> = P extends PendingGetPath
-  ? Record<string, QueryValue>
-  : { [K in keyof NonNullable<SchemaQuery<P>>]?: QueryValue } & Record<string, QueryValue>;
+/** The parameters the OpenAPI document declares for a path (lists may be comma-joined). */
+export type QueryParams<P extends GetPath> = { [K in keyof NonNullable<SchemaQuery<P>>]?: QueryValue };
+
+type JsonBody<O> = O extends { responses: { 200: { content: { "application/json": infer B } } } } ? B : unknown;
+/** The JSON body a path answers with, as the gateway's response model declares it. */
+export type GetResponse<P extends GetPath> = JsonBody<paths[P]["get"]>;
 
 /** An API answer other than 2xx, with a message safe to show a person. */
 export class ApiError extends Error {
@@ -112,12 +103,13 @@ async function request(method: string, url: string, body?: unknown, signal?: Abo
   return response;
 }
 
-export async function apiGet<T, P extends GetPath = GetPath>(
+/** GET a path; the result has the path's response model unless `T` names one (untyped routes). */
+export async function apiGet<P extends GetPath, T = GetResponse<P>>(
   path: P,
   query?: QueryParams<P>,
   options: { pathParams?: Record<string, string>; signal?: AbortSignal } = {},
 ): Promise<T> {
-  const response = await request("GET", buildUrl(path, query, options.pathParams), undefined, options.signal);
+  const response = await request("GET", buildUrl(path, query as Record<string, QueryValue>, options.pathParams), undefined, options.signal);
   return (await response.json()) as T;
 }
 

@@ -71,6 +71,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/logs/histogram": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Log counts per time bucket and level, with the filters of /api/logs */
+        get: operations["histogram_api_logs_histogram_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/metrics": {
         parameters: {
             query?: never;
@@ -95,8 +112,50 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Log patterns (templates) with counts and growth */
+        /** Log patterns (templates) with counts, share, growth and sparklines */
         get: operations["list_patterns_api_patterns_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/pipeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Topics, consumer lag and its last hour, service rates, DLQ sizes, the vector collection
+         * @description What this gateway's pipeline is doing. Each part Kafka or a service must answer says
+         *     `available: false` with the error when it cannot: never a 5xx.
+         */
+        get: operations["pipeline_view_api_pipeline_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/pipeline/dlq": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The newest records of a dead-letter topic
+         * @description Newest first, each with its stage, error and the original (as UTF-8 text, at most
+         *     2,000 characters; `original_bytes` is its full size).
+         */
+        get: operations["dead_letters_api_pipeline_dlq_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -131,6 +190,23 @@ export interface paths {
         };
         /** One report with its patterns and anomalies */
         get: operations["get_report_api_reports__report_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/reports/{report_id}/download": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One report as a Markdown or JSON attachment */
+        get: operations["download_report_api_reports__report_id__download_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -185,7 +261,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Per-service log rates, error ratio and status */
+        /** Per-service log rates, error ratio, status and series */
         get: operations["services_api_services_get"];
         put?: never;
         post?: never;
@@ -225,6 +301,23 @@ export interface paths {
         post?: never;
         /** Revoke an API token */
         delete: operations["revoke_token_api_tokens__token_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/whoami": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The calling token: its name, scopes and pipeline */
+        get: operations["whoami_api_whoami_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -303,6 +396,86 @@ export interface components {
              */
             window_hours?: number | null;
         };
+        /** Collection */
+        Collection: {
+            /** Available */
+            available: boolean;
+            /** Error */
+            error?: string | null;
+            /** Name */
+            name: string;
+            /** Points */
+            points: number | null;
+        };
+        /** DeadLetter */
+        DeadLetter: {
+            /** Error */
+            error: string;
+            /** Offset */
+            offset: number;
+            /**
+             * Original
+             * @description UTF-8, invalid bytes replaced, at most 2,000 characters
+             */
+            original: string;
+            /** Original Bytes */
+            original_bytes: number;
+            /** Partition */
+            partition: number;
+            /** Stage */
+            stage: string;
+            /** Time */
+            time: string | null;
+        };
+        /** DeadLetters */
+        DeadLetters: {
+            /**
+             * Available
+             * @default true
+             */
+            available: boolean;
+            /** Error */
+            error?: string | null;
+            /** Kafka Topic */
+            kafka_topic: string;
+            /** Records */
+            records: components["schemas"]["DeadLetter"][];
+            /** Topic */
+            topic: string;
+        };
+        /** GroupLag */
+        GroupLag: {
+            /** Group */
+            group: string;
+            /** Lag */
+            lag: number;
+            /**
+             * Partitions
+             * @description lag per partition number
+             */
+            partitions: {
+                [key: string]: number;
+            };
+            /** Topic */
+            topic: string;
+        };
+        /** HistogramBucket */
+        HistogramBucket: {
+            /**
+             * Counts
+             * @description logs per level; every level of `levels`, zeros included
+             */
+            counts: {
+                [key: string]: number;
+            };
+            /**
+             * Start
+             * @description ISO 8601, UTC; the bucket is [start, start + step_seconds)
+             */
+            start: string;
+            /** Total */
+            total: number;
+        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
@@ -315,6 +488,17 @@ export interface components {
              * @description records acknowledged by Kafka
              */
             accepted: number;
+        };
+        /** LagSample */
+        LagSample: {
+            /** Group */
+            group: string;
+            /** Lag */
+            lag: number;
+            /** Time */
+            time: string;
+            /** Topic */
+            topic: string;
         };
         /** LogEntry */
         LogEntry: {
@@ -436,6 +620,33 @@ export interface components {
              */
             version: string;
         };
+        /** LogHistogram */
+        LogHistogram: {
+            /** Buckets */
+            buckets: components["schemas"]["HistogramBucket"][];
+            /**
+             * End
+             * @description exclusive
+             */
+            end: string;
+            /**
+             * Levels
+             * @description levels found (and those filtered on), most verbose first
+             */
+            levels: string[];
+            /**
+             * Start
+             * @description the range counted, inclusive
+             */
+            start: string;
+            /** Step Seconds */
+            step_seconds: number;
+            /**
+             * Total
+             * @description sum of the buckets' totals: GET /api/logs `total` for the same filter
+             */
+            total: number;
+        };
         /** LogPage */
         LogPage: {
             /** Limit */
@@ -453,6 +664,128 @@ export interface components {
              */
             total?: number | null;
         };
+        /** PartitionEnd */
+        PartitionEnd: {
+            /** End Offset */
+            end_offset: number;
+            /** Partition */
+            partition: number;
+        };
+        /** PatternItem */
+        PatternItem: {
+            /** Count */
+            count: number;
+            /** Example */
+            example: string;
+            /** First Seen */
+            first_seen: string | null;
+            /**
+             * Growth
+             * @description (count - previous) / previous; null when new
+             */
+            growth: number | null;
+            /**
+             * Is New
+             * @description not seen in the window of equal length before the range
+             */
+            is_new: boolean;
+            /** Last Seen */
+            last_seen: string | null;
+            /**
+             * Level
+             * @description with group_by=level
+             */
+            level?: string | null;
+            /** New */
+            new: boolean;
+            /** Pattern Id */
+            pattern_id: number;
+            /** Previous Count */
+            previous_count: number;
+            /**
+             * Service
+             * @description with group_by=service
+             */
+            service?: string | null;
+            /**
+             * Share
+             * @description count / total (every log of the range and filter)
+             */
+            share: number;
+            /**
+             * Sparkline
+             * @description counts per equal slice of the range (with sparkline_buckets > 0)
+             */
+            sparkline?: number[] | null;
+            /**
+             * Template
+             * @description null for an id whose template is not stored (yet)
+             */
+            template: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** PatternList */
+        PatternList: {
+            /** From */
+            from: string;
+            /** Level */
+            level?: string[] | null;
+            /** Limit */
+            limit: number;
+            /** Min Count */
+            min_count: number;
+            /** Other Count */
+            other_count: number;
+            /** Patterns */
+            patterns: components["schemas"]["PatternItem"][];
+            /** Previous From */
+            previous_from: string;
+            /** Service */
+            service?: string[] | null;
+            /** Sort */
+            sort: string;
+            /** Sparkline Buckets */
+            sparkline_buckets: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** PipelineView */
+        PipelineView: {
+            /**
+             * Available
+             * @description false when Kafka did not answer (topics, groups and dlq are then empty)
+             */
+            available: boolean;
+            collection: components["schemas"]["Collection"];
+            /** Consumer Groups */
+            consumer_groups: components["schemas"]["GroupLag"][];
+            /** Dlq */
+            dlq: {
+                [key: string]: number;
+            };
+            /** Error */
+            error?: string | null;
+            /** Lag History */
+            lag_history: components["schemas"]["LagSample"][];
+            /** Pipeline */
+            pipeline: string | null;
+            /**
+             * Rates
+             * @description each service's /stats, with `available`; or {available: false, error}
+             */
+            rates: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+            /** Topics */
+            topics: components["schemas"]["TopicInfo"][];
+        };
         /** SemanticSearchRequest */
         SemanticSearchRequest: {
             /**
@@ -469,6 +802,60 @@ export interface components {
              * @default 10
              */
             top_k: number;
+        };
+        /** ServiceItem */
+        ServiceItem: {
+            /** Error Ratio */
+            error_ratio: number;
+            /** Errors */
+            errors: number;
+            /** Last Seen */
+            last_seen: string | null;
+            /** Logs */
+            logs: number;
+            /** Logs Per Second */
+            logs_per_second: number;
+            /** Logs Per Second 1M */
+            logs_per_second_1m: number;
+            /**
+             * Quiet
+             * @description logged before the window's last quarter, nothing in it
+             */
+            quiet: boolean;
+            /**
+             * Series
+             * @description with series_buckets > 0: equal slices of the window
+             */
+            series?: components["schemas"]["ServicePoint"][] | null;
+            /** Service */
+            service: string;
+            /**
+             * Status
+             * @description healthy, degraded, failing or silent
+             */
+            status: string;
+            /** Warnings */
+            warnings: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ServiceList */
+        ServiceList: {
+            /** Pipeline */
+            pipeline: string | null;
+            /** Services */
+            services: components["schemas"]["ServiceItem"][];
+            /** Window Minutes */
+            window_minutes: number;
+        };
+        /** ServicePoint */
+        ServicePoint: {
+            /** Errors */
+            errors: number;
+            /** Logs */
+            logs: number;
+            /** Start */
+            start: string;
         };
         /** TokenCreated */
         TokenCreated: {
@@ -520,6 +907,13 @@ export interface components {
             /** Scopes */
             scopes: string[];
         };
+        /** TopicInfo */
+        TopicInfo: {
+            /** Name */
+            name: string;
+            /** Partitions */
+            partitions: components["schemas"]["PartitionEnd"][];
+        };
         /** ValidationError */
         ValidationError: {
             /** Context */
@@ -532,6 +926,18 @@ export interface components {
             msg: string;
             /** Error Type */
             type: string;
+        };
+        /** WhoAmI */
+        WhoAmI: {
+            /** Name */
+            name: string;
+            /**
+             * Pipeline
+             * @description the pipeline the token is bound to; null when it sees every pipeline
+             */
+            pipeline: string | null;
+            /** Scopes */
+            scopes: string[];
         };
     };
     responses: never;
@@ -690,6 +1096,53 @@ export interface operations {
             };
         };
     };
+    histogram_api_logs_histogram_get: {
+        parameters: {
+            query?: {
+                /** @description at most this many aligned buckets */
+                buckets?: number;
+                /** @description case-insensitive text in the message */
+                contains?: string | null;
+                /** @description exclusive, ISO 8601 (default: now) */
+                end?: string | null;
+                /** @description ERROR, WARN, ... (repeat or comma-separate) */
+                level?: string[];
+                pattern_id?: number | null;
+                pipeline?: string | null;
+                /** @description service names (repeat or comma-separate) */
+                service?: string[];
+                /** @description relative start: 30s, 15m, 6h, 7d (ignored when start is given) */
+                since?: string | null;
+                /** @description inclusive, ISO 8601 (default: end minus 1 hour) */
+                start?: string | null;
+                trace_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogHistogram"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     metrics_api_metrics_get: {
         parameters: {
             query?: {
@@ -726,6 +1179,8 @@ export interface operations {
     list_patterns_api_patterns_get: {
         parameters: {
             query?: {
+                /** @description case-insensitive text in the template */
+                contains?: string | null;
                 /** @description exclusive; default: now */
                 end?: string | null;
                 /** @description split counts by service and/or level */
@@ -733,10 +1188,14 @@ export interface operations {
                 level?: string[];
                 limit?: number;
                 min_count?: number;
+                /** @description only this pattern */
+                pattern_id?: number | null;
                 pipeline?: string | null;
                 service?: string[];
                 /** @description count, or growth vs the window before */
                 sort?: "count" | "growth";
+                /** @description counts per equal slice of the range, per pattern */
+                sparkline_buckets?: number;
                 /** @description default: end minus 1 hour */
                 start?: string | null;
             };
@@ -752,9 +1211,60 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["PatternList"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    pipeline_view_api_pipeline_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineView"];
+                };
+            };
+        };
+    };
+    dead_letters_api_pipeline_dlq_get: {
+        parameters: {
+            query: {
+                limit?: number;
+                /** @description which DLQ */
+                topic: "raw-logs-dlq" | "vectorization-dlq";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeadLetters"];
                 };
             };
             /** @description Validation Error */
@@ -845,6 +1355,41 @@ export interface operations {
             };
         };
     };
+    download_report_api_reports__report_id__download_get: {
+        parameters: {
+            query?: {
+                /** @description markdown (.md) or json (.json) */
+                format?: "markdown" | "json";
+            };
+            header?: never;
+            path: {
+                report_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                    "text/markdown": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     latest_report_api_reports_latest_get: {
         parameters: {
             query?: {
@@ -917,6 +1462,8 @@ export interface operations {
         parameters: {
             query?: {
                 pipeline?: string | null;
+                /** @description logs and errors per equal slice of the window */
+                series_buckets?: number;
                 window_minutes?: number;
             };
             header?: never;
@@ -931,9 +1478,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ServiceList"];
                 };
             };
             /** @description Validation Error */
@@ -1025,6 +1570,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    whoami_api_whoami_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WhoAmI"];
                 };
             };
         };

@@ -1,4 +1,9 @@
-// Response shapes of the gateway API, as docs/api.md and the dashboard contract describe them.
+// Response shapes of the gateway API. Where the gateway declares a response model they are the
+// generated schema's types; the rest (reports, anomalies, search hits, socket messages, which
+// the API returns as open objects) are written here from docs/api.md.
+import type { components } from "./schema";
+
+type Schemas = components["schemas"];
 export type Level = "TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR" | "FATAL";
 export const LEVELS: Level[] = ["FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
 
@@ -16,56 +21,17 @@ export interface LogRecord {
   [field: string]: unknown;
 }
 
-export interface LogsPage {
-  logs: LogRecord[];
-  next_cursor: string | null;
-  total: number | null;
-  limit: number;
-}
+export type LogsPage = Schemas["LogPage"];
 
-export interface HistogramBucket {
-  start: string;
-  total: number;
-  counts: Record<string, number>;
-}
+export type HistogramBucket = Schemas["HistogramBucket"];
 
-export interface Histogram {
-  start: string;
-  end: string;
-  step_seconds: number;
-  levels: string[];
-  total: number;
-  buckets: HistogramBucket[];
-}
+export type Histogram = Schemas["LogHistogram"];
 
-export interface Whoami {
-  name: string;
-  scopes: string[];
-  pipeline: string | null;
-}
+export type Whoami = Schemas["WhoAmI"];
 
-export interface Pattern {
-  pattern_id: number;
-  template: string | null;
-  count: number;
-  previous_count?: number;
-  share?: number;
-  growth: number | null;
-  is_new?: boolean;
-  new?: boolean;
-  first_seen: string | null;
-  last_seen: string | null;
-  example: string;
-  sparkline?: number[];
-  service?: string;
-  level?: string;
-}
+export type Pattern = Schemas["PatternItem"];
 
-export interface PatternList {
-  total: number;
-  other_count?: number;
-  patterns: Pattern[];
-}
+export type PatternList = Schemas["PatternList"];
 
 export interface Anomaly {
   id: number;
@@ -89,30 +55,11 @@ export interface AnomalyList {
   total: number;
 }
 
-export interface ServiceSeriesPoint {
-  start: string;
-  logs: number;
-  errors: number;
-}
+export type ServiceSeriesPoint = Schemas["ServicePoint"];
 
-export interface ServiceStats {
-  service: string;
-  logs: number;
-  errors: number;
-  warnings?: number;
-  logs_per_second: number;
-  error_ratio: number;
-  last_seen: string | null;
-  status: string;
-  quiet?: boolean;
-  series?: ServiceSeriesPoint[];
-}
+export type ServiceStats = Schemas["ServiceItem"];
 
-export interface ServiceList {
-  window_minutes: number;
-  pipeline: string | null;
-  services: ServiceStats[];
-}
+export type ServiceList = Schemas["ServiceList"];
 
 export interface SearchHit {
   rank: number;
@@ -178,32 +125,11 @@ export interface Unavailable {
   error: string;
 }
 
-export interface PipelineState {
-  pipeline: string | null;
-  available?: boolean;
-  error?: string;
-  topics: { name: string; partitions: { partition: number; end_offset: number }[] }[] | Unavailable;
-  consumer_groups: { group: string; topic: string; lag: number; partitions: Record<string, number> }[] | Unavailable;
-  lag_history: { time: string; group: string; topic: string; lag: number }[];
-  rates: Record<string, Record<string, unknown>>;
-  dlq: Record<string, number> | Unavailable;
-  collection: { name: string; points: number | null; available: boolean; error?: string };
-}
+export type PipelineState = Schemas["PipelineView"];
 
-export interface DlqRecord {
-  partition: number;
-  offset: number;
-  time: string;
-  stage: string;
-  error: string;
-  original: string;
-  original_bytes: number;
-}
+export type DlqRecord = Schemas["DeadLetter"];
 
-export interface DlqList {
-  topic: string;
-  records: DlqRecord[];
-}
+export type DlqList = Schemas["DeadLetters"];
 
 export function isUnavailable(value: unknown): value is Unavailable {
   return !!value && typeof value === "object" && !Array.isArray(value) && (value as { available?: unknown }).available === false;

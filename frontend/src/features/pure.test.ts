@@ -44,7 +44,8 @@ describe("stackHistogram", () => {
 
 describe("patterns", () => {
   const pattern = (id: number, count: number, growth: number | null, isNew = false): Pattern => ({
-    pattern_id: id, template: `t${id}`, count, growth, is_new: isNew, first_seen: null, last_seen: null, example: "",
+    pattern_id: id, template: `t${id}`, count, growth, is_new: isNew, new: isNew, previous_count: 0, share: 0,
+    first_seen: null, last_seen: null, example: "",
   });
   it("sorts by growth with new patterns first, and formats growth", () => {
     const rows = [pattern(1, 10, 0.5), pattern(2, 5, null, true), pattern(3, 50, -0.2)];

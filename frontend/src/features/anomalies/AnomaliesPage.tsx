@@ -1,8 +1,8 @@
 import { useEffect, useMemo, useState } from "react";
-import { keepPreviousData, useQuery } from "@tanstack/react-query";
+import { useQuery } from "@tanstack/react-query";
 import { Link } from "react-router-dom";
 import { apiGet, socketUrl } from "../../api/client";
-import type { Anomaly, AnomalyList, Histogram, LogRecord } from "../../api/types";
+import type { Anomaly, AnomalyList, LogRecord } from "../../api/types";
 import { SeverityBadge } from "../../components/Badge";
 import { themeColor } from "../../components/Chart";
 import { useTheme } from "../../components/theme";
@@ -66,13 +66,13 @@ export function AnomaliesPage() {
   const anomalies = useQuery({
     queryKey: ["anomalies", window, severity],
     queryFn: ({ signal }) =>
-      apiGet<AnomalyList, "/api/anomalies">("/api/anomalies", { ...window, severity: severity || undefined, limit: 500 }, { signal }),
-    placeholderData: keepPreviousData,
+      apiGet<"/api/anomalies", AnomalyList>("/api/anomalies", { ...window, severity: severity || undefined, limit: 500 }, { signal }),
+    placeholderData: (previous) => previous,
   });
   const volume = useQuery({
     queryKey: ["histogram", "anomalies", window],
-    queryFn: ({ signal }) => apiGet<Histogram, "/api/logs/histogram">("/api/logs/histogram", { ...window, buckets: 96 }, { signal }),
-    placeholderData: keepPreviousData,
+    queryFn: ({ signal }) => apiGet("/api/logs/histogram", { ...window, buckets: 96 }, { signal }),
+    placeholderData: (previous) => previous,
   });
   const novel = useNovelErrors();
   const theme = useTheme();

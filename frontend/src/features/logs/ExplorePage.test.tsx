@@ -1,6 +1,6 @@
 import { fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { mockFetch, renderWithProviders } from "../../test/utils";
+import { logEntry, mockFetch, renderWithProviders } from "../../test/utils";
 import type { Histogram, LogsPage } from "../../api/types";
 
 // uPlot needs a real canvas; the chart's own behaviour is checked in the browser tests.
@@ -14,8 +14,8 @@ afterEach(() => vi.unstubAllGlobals());
 
 const page: LogsPage = {
   logs: [
-    { timestamp: "2026-12-06T12:00:01Z", service: "checkout", level: "ERROR", message: "card declined", record_id: "a" },
-    { timestamp: "2026-12-06T12:00:00Z", service: "checkout", level: "ERROR", message: "card expired", record_id: "b" },
+    logEntry({ timestamp: "2026-12-06T12:00:01Z", level: "ERROR", message: "card declined", record_id: "a" }),
+    logEntry({ timestamp: "2026-12-06T12:00:00Z", level: "ERROR", message: "card expired", record_id: "b" }),
   ],
   next_cursor: null,
   total: 2,

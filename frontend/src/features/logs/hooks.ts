@@ -1,6 +1,5 @@
-import { keepPreviousData, useInfiniteQuery, useQuery } from "@tanstack/react-query";
+import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
 import { apiGet } from "../../api/client";
-import type { Histogram, LogsPage } from "../../api/types";
 import { filterQuery, type LogFilters } from "./filters";
 
 export const PAGE_SIZE = 200;
@@ -12,14 +11,14 @@ export function useLogs(filters: LogFilters, range: { start: Date; end: Date }, 
   return useInfiniteQuery({
     queryKey: ["logs", query],
     queryFn: ({ pageParam, signal }) =>
-      apiGet<LogsPage, "/api/logs">(
+      apiGet(
         "/api/logs",
         { ...query, limit: PAGE_SIZE, cursor: pageParam ?? undefined, total: pageParam ? false : true },
         { signal },
       ),
     initialPageParam: null as string | null,
     getNextPageParam: (last) => last.next_cursor,
-    placeholderData: keepPreviousData,
+    placeholderData: (previous) => previous,
     enabled,
   });
 }
@@ -30,8 +29,8 @@ export function useHistogram(filters: LogFilters, range: { start: Date; end: Dat
   return useQuery({
     queryKey: ["histogram", query],
     queryFn: ({ signal }) =>
-      apiGet<Histogram, "/api/logs/histogram">("/api/logs/histogram", { ...query, buckets: HISTOGRAM_BUCKETS }, { signal }),
-    placeholderData: keepPreviousData,
+      apiGet("/api/logs/histogram", { ...query, buckets: HISTOGRAM_BUCKETS }, { signal }),
+    placeholderData: (previous) => previous,
     enabled,
   });
 }

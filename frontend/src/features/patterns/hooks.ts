@@ -1,6 +1,5 @@
-import { keepPreviousData, useQuery } from "@tanstack/react-query";
+import { useQuery } from "@tanstack/react-query";
 import { apiGet } from "../../api/client";
-import type { PatternList } from "../../api/types";
 
 export const SPARKLINE_BUCKETS = 24;
 
@@ -24,7 +23,7 @@ export function usePatterns(filters: PatternFilters, range: { start: Date; end: 
   };
   return useQuery({
     queryKey: ["patterns", query],
-    queryFn: ({ signal }) => apiGet<PatternList, "/api/patterns">("/api/patterns", query, { signal }),
-    placeholderData: keepPreviousData,
+    queryFn: ({ signal }) => apiGet("/api/patterns", query, { signal }),
+    placeholderData: (previous) => previous,
   });
 }

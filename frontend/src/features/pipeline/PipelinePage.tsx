@@ -2,7 +2,7 @@ import { useMemo } from "react";
 import { useQuery } from "@tanstack/react-query";
 import type uPlot from "uplot";
 import { apiGet } from "../../api/client";
-import { isUnavailable, type DlqList, type PipelineState } from "../../api/types";
+import { isUnavailable, type PipelineState } from "../../api/types";
 import { Chart, themeColor } from "../../components/Chart";
 import { useTheme } from "../../components/theme";
 import { Empty, ErrorState, Loading, QueryState } from "../../components/States";
@@ -86,16 +86,18 @@ function Rates({ rates }: { rates: PipelineState["rates"] }) {
 function DeadLetters({ topic }: { topic: string }) {
   const query = useQuery({
     queryKey: ["dlq", topic],
-    queryFn: ({ signal }) => apiGet<DlqList, "/api/pipeline/dlq">("/api/pipeline/dlq", { topic, limit: 20 }, { signal }),
+    queryFn: ({ signal }) => apiGet("/api/pipeline/dlq", { topic, limit: 20 }, { signal }),
   });
   return (
     <QueryState
       query={query}
       label="Reading dead letters"
-      isEmpty={(data) => data.records.length === 0}
+      isEmpty={(data) => data.available && data.records.length === 0}
       empty={<Empty title="Nothing dead-lettered">Every record of this stage was processed.</Empty>}
     >
-      {(data) => (
+      {(data) => !data.available ? (
+        <Unavailable what="The dead-letter topic" error={data.error ?? "Kafka is not reachable"} />
+      ) : (
         <ul className="card-list">
           {data.records.map((record) => (
             <li key={`${record.partition}-${record.offset}`} className="card" data-testid="dlq-record">
@@ -104,7 +106,7 @@ function DeadLetters({ topic }: { topic: string }) {
                 <span className="muted">
                   partition {record.partition} · offset {record.offset} · {formatCount(record.original_bytes)} bytes
                 </span>
-                <span className="muted right">{formatTimestamp(record.time)}</span>
+                <span className="muted right">{record.time ? formatTimestamp(record.time) : ""}</span>
               </div>
               <p className="form-error">{record.error}</p>
               <pre className="field-pre">{record.original}</pre>
@@ -121,7 +123,7 @@ export function PipelinePage() {
   const dlqTopic = params.get("dlq") ?? DLQ_TOPICS[0];
   const query = useQuery({
     queryKey: ["pipeline"],
-    queryFn: ({ signal }) => apiGet<PipelineState, "/api/pipeline">("/api/pipeline", {}, { signal }),
+    queryFn: ({ signal }) => apiGet("/api/pipeline", {}, { signal }),
     refetchInterval: 10_000,
   });
   if (query.isPending) return <Loading label="Reading the pipeline" />;
@@ -135,8 +137,8 @@ export function PipelinePage() {
       <div className="columns">
         <section className="panel" aria-label="Topics">
           <h2>Topics</h2>
-          {isUnavailable(state.topics) ? (
-            <Unavailable what="Kafka" error={state.topics.error} />
+          {!state.available ? (
+            <Unavailable what="Kafka" error={state.error ?? "not reachable"} />
           ) : (
             <table className="data-table">
               <thead>
@@ -176,22 +178,21 @@ export function PipelinePage() {
               <dt>collection {state.collection.name}</dt>
               <dd data-testid="collection-points">{state.collection.available ? formatCount(state.collection.points) : "unavailable"}</dd>
             </div>
-            {isUnavailable(state.dlq)
-              ? null
-              : Object.entries(state.dlq).map(([topic, count]) => (
+            {Object.entries(state.dlq).map(([topic, count]) => (
                   <div key={topic}>
                     <dt>{topic}</dt>
                     <dd>{formatCount(count)}</dd>
                   </div>
-                ))}
+            ))}
           </dl>
-          {isUnavailable(state.dlq) ? <Unavailable what="The DLQ counts" error={state.dlq.error} /> : null}
+          {!state.available ? <Unavailable what="The DLQ counts" error={state.error ?? "Kafka is not reachable"} /> : null}
+          {!state.collection.available ? <Unavailable what="The collection's size" error={state.collection.error ?? ""} /> : null}
         </section>
       </div>
       <section className="panel" aria-label="Consumer lag">
         <h2>Consumer lag</h2>
-        {isUnavailable(state.consumer_groups) ? (
-          <Unavailable what="Consumer lag" error={state.consumer_groups.error} />
+        {!state.available ? (
+          <Unavailable what="Consumer lag" error={state.error ?? "Kafka is not reachable"} />
         ) : (
           <>
             <LagChart history={state.lag_history} />

@@ -7,7 +7,7 @@ export const RUNNING = new Set(["pending", "running"]);
 export function useReports() {
   return useQuery({
     queryKey: ["reports"],
-    queryFn: ({ signal }) => apiGet<ReportList, "/api/reports">("/api/reports", { limit: 100 }, { signal }),
+    queryFn: ({ signal }) => apiGet<"/api/reports", ReportList>("/api/reports", { limit: 100 }, { signal }),
     // While a run is in progress the list keeps its status fresh.
     refetchInterval: (query) => (query.state.data?.reports.some((report) => RUNNING.has(report.status)) ? 2000 : false),
   });
@@ -17,7 +17,7 @@ export function useReport(reportId: string) {
   return useQuery({
     queryKey: ["report", reportId],
     queryFn: ({ signal }) =>
-      apiGet<Report, "/api/reports/{report_id}">("/api/reports/{report_id}", {}, { pathParams: { report_id: reportId }, signal }),
+      apiGet<"/api/reports/{report_id}", Report>("/api/reports/{report_id}", {}, { pathParams: { report_id: reportId }, signal }),
     refetchInterval: (query) => (query.state.data && RUNNING.has(query.state.data.status) ? 1500 : false),
   });
 }

@@ -1,7 +1,7 @@
-import { keepPreviousData, useQuery } from "@tanstack/react-query";
+import { useQuery } from "@tanstack/react-query";
 import { Link } from "react-router-dom";
 import { apiGet } from "../../api/client";
-import type { ServiceList, ServiceStats } from "../../api/types";
+import type { ServiceStats } from "../../api/types";
 import { Badge } from "../../components/Badge";
 import { Sparkline } from "../../components/Sparkline";
 import { QueryState } from "../../components/States";
@@ -74,12 +74,12 @@ export function ServicesPage() {
   const query = useQuery({
     queryKey: ["services", windowMinutes],
     queryFn: ({ signal }) =>
-      apiGet<ServiceList, "/api/services">(
+      apiGet(
         "/api/services",
         { window_minutes: windowMinutes, series_buckets: SERIES_BUCKETS },
         { signal },
       ),
-    placeholderData: keepPreviousData,
+    placeholderData: (previous) => previous,
     refetchInterval: 15_000,
   });
   return (
