@@ -235,6 +235,7 @@ await check("live tail shows a log produced during the test, with pause and a ra
 await check("Patterns: a pattern click filters Explore by that pattern", async () => {
   await visit(page, "/patterns?since=1h", "patterns", () => page.getByTestId("pattern-row").first().waitFor({ timeout: 30000 }));
   await axeCheck(page, "patterns");
+  assert.ok(await page.locator("[data-testid=pattern-row] svg.sparkline").count(), "sparklines of volume");
   const first = page.getByTestId("pattern-row").first();
   const countText = await first.locator("td.num").first().textContent();
   await first.locator("a.template-link").click();
@@ -285,7 +286,7 @@ await check("Services: a card per service with its rates", async () => {
   await axeCheck(page, "services");
 });
 
-await check("Reports: analyze now shows progress, then the report renders and downloads", async () => {
+await check("Reports: analyze now opens the run, then the report renders and downloads", async () => {
   await page.goto(BASE + "/reports");
   await page.getByRole("heading", { name: "Reports", exact: true }).waitFor();
   await page.getByLabel("Window").selectOption("1");
@@ -311,12 +312,20 @@ await check("Reports: analyze now shows progress, then the report renders and do
   await axeCheck(page, "reports");
 });
 
-await check("Anomalies: the timeline and the lists load", async () => {
+await check("Anomalies: the timeline, anomalies with their evidence, a novel error arriving live", async () => {
+  const stored = (await api("/api/anomalies?limit=1")).total;
   await visit(page, "/anomalies", "anomalies", async () => {
     await page.locator(".chart canvas").first().waitFor({ timeout: 30000 });
     await page.getByRole("heading", { name: "Novel errors", exact: true }).waitFor();
     await page.locator('[aria-label="Anomalies by severity"] .state, [data-testid=anomaly]').first().waitFor({ timeout: 30000 });
   });
+  assert.equal(await page.getByTestId("anomaly").count(), Math.min(stored, 500), "every stored anomaly is listed");
+  if (stored) assert.ok(await page.getByTestId("anomaly").first().getByText("z-score").count());
+  await page.getByText("live", { exact: true }).waitFor({ timeout: 15000 });
+  // An error unlike anything the generator writes: the vectorizer publishes it as novel.
+  const novel = `Quantum flux capacitor ${MARKER} desynchronised from the warp core lattice`;
+  await ingest([{ service: "novelty-probe", level: "ERROR", message: novel }]);
+  await page.getByTestId("novel-error").filter({ hasText: novel }).waitFor({ timeout: 90000 });
   await axeCheck(page, "anomalies");
 });
 
