@@ -5,6 +5,7 @@ OpenAPI document. After changing an endpoint: `make frontend-api`."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -37,8 +38,6 @@ def test_client_paths_exist_in_the_gateway():
     source = "\n".join(path.read_text() for path in (FRONTEND / "src").rglob("*.ts*") if ".test." not in path.name
                        and path.name != "schema.d.ts")
     served = set(create_app(Settings()).openapi()["paths"])
-    import re
-
     called = set(re.findall(r'"(/api/[a-z/{}_]+)"', source))
     assert called, "no API path found in the client"
     assert called <= served, sorted(called - served)
