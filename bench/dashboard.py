@@ -9,7 +9,8 @@ and loads /explore `--loads` times in Debian's Chromium driven by playwright-cor
 (bench/dashboard_browser.mjs). The page marks `logpipe:first-rows` and
 `logpipe:histogram-drawn`; each load reports them in ms since navigation start, with when the
 browser had the /api/logs and /api/logs/histogram answers. The same requests the page sent
-are then timed from Python (a separate process, so the client's work is not the server's).
+are then timed from Python (a separate process, so the client's work is not the server's),
+one at a time, and inside the page's whole burst of API requests sent at once.
 
 Prints one JSON line: p50/p95 of first rows and histogram drawn, of the API as the page saw
 it and as Python saw it, of the page's own cost after the answer (`first_rows_after_api_ms`,
@@ -113,20 +114,28 @@ def summary(values: list[float]) -> dict[str, float]:
             "mean_ms": round(statistics.fmean(values), 1)}
 
 
-async def time_requests(urls: list[str], token: str, repeats: int) -> dict[str, list[float]]:
-    """Each URL the page sent, `repeats` times, one after another as a page load sends them."""
+async def time_requests(urls: list[str], together: list[str], token: str, repeats: int) -> dict[str, dict]:
+    """`alone`: each of `urls` `repeats` times, one at a time. `together`: every API request of
+    a page load sent at once, as the page sends them, `repeats` times; the time of each of `urls`."""
     import httpx
 
-    out: dict[str, list[float]] = {}
+    alone: dict[str, list[float]] = {}
+    concurrent: dict[str, list[float]] = {}
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        async def timed(url: str) -> tuple[str, float]:
+            started = time.perf_counter()
+            response = await client.get(url)
+            response.raise_for_status()
+            return url, (time.perf_counter() - started) * 1000
+
         for url in urls:
-            timings = out.setdefault(httpx.URL(url).path, [])
             for _ in range(repeats):
-                started = time.perf_counter()
-                response = await client.get(url)
-                response.raise_for_status()
-                timings.append((time.perf_counter() - started) * 1000)
-    return out
+                alone.setdefault(httpx.URL(url).path, []).append((await timed(url))[1])
+        for _ in range(repeats):
+            for url, elapsed in await asyncio.gather(*(timed(url) for url in together)):
+                if url in urls:
+                    concurrent.setdefault(httpx.URL(url).path, []).append(elapsed)
+    return {"alone": alone, "together": concurrent}
 
 
 def main() -> None:
@@ -141,7 +150,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.client:
-        print(json.dumps(asyncio.run(time_requests(json.loads(args.urls), args.token, args.loads))))
+        urls = json.loads(args.urls)
+        print(json.dumps(asyncio.run(time_requests(urls["measured"], urls["page"], args.token, args.loads))))
         return
 
     from logpipe.core.broker import EmbeddedBroker, free_port
@@ -175,8 +185,10 @@ def main() -> None:
             loads = [json.loads(line) for line in browser.stdout.splitlines() if line.startswith("{")]
             # The requests of the last load, as the page sent them, timed from another process.
             urls = sorted(set(loads[-1]["api_urls"]))
+            page_urls = sorted(set(urls) | set(loads[-1]["other_requests"]))
             client = subprocess.run([sys.executable, __file__, "--client", url, "--token", token,
-                                     "--urls", json.dumps(urls), "--loads", str(args.loads)],
+                                     "--urls", json.dumps({"measured": page_urls, "page": page_urls}),
+                                     "--loads", str(args.loads)],
                                     capture_output=True, text=True, check=False, timeout=1800)
             if client.returncode != 0:
                 raise SystemExit(f"the timing client failed: {client.stderr[-3000:]}")
@@ -188,8 +200,8 @@ def main() -> None:
     histogram_answered = [load["histogram_api"]["end"] for load in loads]
     after_logs = [load["first_rows_ms"] - load["logs_api"]["end"] for load in loads]
     after_histogram = [load["histogram_drawn_ms"] - load["histogram_api"]["end"] for load in loads]
-    logs_python = summary(python_api["/api/logs"])
-    histogram_python = summary(python_api["/api/logs/histogram"])
+    logs_python = summary(python_api["alone"]["/api/logs"])
+    histogram_python = summary(python_api["alone"]["/api/logs/histogram"])
     result = {
         "bench": "dashboard_explore", "logs": stored, "hours": args.hours, "fill_seconds": round(fill_seconds, 1),
         "loads": len(loads), "browser": "Debian chromium (headless, playwright-core)",
@@ -199,12 +211,18 @@ def main() -> None:
         "page_histogram_request": summary([load["histogram_api"]["duration"] for load in loads]),
         "first_rows_after_api_ms": summary(after_logs), "histogram_drawn_after_api_ms": summary(after_histogram),
         "python_logs_api": logs_python, "python_histogram_api": histogram_python,
+        # The page's whole burst of API requests at once from Python: what the server makes of it.
+        "python_logs_api_with_page_burst": summary(python_api["together"]["/api/logs"]),
+        "python_histogram_api_with_page_burst": summary(python_api["together"]["/api/logs/histogram"]),
         # The baseline: the same requests from Python; the page's time over it is its own cost.
         "first_rows_to_api_ratio": round(percentile(first_rows, 0.5) / max(logs_python["p50_ms"], 0.1), 2),
         "histogram_to_api_ratio": round(percentile(drawn, 0.5) / max(histogram_python["p50_ms"], 0.1), 2),
         "goal_first_rows_after_api_ms": GOAL_AFTER_API_MS,
         "meets_goal": percentile(after_logs, 0.95) <= GOAL_AFTER_API_MS,
-        "api_urls": urls, "other_requests": sorted(set(loads[-1]["other_requests"])),
+        "python_alone_by_path": {path: summary(values) for path, values in sorted(python_api["alone"].items())},
+        "python_with_page_burst_by_path": {path: summary(values)
+                                           for path, values in sorted(python_api["together"].items())},
+        "api_urls": page_urls,
     }
     print(json.dumps(result), flush=True)
 

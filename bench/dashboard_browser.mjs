@@ -33,7 +33,7 @@ try {
     page.on("request", (request) => {
       const address = new URL(request.url());
       if (address.pathname === "/api/logs" || address.pathname === "/api/logs/histogram") apiUrls.push(request.url());
-      else otherRequests.push(address.pathname);
+      else if (address.pathname.startsWith("/api/")) otherRequests.push(request.url());
     });
     await page.goto(`${url}/explore`, { waitUntil: "commit" });
     await page.waitForFunction(
