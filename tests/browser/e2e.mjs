@@ -238,11 +238,13 @@ await check("Patterns: a pattern click filters Explore by that pattern", async (
   assert.ok(await page.locator("[data-testid=pattern-row] svg.sparkline").count(), "sparklines of volume");
   const first = page.getByTestId("pattern-row").first();
   const countText = await first.locator("td.num").first().textContent();
+  const templateText = await first.locator("a.template-link code").textContent();
   await first.locator("a.template-link").click();
   await page.waitForURL(/\/explore\?.*pattern_id=/);
   const patternId = new URL(page.url()).searchParams.get("pattern_id");
   await page.getByTestId("log-row").first().waitFor({ timeout: 30000 });
   assert.equal(await page.getByLabel("Pattern id", { exact: true }).inputValue(), patternId);
+  assert.equal(await page.getByTestId("pattern-template").textContent(), templateText, "Explore names the pattern");
   const shown = numberOf(await page.getByTestId("logs-total").textContent());
   assert.ok(shown >= numberOf(countText), `Explore shows ${shown} logs of a pattern counted ${countText}`);
   const other = (await api(`/api/logs?pattern_id=${patternId}&since=1h&limit=1`)).total;

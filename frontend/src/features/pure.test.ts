@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Anomaly, Histogram, Pattern } from "../api/types";
 import { resolveRange } from "../lib/time";
-import { bySeverity } from "./anomalies/AnomaliesPage";
+import { anomalyLogsLink, bySeverity } from "./anomalies/AnomaliesPage";
 import { stackHistogram } from "./logs/LogHistogram";
 import { lagSeries } from "./pipeline/PipelinePage";
 import { formatGrowth, sortPatterns } from "./patterns/PatternsPage";
@@ -60,6 +60,16 @@ describe("anomalies", () => {
     const anomaly = (id: number, severity: string, z: number) => ({ id, severity, z_score: z }) as Anomaly;
     const sorted = bySeverity([anomaly(1, "low", 9), anomaly(2, "critical", 4), anomaly(3, "high", -7), anomaly(4, "high", 3)]);
     expect(sorted.map((item) => item.id)).toEqual([2, 3, 4, 1]);
+  });
+});
+
+describe("anomalyLogsLink", () => {
+  it("opens Explore at the anomaly's hour, for its service and pattern", () => {
+    const anomaly = { service: "checkout", pattern_id: "77", bucket: "2026-12-06T11:00:00Z", created_at: "2026-12-06T12:00:00Z" } as Anomaly;
+    expect(anomalyLogsLink(anomaly)).toBe(
+      "/explore?service=checkout&pattern_id=77&start=2026-12-06T11%3A00%3A00.000Z&end=2026-12-06T12%3A00%3A00.000Z",
+    );
+    expect(anomalyLogsLink({ ...anomaly, pattern_id: "" })).not.toContain("pattern_id");
   });
 });
 

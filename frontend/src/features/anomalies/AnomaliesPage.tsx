@@ -23,6 +23,15 @@ export function bySeverity(anomalies: Anomaly[]): Anomaly[] {
   return [...anomalies].sort((a, b) => rank(a.severity) - rank(b.severity) || Math.abs(b.z_score) - Math.abs(a.z_score));
 }
 
+/** Explore at the anomaly's hour (its bucket), for its service and pattern. */
+export function anomalyLogsLink(anomaly: Anomaly): string {
+  const start = new Date(anomaly.bucket ?? anomaly.created_at);
+  const range = Number.isNaN(start.getTime())
+    ? { since: "24h" }
+    : { start: start.toISOString(), end: new Date(start.getTime() + 3600_000).toISOString() };
+  return linkTo("/explore", { service: anomaly.service, pattern_id: anomaly.pattern_id || null, ...range });
+}
+
 interface NovelError {
   key: string;
   received: number;
@@ -171,7 +180,10 @@ export function AnomaliesPage() {
                         </div>
                       ) : null}
                     </dl>
-                    <Link to={`/reports/${encodeURIComponent(anomaly.report_id)}`}>Open its report</Link>
+                    <div className="card-links">
+                      <Link to={anomalyLogsLink(anomaly)}>Logs at that time</Link>
+                      <Link to={`/reports/${encodeURIComponent(anomaly.report_id)}`}>Open its report</Link>
+                    </div>
                   </li>
                 ))}
               </ul>

@@ -52,6 +52,20 @@ describe("ExplorePage", () => {
     }
   });
 
+  it("names the pattern it is filtered by", async () => {
+    const calls = mockFetch({
+      "/api/logs": () => ({ body: page }),
+      "/api/logs/histogram": () => ({ body: histogram }),
+      "/api/services": () => ({ body: { window_minutes: 1440, pipeline: null, services: [] } }),
+      "/api/patterns": () => ({ body: { total: 2, patterns: [{ pattern_id: 42, template: "card <*> declined", count: 2 }] } }),
+    });
+    render(renderWithProviders(<ExplorePage />, { route: "/explore?pattern_id=42&since=1h" }));
+    expect((await screen.findByTestId("pattern-template")).textContent).toBe("card <*> declined");
+    const logsCall = calls.find((call) => call.url.pathname === "/api/logs")!.url.searchParams;
+    expect(logsCall.get("pattern_id")).toBe("42");
+    expect(calls.find((call) => call.url.pathname === "/api/patterns")!.url.searchParams.get("pattern_id")).toBe("42");
+  });
+
   it("keeps a new text filter in the URL", async () => {
     mockFetch({
       "/api/logs": () => ({ body: { ...page, logs: [], total: 0 } }),

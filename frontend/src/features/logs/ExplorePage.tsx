@@ -1,4 +1,6 @@
 import { useCallback, useMemo } from "react";
+import { useQuery } from "@tanstack/react-query";
+import { apiGet } from "../../api/client";
 import { useServiceNames } from "../../api/useServiceNames";
 import { LevelFilter, ServiceSelect, TextFilter } from "../../components/FilterBar";
 import { Empty, ErrorState, Loading } from "../../components/States";
@@ -28,6 +30,20 @@ export function ExplorePage() {
   }, [hasNextPage, isFetchingNextPage, fetchNextPage]);
 
   const active = [filters.trace_id && "trace", filters.pattern_id && "pattern"].filter(Boolean);
+  const patternId = /^\d+$/.test(filters.pattern_id) ? Number(filters.pattern_id) : null;
+  // The template of the pattern the view is filtered by, so the filter reads as words.
+  const pattern = useQuery({
+    queryKey: ["pattern-template", patternId, range.start.toISOString(), range.end.toISOString()],
+    queryFn: ({ signal }) =>
+      apiGet(
+        "/api/patterns",
+        { pattern_id: patternId, start: range.start.toISOString(), end: range.end.toISOString(), limit: 1 },
+        { signal },
+      ),
+    enabled: patternId !== null,
+    staleTime: 300_000,
+  });
+  const template = pattern.data?.patterns[0]?.template;
 
   return (
     <div className="page">
@@ -65,6 +81,11 @@ export function ExplorePage() {
         ) : null}
       </div>
 
+      {template ? (
+        <p className="pattern-context">
+          Pattern <code data-testid="pattern-template">{template}</code>
+        </p>
+      ) : null}
       {live ? (
         <LiveTail filters={filters} />
       ) : (
