@@ -5,13 +5,15 @@ VENV := .venv
 LOCK_HASH := $(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 
-.PHONY: dev test venv system-deps bench lock clean help
+.PHONY: dev test venv system-deps bench lock clean help frontend frontend-deps frontend-dev frontend-api
 
 help:
 	@echo "make dev    - run broker + every service + generator on this machine, print the URLs"
 	@echo "make test   - install everything the tests need, then run every test"
 	@echo "make bench  - run the benchmarks in bench/ (reads ../shared/datasets where needed)"
 	@echo "make lock   - re-pin requirements.lock from the current .venv"
+	@echo "make frontend-dev - Vite dev server for the dashboard, proxying /api and /ws to a running gateway"
+	@echo "make frontend-api - regenerate the dashboard's API types from the gateway's OpenAPI document"
 
 venv: $(STAMP)
 
@@ -27,10 +29,37 @@ $(STAMP): requirements.lock pyproject.toml
 system-deps:
 	@bash scripts/system-deps.sh
 
-dev: venv
+# The dashboard (frontend/): npm packages from the committed lock, built into the package
+# (services/logpipe/gateway/static/, served by the gateway at /) whenever a source changed.
+FRONTEND_LOCK_HASH := $(shell sha256sum frontend/package-lock.json 2>/dev/null | cut -c1-12)
+FRONTEND_STAMP := frontend/node_modules/.installed-$(FRONTEND_LOCK_HASH)
+DASHBOARD := services/logpipe/gateway/static/index.html
+FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.ts frontend/tsconfig.json frontend/package.json -type f 2>/dev/null)
+
+frontend-deps: $(FRONTEND_STAMP)
+
+$(FRONTEND_STAMP): frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	@rm -f frontend/node_modules/.installed-*
+	@touch $@
+
+$(DASHBOARD): $(FRONTEND_STAMP) $(FRONTEND_SOURCES)
+	cd frontend && npm run build
+
+frontend: $(DASHBOARD)
+
+frontend-dev: $(FRONTEND_STAMP)
+	cd frontend && npm run dev
+
+frontend-api: venv $(FRONTEND_STAMP)
+	PYTHONPATH=services $(VENV)/bin/python -c "import json; from logpipe.gateway.app import create_app; print(json.dumps(create_app().openapi()))" > frontend/openapi.json
+	cd frontend && npm run gen:api -- openapi.json && rm -f openapi.json
+
+dev: venv $(DASHBOARD)
 	$(VENV)/bin/logpipe dev
 
-test: venv system-deps
+test: venv system-deps $(DASHBOARD)
+	cd frontend && npm test
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 bench: venv

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# System packages the tests run for real: Redis 7 (embedding cache) and PostgreSQL 15
-# (analysis/tokens on the production SQL backend). Installed with apt where we can.
+# System packages the tests run for real: Redis 7 (embedding cache), PostgreSQL 15
+# (analysis/tokens on the production SQL backend) and Chromium (the dashboard's browser
+# tests, driven by npm playwright-core). Installed with apt where we can.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
+
+# The dashboard builds with Node 20 (Vite); Debian 12's own nodejs is 18, so it is not installed here.
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' >/dev/null 2>&1; then
+  echo "Node.js 20 or newer (with npm) is needed to build and test the dashboard: https://nodejs.org/en/download" >&2
+  exit 1
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -22,7 +22,7 @@ def _banner(bootstrap: str, token: str | None, services: list[str]) -> str:
     gateway = f"http://127.0.0.1:{GatewaySettings().port}"
     lines = [
         "",
-        "logpipe is running (Ctrl-C stops everything)",
+        f"logpipe is running: open the dashboard at {gateway}/  (Ctrl-C stops everything)",
         f"  API (gateway)       {gateway}/            (OpenAPI docs: {gateway}/docs)",
     ]
     for name in services:

@@ -3,12 +3,10 @@
 from datetime import datetime, timedelta, timezone
 import uuid
 
-import httpx
 import pyarrow as pa
 import pytest
-from fastapi import FastAPI
 
-from logpipe.patterns import PatternSettings, build_router, build_tagger, pattern_counts
+from logpipe.patterns import PatternSettings, build_tagger, pattern_counts
 from logpipe.patterns.query import PatternQueryError
 from logpipe.core.settings import CommonSettings
 
@@ -118,26 +116,3 @@ def test_bad_requests_are_refused(clickhouse):
         pattern_counts(clickhouse, T0, T0)
     with pytest.raises(PatternQueryError):
         pattern_counts(clickhouse, T0, T0 + timedelta(hours=1), sort="size")
-
-
-@pytest.mark.parametrize("lazy", [False, True], ids=["store", "store-provider"])
-async def test_get_patterns_endpoint(clickhouse, seeded, lazy):
-    app = FastAPI()
-    # Ingest opens its store in the lifespan, so it passes a provider rather than the store.
-    app.include_router(build_router((lambda: clickhouse) if lazy else clickhouse))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        response = await client.get("/patterns", params={
-            "from": iso(T0), "to": iso(T0 + timedelta(hours=1)), "service": "checkout",
-            "level": "ERROR,INFO", "min_count": 1, "sort": "count", "limit": 10})
-        assert response.status_code == 200
-        body = response.json()
-        assert body["total"] == 120
-        assert sorted(p["template"] for p in body["patterns"]) == ["order <*> created in <*> ms",
-                                                                   "payment <*> failed for order <*>"]
-        assert sum(p["count"] for p in body["patterns"]) == body["total"]
-        bad_time = await client.get("/patterns", params={"from": "yesterday"})
-        assert bad_time.status_code == 422 and "ISO 8601" in bad_time.text
-        bad_sort = await client.get("/patterns", params={"sort": "size"})
-        assert bad_sort.status_code == 422
-        reversed_range = await client.get("/patterns", params={"from": iso(T0 + timedelta(hours=1)), "to": iso(T0)})
-        assert reversed_range.status_code == 422 and "before" in reversed_range.text

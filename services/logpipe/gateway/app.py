@@ -18,6 +18,7 @@ from logpipe.core.topics import Topics
 from logpipe.gateway import routers
 from logpipe.gateway.auth import Authenticator, open_engine
 from logpipe.gateway.insights import LazySemanticSearcher
+from logpipe.gateway.pipeline import PipelineInspector
 from logpipe.gateway.protocols import ProtocolError
 from logpipe.gateway.service import Fanout, ScopeError
 from logpipe.gateway.settings import Settings
@@ -58,6 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.live_tail = TopicTail(settings.kafka_bootstrap_servers, topics.raw_logs, live, decode_raw_log)
         state.events_tail = TopicTail(settings.kafka_bootstrap_servers, topics.novel_errors, events, decode_event)
         state.offsets = KafkaOffsets(settings.kafka_bootstrap_servers)
+        state.pipeline = PipelineInspector(state.offsets, topics, settings.consumer_group_list,
+                                           timeout_s=settings.pipeline_timeout_s, sample_s=settings.lag_sample_s,
+                                           retention_s=settings.lag_history_s)
+        state.pipeline.start()
         state.authenticator = Authenticator(engine, settings.token_cache_s)
         state.anomaly_poller = None
         state.semantic = LazySemanticSearcher(settings)
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             poller = state.anomaly_poller
             if poller is not None:
                 poller.cancel()
+            await state.pipeline.stop()
             await state.live_tail.stop()
             await state.events_tail.stop()
             await state.offsets.close()
@@ -109,23 +115,51 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+# The dashboard runs only its own bundled scripts: no inline script, no eval, no framing.
+# Styles may be inline (chart libraries set them); data is fetched from this origin only.
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+                                "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+# Vite names every built asset after its content hash, so a changed file is a new URL.
+IMMUTABLE = "public, max-age=31536000, immutable"
+# index.html names the current hashed assets: a browser must ask again each time.
+NO_CACHE = "no-cache"
+API_PREFIXES = ("api/", "ws/", "v1/", "loki/", "assets/")
+
+
 def mount_dashboard(app: FastAPI, folder: Path) -> None:
-    """Serve the built dashboard at / when it exists; client-side routes fall back to index.html."""
+    """Serve the built dashboard at / when it exists; client-side routes fall back to index.html.
+
+    Hashed files under /assets/ are cached for good; index.html is revalidated on every load.
+    A missing asset or API path is a 404, never index.html (a browser would parse HTML as a
+    script). Every dashboard response carries the security headers.
+    """
     index = folder / "index.html"
     if not index.is_file():
         @app.get("/", include_in_schema=False)
         async def no_dashboard() -> JSONResponse:
             # Nothing is built yet: point a browser at the API instead of a bare 404.
             return JSONResponse({"service": "logpipe gateway", "docs": "/docs", "openapi": "/openapi.json",
-                                 "dashboard": f"not built (no {index})"})
+                                 "dashboard": f"not built (no {index})"}, headers=DASHBOARD_HEADERS)
         return
     assets = StaticFiles(directory=folder, html=True)
+    root = folder.resolve()
 
     @app.get("/{path:path}", include_in_schema=False)
     async def dashboard(path: str, request: Request):
-        if path.startswith(("api/", "ws/", "v1/", "loki/")):
-            return JSONResponse({"detail": "Not Found"}, status_code=404)
         candidate = (folder / path).resolve()
-        if path and candidate.is_file() and folder.resolve() in candidate.parents:
-            return await assets.get_response(path, request.scope)
-        return FileResponse(index)
+        if path and candidate.is_file() and root in candidate.parents:
+            response = await assets.get_response(path, request.scope)
+            cache = IMMUTABLE if path.startswith("assets/") else NO_CACHE
+        elif path.startswith(API_PREFIXES):
+            response, cache = JSONResponse({"detail": "Not Found"}, status_code=404), NO_CACHE
+        else:
+            response, cache = FileResponse(index), NO_CACHE
+        response.headers.update(DASHBOARD_HEADERS)
+        response.headers["Cache-Control"] = cache
+        return response

@@ -79,6 +79,22 @@ def get_report(engine: Engine, report_id: str, pipeline: str | None) -> dict[str
         return body
 
 
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report as the analyzer wrote it in Markdown; for a run that wrote none yet (pending,
+    running, failed), a short page saying where it stands."""
+    if report.get("markdown"):
+        return report["markdown"]
+    lines = [f"# logpipe report {report['id']}", "",
+             f"- status: {report.get('status')}",
+             f"- pipeline: {report.get('pipeline')}",
+             f"- window: {report.get('window_start')} to {report.get('window_end')}"]
+    if report.get("error"):
+        lines.append(f"- error: {report['error']}")
+    if report.get("summary"):
+        lines += ["", report["summary"]]
+    return "\n".join(lines) + "\n"
+
+
 def list_anomalies(engine: Engine, *, pipeline: str | None, severities: list[str], services: list[str],
                    start: datetime | None, end: datetime | None, limit: int, offset: int) -> dict[str, Any]:
     when = sa.func.coalesce(Anomaly.bucket, Anomaly.created_at)

@@ -75,7 +75,7 @@ class LogFilter:
     def validated(self) -> "LogFilter":
         levels = []
         for value in self.levels:
-            level = normalize_level(value)
+            level = _level(value)
             if level is None:
                 raise QueryError(f"unknown level {value!r}; use one of {', '.join(Level)}")
             levels.append(level.value)
@@ -92,6 +92,15 @@ class LogFilter:
             raise QueryError("pattern_id must be an unsigned 64-bit integer")
         return LogFilter(sorted(set(levels)), sorted({s for s in self.services if s}), start, end,
                          self.contains or None, self.trace_id or None, self.pattern_id, self.pipeline or None)
+
+
+def _level(value: str) -> Level | None:
+    # normalize_level calls int() on str.isdigit() text, which is also true of digits such as
+    # '³' that int() refuses: such a value is no level, not a server error.
+    try:
+        return normalize_level(value)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -192,11 +201,11 @@ def page_sql(table: str, log_filter: LogFilter, limit: int, cursor: Cursor | Non
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     params["limit"] = int(limit)
     sql = (f"SELECT {', '.join(LOG_COLUMNS)} FROM {table} {where} "
-           "ORDER BY timestamp DESC, record_id DESC LIMIT {limit:UInt32}" + _plan_hint(log_filter))
+           "ORDER BY timestamp DESC, record_id DESC LIMIT {limit:UInt32}" + plan_hint(log_filter))
     return sql, params
 
 
-def _plan_hint(log_filter: LogFilter) -> str:
+def plan_hint(log_filter: LogFilter) -> str:
     """Keep ClickHouse on the table's own sort key and skip indexes where they fit best, and
     let it keep decompressed blocks for the next reader.
 
@@ -219,7 +228,7 @@ def _plan_hint(log_filter: LogFilter) -> str:
 def count_sql(table: str, log_filter: LogFilter) -> tuple[str, dict[str, Any]]:
     conditions, params = where_clause(log_filter)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    return f"SELECT count() FROM {table} {where}" + _plan_hint(log_filter), params
+    return f"SELECT count() FROM {table} {where}" + plan_hint(log_filter), params
 
 
 def hourly_count_sql(hourly_table: str, log_filter: LogFilter, oldest: datetime) -> tuple[str, dict[str, Any]]:
@@ -532,53 +541,3 @@ async def storage_used(store) -> dict[str, Any]:
     return {"bytes_on_disk": sum(t["bytes_on_disk"] for t in tables.values()),
             "logs_rows": tables.get("logs", {}).get("rows", 0), "tables": tables}
 
-
-def services_sql(table: str, pipeline: str | None, window_minutes: int) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {"minutes": int(window_minutes)}
-    extra = ""
-    if pipeline:
-        params["pipeline"] = pipeline
-        extra = " AND pipeline = {pipeline:String}"
-    sql = (
-        "SELECT service, count() AS logs, countIf(level IN ('ERROR', 'FATAL')) AS errors, "
-        "countIf(level = 'WARN') AS warnings, max(timestamp) AS last_seen, "
-        "countIf(timestamp >= now64(3) - INTERVAL 1 MINUTE) AS logs_1m "
-        f"FROM {table} WHERE timestamp >= now64(3) - toIntervalMinute({{minutes:UInt32}}){extra} "
-        "GROUP BY service ORDER BY service"
-    )
-    return sql, params
-
-
-def service_status(logs: int, errors: int, last_seen_age_s: float | None, window_s: float) -> str:
-    """healthy / degraded / failing from the error ratio; silent when nothing came lately."""
-    if not logs or last_seen_age_s is None or last_seen_age_s > window_s:
-        return "silent"
-    ratio = errors / logs
-    if ratio >= 0.25:
-        return "failing"
-    if ratio >= 0.05:
-        return "degraded"
-    return "healthy"
-
-
-async def service_stats(store, pipeline: str | None = None, window_minutes: int = 15,
-                        now: datetime | None = None) -> list[dict[str, Any]]:
-    sql, params = services_sql(store.table("logs"), pipeline, window_minutes)
-    now = now or datetime.now(timezone.utc)
-    out = []
-    for row in await store.aquery_dicts(sql, params):
-        last_seen = to_utc_ms(row["last_seen"]) if row.get("last_seen") else None
-        age = (now - last_seen).total_seconds() if last_seen else None
-        logs, errors = int(row["logs"]), int(row["errors"])
-        out.append({
-            "service": row["service"],
-            "status": service_status(logs, errors, age, window_minutes * 60),
-            "logs": logs,
-            "errors": errors,
-            "warnings": int(row["warnings"]),
-            "logs_per_second": round(logs / (window_minutes * 60), 3),
-            "logs_per_second_1m": round(int(row["logs_1m"]) / 60, 3),
-            "error_ratio": round(errors / logs, 4) if logs else 0.0,
-            "last_seen": format_timestamp(last_seen) if last_seen else None,
-        })
-    return out

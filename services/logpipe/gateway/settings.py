@@ -59,6 +59,14 @@ class Settings(ServiceSettings):
     analyzer_url: str = "http://127.0.0.1:8005"
     # Consumer groups whose lag GET /api/metrics reports (comma-separated); empty = every group.
     consumer_groups: str = ""
+    # Where GET /api/pipeline reads each service's own /stats (rates, buffers, collection).
+    ingest_url: str = "http://127.0.0.1:8002"
+    vectorizer_url: str = "http://127.0.0.1:8004"
+    # How long GET /api/pipeline waits for Kafka or a service before saying `available: false`.
+    pipeline_timeout_s: float = Field(5.0, gt=0, le=60)
+    # Consumer lag is sampled this often in the background and kept this long (a bounded ring).
+    lag_sample_s: float = Field(10.0, gt=0)
+    lag_history_s: float = Field(3600.0, gt=0, le=7 * 86400)
 
     @field_validator("kafka_compression")
     @classmethod

@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from logpipe import patterns
 from logpipe.core.gc_tuning import tuned_gc
 from logpipe.core.health import Health
-from logpipe.patterns import api as patterns_api
 from logpipe.core.http import create_service_app
 from logpipe.core.kafka import new_producer, reachable
 from logpipe.ingest import handlers
@@ -56,6 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_service_app("ingest", health, lifespan)
     app.include_router(handlers.router)
-    app.include_router(patterns_api.build_router(lambda: getattr(app.state, "store", None)))
     return app
 

@@ -1,7 +1,8 @@
 """Log patterns: masking, a streaming template miner, persistent ids, counts over time.
 
 Ingest calls `build_tagger(store, settings)` once and `tagger.tag(messages)` per batch; the
-query layer (`pattern_counts`, `build_router`) answers pattern counts over any time range.
+query layer (`pattern_counts`) answers pattern counts over any time range, served over HTTP
+by the gateway's GET /api/patterns (the one route for them).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from logpipe.core.settings import CommonSettings
     from logpipe.stores.clickhouse import ClickHouseStore
 
-__all__ = ["PatternMiner", "PatternSettings", "Tagger", "build_router", "build_tagger", "mask",
+__all__ = ["PatternMiner", "PatternSettings", "Tagger", "build_tagger", "mask",
            "mask_array", "mask_many", "mine", "pattern_counts", "pattern_id_for"]
 
 
@@ -47,9 +48,3 @@ def pattern_counts(*args, **kwargs):
 
     return _pattern_counts(*args, **kwargs)
 
-
-def build_router(store):
-    """GET /patterns; `store` is a ClickHouseStore or a callable returning one (opened later)."""
-    from logpipe.patterns.api import build_router as _build_router
-
-    return _build_router(store)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal
 
 import httpx
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from logpipe.gateway.query import QueryError
 from logpipe.core.record import MAX_TIMESTAMP, MIN_TIMESTAMP, to_utc_ms
 from logpipe.gateway import insights
 from logpipe.gateway.auth import Principal, require
+from logpipe.gateway.responses import PatternList
 from logpipe.gateway.schemas import AnalyzeRequest, SemanticSearchRequest
 from logpipe.gateway.service import check_pipeline_access, effective_pipeline, split_values
 
@@ -84,6 +87,27 @@ async def get_report(
     if report is None:
         raise HTTPException(404, f"no report {report_id!r}")
     return report
+
+
+@router.get("/api/reports/{report_id}/download", summary="One report as a Markdown or JSON attachment",
+            response_class=Response,
+            responses={200: {"content": {"text/markdown": {}, "application/json": {}},
+                             "description": "the report file"}})
+async def download_report(
+    request: Request,
+    report_id: str = Path(max_length=64),
+    format: Literal["markdown", "json"] = Query("markdown", description="markdown (.md) or json (.json)"),
+    principal: Principal = Depends(require("read")),
+) -> Response:
+    report = await get_report(request, report_id, principal)
+    # The id names the file: keep it to characters safe in a header and a file name.
+    safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", report["id"])
+    if format == "json":
+        content, media_type, suffix = orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json", "json"
+    else:
+        content, media_type, suffix = insights.report_markdown(report).encode(), "text/markdown; charset=utf-8", "md"
+    return Response(content, media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="logpipe-report-{safe_id}.{suffix}"'})
 
 
 @router.get("/api/anomalies", summary="Anomalies found by analysis runs, newest first")
@@ -190,7 +214,8 @@ def _min_score(value: Any) -> float | None:
     return float(value)
 
 
-@router.get("/api/patterns", summary="Log patterns (templates) with counts and growth")
+@router.get("/api/patterns", response_model=PatternList, response_model_exclude_unset=True,
+            summary="Log patterns (templates) with counts, share, growth and sparklines")
 async def list_patterns(
     request: Request,
     principal: Principal = Depends(require("read")),
@@ -202,6 +227,9 @@ async def list_patterns(
     sort: Literal["count", "growth"] = Query("count", description="count, or growth vs the window before"),
     group_by: list[str] = Query([], description="split counts by service and/or level"),
     pipeline: str | None = Query(None, max_length=200),
+    pattern_id: int | None = Query(None, ge=0, le=2**64 - 1, description="only this pattern"),
+    contains: str | None = Query(None, max_length=500, description="case-insensitive text in the template"),
+    sparkline_buckets: int = Query(0, ge=0, le=96, description="counts per equal slice of the range, per pattern"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     try:
@@ -215,6 +243,7 @@ async def list_patterns(
         return await asyncio.to_thread(
             pattern_counts, request.app.state.store, start, end, service=split_values(service) or None,
             level=split_values(level) or None, min_count=min_count, sort=sort, limit=limit,
-            group_by=split_values(group_by), pipeline=effective_pipeline(principal.pipeline, pipeline))
+            group_by=split_values(group_by), pipeline=effective_pipeline(principal.pipeline, pipeline),
+            pattern_id=pattern_id, contains=contains, sparkline_buckets=sparkline_buckets)
     except PatternQueryError as exc:
         raise QueryError(str(exc)) from None

@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from logpipe.gateway.query import log_rates, service_stats, storage_used
+from logpipe.gateway.dashboard import service_stats
+from logpipe.gateway.query import log_rates, storage_used
 from logpipe.gateway import auth
 from logpipe.gateway.auth import Principal, require
+from logpipe.gateway.responses import ServiceList
 from logpipe.gateway.schemas import TokenCreated, TokenCreateRequest, TokenInfo
 from logpipe.gateway.service import effective_pipeline, retained_counts, topic_lag
 
@@ -57,15 +59,17 @@ async def metrics(
     return body
 
 
-@router.get("/api/services", summary="Per-service log rates, error ratio and status")
+@router.get("/api/services", response_model=ServiceList, response_model_exclude_unset=True,
+            summary="Per-service log rates, error ratio, status and series")
 async def services(
     request: Request,
     principal: Principal = Depends(require("read")),
     window_minutes: int = Query(15, ge=1, le=1440),
     pipeline: str | None = Query(None, max_length=200),
+    series_buckets: int = Query(0, ge=0, le=96, description="logs and errors per equal slice of the window"),
 ) -> dict[str, Any]:
     scope = effective_pipeline(principal.pipeline, pipeline)
-    rows = await service_stats(request.app.state.store, scope, window_minutes)
+    rows = await service_stats(request.app.state.store, scope, window_minutes, series_buckets)
     return {"window_minutes": window_minutes, "pipeline": scope, "services": rows}
 
 

@@ -1,0 +1,1 @@
+export type QueryValue = string | number | boolean | null | undefined | readonly (string | number)[];
