@@ -125,7 +125,8 @@ def test_dev_runs_the_whole_platform_readably_on_a_terminal_and_stops_cleanly(tm
     plain = ANSI.sub("", text)
     lines = [line for line in plain.splitlines() if line.strip()]
     # The banner comes after every service's startup line, and nothing of startup follows it.
-    banner_at = next(i for i, line in enumerate(lines) if line == "logpipe is running (Ctrl-C stops everything)")
+    banner_at = next(i for i, line in enumerate(lines) if line.startswith("logpipe is running"))
+    assert lines[banner_at] == f"logpipe is running: open the dashboard at {gateway}/  (Ctrl-C stops everything)"
     assert f"  API (gateway)       {gateway}/            (OpenAPI docs: {gateway}/docs)" in lines
     ready = [i for i, line in enumerate(lines) if HUMAN_LINE.match(line) and " ready  url=" in line]
     assert len(ready) == len(ports) and max(ready) < banner_at, "\n".join(lines[:banner_at + 3])
