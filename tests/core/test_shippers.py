@@ -58,8 +58,9 @@ def test_given_record_id_wins_over_derived():
 
 @pytest.mark.parametrize("value,reason", [
     (b"", "empty"), (b"\xff\xfe", "UTF-8"), (b"{", "malformed JSON"), (b"[1]", "array"),
-    (b'{"message": "x", "http_status": 42}', "not an HTTP status"),
-    (b'{"message": "x", "duration_ms": -1}', "non-negative"),
+    (b'{"message": "x", "http_status": 42}', "http_status 42 is outside 100..599"),
+    (b'{"message": "x", "duration_ms": -1}', "duration_ms -1 is below 0"),
+    (b'{"message": "x", "duration_ms": "NaN"}', "finite"),
     (b'{"message": "x", "timestamp": [1]}', "impossible type"),
     (b'{"message": "x", "user_id": [1, 2]}', "impossible type"),
     (b"binary\x00garbage", "NUL"),
