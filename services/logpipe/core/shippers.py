@@ -54,6 +54,7 @@ _NANOSECOND_DURATIONS = frozenset({"event.duration"})
 _SOFT_LEVEL_KEYS = frozenset({"status"})
 _OTEL_SEVERITY_KEYS = frozenset({"severityNumber", "severity_number"})
 STRING_TARGETS = tuple(spec.name for spec in FIELDS if spec.kind is Kind.TEXT)
+_FIELD_KEYS = frozenset(alias for spec in FIELDS for alias in spec.aliases)
 
 
 def flatten(obj: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -254,7 +255,9 @@ def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: st
         raise NotALogError(f"record_id is longer than {RECORD_ID.max_length} characters")
 
     merged = attribute_map(given_attributes) if isinstance(given_attributes, dict) else {}
-    merged.update(attribute_map(flat))
+    # A field's key with an empty value is an absent field, not an attribute.
+    merged.update(attribute_map({key: value for key, value in flat.items()
+                                 if not (value == "" and key in _FIELD_KEYS)}))
     # In key order, so both ingest paths store the same map whatever order a shipper wrote.
     record["attributes"] = dict(sorted(merged.items()))
     return record
