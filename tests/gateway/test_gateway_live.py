@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from logpipe.gateway.service import Fanout, Subscriber, TailFilter
-from support import produce, wait_for
+from support import produce, running_ingest, wait_for
 
 
 def test_fanout_drops_for_a_full_client_and_keeps_serving_the_others():
@@ -70,6 +70,40 @@ async def test_live_tail_delivers_a_new_error_within_two_seconds(gateway, kafka_
         message = await receive_until(socket, lambda m: m["type"] == "log", timeout=2.0)
         assert message["data"]["message"] == "ERROR checkout failed to reserve stock"
         assert message["data"]["service"] == "checkout" and message["data"]["level"] == "ERROR"
+
+
+async def test_live_tail_carries_the_pattern_id_and_pipeline_ingest_stores(gateway, kafka_bootstrap, topics,
+                                                                          clickhouse):
+    url = f"{gateway.ws_url}/ws/logs?service=patterned&token={gateway.tokens['read']}"
+    async with running_ingest(kafka_bootstrap, topics.prefix, clickhouse), \
+            websockets.connect(url, open_timeout=10) as socket:
+        assert orjson.loads(await socket.recv())["type"] == "subscribed"
+        lines = [{"service": "patterned", "level": "error", "record_id": f"pay-{n}",
+                  "message": f"payment {4000 + n} declined for user u-{n}"} for n in range(5)]
+        lines.append({"service": "patterned", "level": "info", "record_id": "warm", "message": "cache warmed in 5 ms"})
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("ingest")) as client:
+            response = await client.post("/api/ingest", content=b"\n".join(map(orjson.dumps, lines)))
+            assert response.status_code == 200
+        # A shipper writing to raw-logs directly: the record id is derived from the Kafka coordinates.
+        await produce(kafka_bootstrap, topics.raw_logs, [orjson.dumps(
+            {"log": "ERROR payment 4100 declined for user u-9", "kubernetes": {"labels": {"app": "patterned"}}})])
+        live: dict[str, dict] = {}
+        while len(live) < len(lines) + 1:
+            message = await receive_until(socket, lambda m: m["type"] == "log", timeout=10)
+            live[message["data"]["record_id"]] = message["data"]
+
+        def stored_rows():
+            rows = clickhouse.query(f"SELECT record_id, pattern_id, pipeline FROM {clickhouse.database}.logs "
+                                    "WHERE service = 'patterned'")
+            return {row[0]: (row[1], row[2]) for row in rows} if len(rows) == len(live) else None
+
+        stored = await wait_for(stored_rows, timeout=30)
+    assert {record_id: (data["pattern_id"], data["pipeline"]) for record_id, data in live.items()} == stored
+    assert all(pattern_id != 0 for pattern_id, _ in stored.values())
+    assert {pipeline for _, pipeline in stored.values()} == {"default"}
+    # The payments share a pattern, the cache message has its own.
+    assert len({live[f"pay-{n}"]["pattern_id"] for n in range(5)}) == 1
+    assert live["warm"]["pattern_id"] != live["pay-0"]["pattern_id"]
 
 
 async def stalled_websocket(port: int, path: str) -> socket.socket:
