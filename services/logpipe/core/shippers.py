@@ -207,6 +207,49 @@ def _pop_time(flat: dict[str, Any], spec: FieldSpec, fallback_time: datetime) ->
     return timestamp or fallback_time
 
 
+# Fields read by a single pass over the object's keys (the common case: text and numbers);
+# the time and the level have rules of their own (`_pop_time`, `_pop_level`).
+_PICKED_KINDS = (Kind.TEXT, Kind.INT, Kind.FLOAT)
+_ALIAS_OWNER: dict[str, tuple[str, int]] = {
+    alias: (spec.name, rank) for spec in FIELDS if spec.kind in _PICKED_KINDS and not spec.required
+    for rank, alias in enumerate(spec.aliases)}
+# (name, step, spec) per field in storage order; steps are small ints, cheaper to compare per
+# record than enum members.
+_TEXT, _MESSAGE, _TIME, _LEVEL, _INT, _FLOAT = range(6)
+_STEPS = {Kind.TEXT: _TEXT, Kind.TIME: _TIME, Kind.LEVEL: _LEVEL, Kind.INT: _INT, Kind.FLOAT: _FLOAT}
+_PLAN = tuple((spec.name, _MESSAGE if spec.name == "message" else _STEPS[spec.kind], spec) for spec in FIELDS)
+
+
+def _pick(flat: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    """For each field, the first of its aliases present with a value (what `_pop_first` finds),
+    in one pass over the keys instead of one lookup per alias."""
+    best: dict[str, tuple[int, str]] = {}
+    owners = _ALIAS_OWNER
+    for key, value in flat.items():
+        owner = owners.get(key)
+        if owner is None or value is None or value == "":
+            continue
+        name, rank = owner
+        current = best.get(name)
+        if current is None or rank < current[0]:
+            best[name] = (rank, key)
+    return best
+
+
+def _flatten_record(obj: dict[str, Any]) -> dict[str, Any]:
+    """`flatten`, except that our own `attributes` object is the attribute map, not a prefix."""
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            if key == "attributes":
+                continue
+            if value:
+                flatten(value, f"{key}.", flat)
+                continue
+        flat[key] = value
+    return flat
+
+
 def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: str) -> dict[str, Any]:
     """One JSON object from any shipper to a record dict (the 23 fields, record_id, attributes).
 
@@ -216,12 +259,7 @@ def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: st
     for key in ALIASES["message"]:
         if isinstance(obj.get(key), (dict, list)) and key not in ("log",):
             raise NotALogError(f"message has impossible type {type(obj[key]).__name__}")
-    given_attributes = obj.get("attributes")
-    if isinstance(given_attributes, dict):
-        # Our own `attributes` object is the attribute map itself, not a prefix to flatten.
-        obj = {key: value for key, value in obj.items() if key != "attributes"}
-    flat = flatten(obj)
-    record: dict[str, Any] = {}
+    flat = _flatten_record(obj)
 
     _, message = _pop_first(flat, ALIASES["message"])
     if message is None:
@@ -230,22 +268,24 @@ def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: st
         raise NotALogError(f"message has impossible type {type(message).__name__}")
     message = message if isinstance(message, str) else str(message)
 
-    for spec in FIELDS:
-        kind = spec.kind
-        if spec.name == "message":
-            record["message"] = message
-        elif kind is Kind.TIME:
-            record[spec.name] = _pop_time(flat, spec, fallback_time)
-        elif kind is Kind.LEVEL:
-            record[spec.name] = _pop_level(flat, spec, message)
-        elif kind is Kind.TEXT:
-            key, value = _pop_first(flat, spec.aliases)
-            record[spec.name] = (_scalar_text(spec.name, value) if key is not None else "") or spec.default
-        elif kind is Kind.INT:
-            record[spec.name] = _int_field(spec, _pop_first(flat, spec.aliases)[1])
+    picked = _pick(flat)
+    record: dict[str, Any] = {}
+    for name, step, spec in _PLAN:
+        if step == _TEXT:
+            chosen = picked.get(name)
+            record[name] = (_scalar_text(name, flat.pop(chosen[1])) if chosen else "") or spec.default
+        elif step == _MESSAGE:
+            record[name] = message
+        elif step == _TIME:
+            record[name] = _pop_time(flat, spec, fallback_time)
+        elif step == _LEVEL:
+            record[name] = _pop_level(flat, spec, message)
         else:
-            key, value = _pop_first(flat, spec.aliases)
-            record[spec.name] = _float_field(spec, value, 1e-6 if key in _NANOSECOND_DURATIONS else 1.0)
+            chosen = picked.get(name)
+            key = chosen[1] if chosen else None
+            value = flat.pop(key) if chosen else None
+            record[name] = _int_field(spec, value) if step == _INT else \
+                _float_field(spec, value, 1e-6 if key in _NANOSECOND_DURATIONS else 1.0)
 
     given_id = flat.pop("record_id", None)
     if given_id is not None and (isinstance(given_id, bool) or not isinstance(given_id, (str, int))):
@@ -254,10 +294,13 @@ def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: st
     if len(record["record_id"]) > RECORD_ID.max_length:
         raise NotALogError(f"record_id is longer than {RECORD_ID.max_length} characters")
 
+    given_attributes = obj.get("attributes")
     merged = attribute_map(given_attributes) if isinstance(given_attributes, dict) else {}
-    # A field's key with an empty value is an absent field, not an attribute.
-    merged.update(attribute_map({key: value for key, value in flat.items()
-                                 if not (value == "" and key in _FIELD_KEYS)}))
+    for key, value in flat.items():
+        # Null, and a field's key with an empty value, is an absent field, not an attribute.
+        if value is None or (value == "" and key in _FIELD_KEYS):
+            continue
+        merged[key] = value if isinstance(value, str) else attribute_value(value)
     # In key order, so both ingest paths store the same map whatever order a shipper wrote.
     record["attributes"] = dict(sorted(merged.items()))
     return record

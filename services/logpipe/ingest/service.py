@@ -280,8 +280,7 @@ class BatchBuilder:
             columns[spec.name] = column
 
         record_id = parsed["record_id"]
-        missing = pc.fill_null(pc.equal(record_id, ""), True)
-        if pc.any(missing).as_py():
+        if record_id.null_count or pc.any(pc.equal(record_id, "")).as_py():
             ids = record_id.to_pylist()
             record_id = pa.array([rid or derived_record_id(topic, int(partition), int(offset))
                                   for rid, topic, partition, offset in zip(ids, messages.topics, messages.partitions,
@@ -367,12 +366,11 @@ def _fast_column(spec: FieldSpec, column: pa.ChunkedArray, kafka_ms: pa.Array) -
         index = pc.index_in(pc.utf8_lower(pc.utf8_trim_whitespace(column)), value_set=_ALIAS_KEYS)
         return None if index.null_count else pc.take(_ALIAS_VALUES, index)
     if kind is Kind.TEXT:
-        empty = pc.fill_null(pc.equal(column, ""), True)
         if spec.required:
             # The exact path looks for the field under its other names, then refuses the record.
-            return None if pc.any(empty).as_py() else column
+            return None if column.null_count or pc.any(pc.equal(column, "")).as_py() else column
         if spec.default:
-            return pc.if_else(empty, spec.default, column)
+            return pc.if_else(pc.fill_null(pc.equal(column, ""), True), spec.default, column)
         return pc.fill_null(column, "")
     # Numbers: null when absent; out of bounds (or not finite) is a dead letter, decided there.
     present = column.null_count < len(column)
