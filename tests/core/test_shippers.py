@@ -74,3 +74,21 @@ def test_not_a_log(value, reason):
 def test_size_limit():
     with pytest.raises(NotALogError, match="over the 100-byte limit"):
         decode(b"x" * 101, max_bytes=100)
+
+
+def test_our_attributes_object_is_the_map_itself_and_nulls_are_left_out():
+    [record] = decode(orjson.dumps({"message": "x", "attributes": {"region": "eu", "n": 5, "gone": None,
+                                                                   "nested": {"k": [1]}},
+                                    "zone": None, "extra": {"deep": True}}))
+    assert record["attributes"] == {"extra.deep": "true", "n": "5", "nested": '{"k":[1]}', "region": "eu"}
+    assert list(record["attributes"]) == sorted(record["attributes"])  # key order, as both ingest paths store
+    [empty] = decode(orjson.dumps({"message": "x", "attributes": {}}))
+    assert empty["attributes"] == {}
+
+
+def test_first_alias_with_a_value_wins_and_empty_field_keys_are_not_attributes():
+    [record] = decode(orjson.dumps({"message": "kept", "msg": "an attribute now", "service": "", "app": "cart",
+                                    "host": "", "hostname": "", "http.status_code": 503, "status_code": 500}))
+    assert record["message"] == "kept" and record["service"] == "cart" and record["host"] == ""
+    assert record["http_status"] == 503
+    assert record["attributes"] == {"msg": "an attribute now", "status_code": "500"}

@@ -36,6 +36,26 @@ def test_fanout_drops_for_a_full_client_and_keeps_serving_the_others():
     assert not tail.matches({"level": "ERROR", "service": "cart", "message": "timeout"})
 
 
+def test_live_records_are_the_normalised_rows_with_pattern_and_pipeline():
+    from logpipe.core.record import derived_record_id
+    from logpipe.gateway.streams import LiveRecords
+    from logpipe.ingest.service import RawMessage
+    from logpipe.patterns import Tagger
+
+    messages = [RawMessage(orjson.dumps({"msg": f"user {n} logged in", "level": "warning", "app": "auth"}),
+                           1_764_064_800_000, "raw-logs", 0, n) for n in range(3)]
+    messages.append(RawMessage(b"", 1_764_064_800_000, "raw-logs", 0, 3))  # ingest's DLQ: not a log
+    messages.append(RawMessage(b"disk full on /var", 1_764_064_800_000, "raw-logs", 0, 4))
+    live = LiveRecords("team-a", 1 << 20, Tagger).records(messages)
+    assert [record["record_id"] for record in live] == [derived_record_id("raw-logs", 0, n) for n in (0, 1, 2, 4)]
+    assert live[0]["timestamp"] == "2025-11-25T10:00:00.000Z" and live[0]["level"] == "WARN"
+    assert live[0]["service"] == "auth" and live[0]["attributes"] == {}
+    assert {record["pipeline"] for record in live} == {"team-a"}
+    assert len({record["pattern_id"] for record in live[:3]}) == 1
+    assert 0 != live[0]["pattern_id"] != live[3]["pattern_id"] != 0
+    assert LiveRecords("default", 1 << 20).records(messages[:1])[0]["pattern_id"] == 0  # tagging off
+
+
 async def receive_until(socket, predicate, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while True:
