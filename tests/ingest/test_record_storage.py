@@ -43,7 +43,8 @@ def arrow_class(arrow_type: pa.DataType) -> str:
 
 
 def test_table_arrow_schema_ddl_and_models_agree_field_by_field(clickhouse):
-    described = {row[0]: clickhouse_class(row[1]) for row in clickhouse.query(f"DESCRIBE TABLE {clickhouse.database}.logs")}
+    columns = clickhouse.query(f"DESCRIBE TABLE {clickhouse.database}.logs")
+    described = {row[0]: clickhouse_class(row[1]) for row in columns}
     assert len(FIELDS) == 23 and RECORD_FIELDS == tuple(spec.name for spec in FIELDS)
     assert set(described) - BOOKKEEPING == {spec.name for spec in STORED_SPECS}
     assert set(LOG_SCHEMA.names) - BOOKKEEPING == {spec.name for spec in STORED_SPECS}
@@ -54,8 +55,7 @@ def test_table_arrow_schema_ddl_and_models_agree_field_by_field(clickhouse):
         assert (arrow_class(field.type), field.nullable) == (ddl_class, ddl_nullable), spec.name
         if spec.kind is Kind.TIME:
             assert field.type == pa.timestamp("ms", tz="UTC")
-            assert re.search(r"DateTime64\(3, 'UTC'\)", dict(
-                (row[0], row[1]) for row in clickhouse.query(f"DESCRIBE TABLE {clickhouse.database}.logs"))[spec.name])
+            assert re.search(r"DateTime64\(3, 'UTC'\)", dict((row[0], row[1]) for row in columns)[spec.name])
     # The API models carry the same fields, nullable exactly where storage is.
     assert list(LogRecord.model_fields) == [spec.name for spec in STORED_SPECS if spec.name not in
                                             ("pattern_id", "pipeline")]
@@ -78,9 +78,10 @@ def gateway_values() -> list[bytes]:
         'plain text WARNING from a jsonlines client\n'
         '{"msg": "pino style", "level": 50, "time": 1764064801000, "pid": 7, "hostname": "h1"}\n'.encode(),
         NOW, max_records=100, max_record_bytes=10_000)
+    entries = [["1764064802000000000", "invoice slow"],
+               ["1764064803000000000", '{"msg": "json line", "user": "u1"}']]
     records += loki.decode(orjson.dumps({"streams": [{"stream": {"job": "billing", "level": "warning"},
-                                                      "values": [["1764064802000000000", "invoice slow"],
-                                                                 ["1764064803000000000", '{"msg": "json line", "user": "u1"}']]}]}),
+                                                      "values": entries}]}),
                            "application/json", None, NOW, max_body_bytes=100_000, max_records=100,
                            max_record_bytes=10_000)
     records += otlp.decode(orjson.dumps({"resourceLogs": [{
@@ -96,8 +97,8 @@ def gateway_values() -> list[bytes]:
 # Canonical records (our own shape) the fast path reads column-wise: odd level spellings,
 # unicode, missing optional fields, empty and missing ids, time zones, attribute kinds.
 CANONICAL = [
-    {"timestamp": "2025-11-25T10:00:00.123456Z", "service": "checkout", "level": "warning", "message": "ünïcødé ✓ 日本",
-     "attributes": {"region": "eu", "attempt": 3, "retried": True}},
+    {"timestamp": "2025-11-25T10:00:00.123456Z", "service": "checkout", "level": "warning",
+     "message": "ünïcødé ✓ 日本", "attributes": {"region": "eu", "attempt": 3, "retried": True}},
     {"timestamp": "2025-11-25T12:00:00+02:00", "level": "Err", "message": "card declined", "record_id": ""},
     {"timestamp": "2025-11-25T10:00:00", "level": "fatal", "message": "naive time means UTC", "service": ""},
     {"level": "INFO", "message": "no time: Kafka's", "http_status": 204, "duration_ms": 1.5,

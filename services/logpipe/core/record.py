@@ -314,7 +314,8 @@ _PYTHON_TYPES = {Kind.TIME: datetime, Kind.TEXT: str, Kind.LEVEL: Level, Kind.IN
                  Kind.MAP: dict[str, str]}
 
 
-def model_field(spec: FieldSpec, python_type: Any = None, *, overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
+def model_field(spec: FieldSpec, python_type: Any = None, *,
+                overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """A `create_model` field definition from a spec (type, bounds, default, description);
     `overrides` replaces the default (a `default` or `default_factory` option)."""
     annotation = python_type or _PYTHON_TYPES[spec.kind]
