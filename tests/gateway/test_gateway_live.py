@@ -210,3 +210,22 @@ async def test_events_stream_carries_novel_errors_and_anomalies(gateway, kafka_b
             session.commit()
         message = await receive_until(socket, lambda m: m["type"] == "anomaly", timeout=5)
         assert message["data"]["service"] == "checkout" and message["data"]["severity"] == "high"
+
+
+def test_live_records_keep_flowing_when_the_pattern_state_is_unreadable():
+    from logpipe.gateway.streams import LiveRecords
+    from logpipe.ingest.service import RawMessage
+    from logpipe.patterns import Tagger
+
+    attempts = []
+
+    def flaky_tagger():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("ClickHouse is down")
+        return Tagger()
+
+    live = LiveRecords("default", 1 << 20, flaky_tagger)
+    message = [RawMessage(b'{"message": "queue depth 17 over limit"}', 1_764_064_800_000, "raw-logs", 0, 0)]
+    assert [record["pattern_id"] for record in live.records(message)] == [0]
+    assert live.records(message)[0]["pattern_id"] != 0 and len(attempts) == 2

@@ -2,15 +2,17 @@
 
 A record has the 23 fields of a realistic application log, plus `record_id` (the
 idempotency key) and `attributes` (every field a shipper sent that is not one of the
-23: kept, never dropped).
+23: kept, never dropped). The field table below (`FIELDS`, name, kind, shipper keys,
+default, bounds) is the only place they are defined: the normaliser (core/shippers.py),
+ingest's Arrow schema and fast path, `LogRecord` and the gateway's API models derive from it.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 

@@ -1,6 +1,6 @@
 """Ingest's domain logic: raw Kafka messages in, an Arrow table of log rows out.
 
-Two paths build the same rows:
+Two paths build the same rows, from the one field table in core/record.py:
 - the fast path parses a whole batch of canonical JSON records in C++ (`pyarrow.json`) and
   normalises columns with Arrow compute, with no Python work per record;
 - the exact path decodes message by message (`core.shippers`), which accepts every shipper
@@ -30,6 +30,7 @@ from logpipe.core.record import (
     LEVEL_ALIASES,
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
+    RECORD_ID,
     RECORD_SPECS,
     FieldSpec,
     Kind,
@@ -285,7 +286,7 @@ class BatchBuilder:
             record_id = pa.array([rid or derived_record_id(topic, int(partition), int(offset))
                                   for rid, topic, partition, offset in zip(ids, messages.topics, messages.partitions,
                                                                            messages.offsets)], pa.string())
-        if pc.max(pc.utf8_length(record_id)).as_py() > RECORD_ID_MAX:
+        if pc.max(pc.utf8_length(record_id)).as_py() > RECORD_ID.max_length:
             return None
         columns["record_id"] = record_id
 
@@ -338,9 +339,6 @@ class BatchBuilder:
         table = pa.table(columns, schema=LOG_SCHEMA)
         keep = duplicate_free(table)
         return (table, None) if keep is None else (table.filter(pa.array(keep)), keep)
-
-
-RECORD_ID_MAX = next(spec.max_length for spec in RECORD_SPECS if spec.name == "record_id")
 
 
 def _fast_column(spec: FieldSpec, column: pa.ChunkedArray, kafka_ms: pa.Array) -> Any:
