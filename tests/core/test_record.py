@@ -92,3 +92,22 @@ def test_derived_ids_are_stable_per_kafka_coordinate():
 ])
 def test_timestamps_are_written_in_utc_with_milliseconds(given, expected):
     assert format_timestamp(given) == expected
+
+
+def test_record_without_a_level_reads_it_from_the_message_like_the_normaliser():
+    from logpipe.core.shippers import normalize_object
+
+    record = LogRecord(message="ERROR card processor down")
+    normalized = normalize_object({"message": "ERROR card processor down"}, datetime.now(timezone.utc), "r")
+    assert record.level == normalized["level"] == Level.ERROR
+
+
+def test_the_documented_record_lists_every_field_of_the_table():
+    from pathlib import Path
+
+    from logpipe.core.record import STORED_SPECS
+
+    text = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    section = text.split("## The log record", 1)[1].split("\n## ", 1)[0]
+    missing = [spec.name for spec in STORED_SPECS if f"`{spec.name}`" not in section]
+    assert not missing, f"docs/api.md 'The log record' does not describe {missing}"

@@ -58,8 +58,9 @@ def test_given_record_id_wins_over_derived():
 
 @pytest.mark.parametrize("value,reason", [
     (b"", "empty"), (b"\xff\xfe", "UTF-8"), (b"{", "malformed JSON"), (b"[1]", "array"),
-    (b'{"message": "x", "http_status": 42}', "not an HTTP status"),
-    (b'{"message": "x", "duration_ms": -1}', "non-negative"),
+    (b'{"message": "x", "http_status": 42}', "http_status 42 is outside 100..599"),
+    (b'{"message": "x", "duration_ms": -1}', "duration_ms -1 is below 0"),
+    (b'{"message": "x", "duration_ms": "NaN"}', "finite"),
     (b'{"message": "x", "timestamp": [1]}', "impossible type"),
     (b'{"message": "x", "user_id": [1, 2]}', "impossible type"),
     (b"binary\x00garbage", "NUL"),
@@ -73,3 +74,21 @@ def test_not_a_log(value, reason):
 def test_size_limit():
     with pytest.raises(NotALogError, match="over the 100-byte limit"):
         decode(b"x" * 101, max_bytes=100)
+
+
+def test_our_attributes_object_is_the_map_itself_and_nulls_are_left_out():
+    [record] = decode(orjson.dumps({"message": "x", "attributes": {"region": "eu", "n": 5, "gone": None,
+                                                                   "nested": {"k": [1]}},
+                                    "zone": None, "extra": {"deep": True}}))
+    assert record["attributes"] == {"extra.deep": "true", "n": "5", "nested": '{"k":[1]}', "region": "eu"}
+    assert list(record["attributes"]) == sorted(record["attributes"])  # key order, as both ingest paths store
+    [empty] = decode(orjson.dumps({"message": "x", "attributes": {}}))
+    assert empty["attributes"] == {}
+
+
+def test_first_alias_with_a_value_wins_and_empty_field_keys_are_not_attributes():
+    [record] = decode(orjson.dumps({"message": "kept", "msg": "an attribute now", "service": "", "app": "cart",
+                                    "host": "", "hostname": "", "http.status_code": 503, "status_code": 500}))
+    assert record["message"] == "kept" and record["service"] == "cart" and record["host"] == ""
+    assert record["http_status"] == 503
+    assert record["attributes"] == {"msg": "an attribute now", "status_code": "500"}

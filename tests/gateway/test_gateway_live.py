@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from logpipe.gateway.service import Fanout, Subscriber, TailFilter
-from support import produce, wait_for
+from support import produce, running_ingest, wait_for
 
 
 def test_fanout_drops_for_a_full_client_and_keeps_serving_the_others():
@@ -34,6 +34,26 @@ def test_fanout_drops_for_a_full_client_and_keeps_serving_the_others():
     assert tail.matches({"level": "WARN", "service": "checkout", "message": "timeout calling bank"})
     assert not tail.matches({"level": "INFO", "service": "checkout", "message": "timeout"})
     assert not tail.matches({"level": "ERROR", "service": "cart", "message": "timeout"})
+
+
+def test_live_records_are_the_normalised_rows_with_pattern_and_pipeline():
+    from logpipe.core.record import derived_record_id
+    from logpipe.gateway.streams import LiveRecords
+    from logpipe.ingest.service import RawMessage
+    from logpipe.patterns import Tagger
+
+    messages = [RawMessage(orjson.dumps({"msg": f"user {n} logged in", "level": "warning", "app": "auth"}),
+                           1_764_064_800_000, "raw-logs", 0, n) for n in range(3)]
+    messages.append(RawMessage(b"", 1_764_064_800_000, "raw-logs", 0, 3))  # ingest's DLQ: not a log
+    messages.append(RawMessage(b"disk full on /var", 1_764_064_800_000, "raw-logs", 0, 4))
+    live = LiveRecords("team-a", 1 << 20, Tagger).records(messages)
+    assert [record["record_id"] for record in live] == [derived_record_id("raw-logs", 0, n) for n in (0, 1, 2, 4)]
+    assert live[0]["timestamp"] == "2025-11-25T10:00:00.000Z" and live[0]["level"] == "WARN"
+    assert live[0]["service"] == "auth" and live[0]["attributes"] == {}
+    assert {record["pipeline"] for record in live} == {"team-a"}
+    assert len({record["pattern_id"] for record in live[:3]}) == 1
+    assert 0 != live[0]["pattern_id"] != live[3]["pattern_id"] != 0
+    assert LiveRecords("default", 1 << 20).records(messages[:1])[0]["pattern_id"] == 0  # tagging off
 
 
 async def receive_until(socket, predicate, timeout: float) -> dict:
@@ -70,6 +90,40 @@ async def test_live_tail_delivers_a_new_error_within_two_seconds(gateway, kafka_
         message = await receive_until(socket, lambda m: m["type"] == "log", timeout=2.0)
         assert message["data"]["message"] == "ERROR checkout failed to reserve stock"
         assert message["data"]["service"] == "checkout" and message["data"]["level"] == "ERROR"
+
+
+async def test_live_tail_carries_the_pattern_id_and_pipeline_ingest_stores(gateway, kafka_bootstrap, topics,
+                                                                          clickhouse):
+    url = f"{gateway.ws_url}/ws/logs?service=patterned&token={gateway.tokens['read']}"
+    async with running_ingest(kafka_bootstrap, topics.prefix, clickhouse), \
+            websockets.connect(url, open_timeout=10) as socket:
+        assert orjson.loads(await socket.recv())["type"] == "subscribed"
+        lines = [{"service": "patterned", "level": "error", "record_id": f"pay-{n}",
+                  "message": f"payment {4000 + n} declined for user u-{n}"} for n in range(5)]
+        lines.append({"service": "patterned", "level": "info", "record_id": "warm", "message": "cache warmed in 5 ms"})
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("ingest")) as client:
+            response = await client.post("/api/ingest", content=b"\n".join(map(orjson.dumps, lines)))
+            assert response.status_code == 200
+        # A shipper writing to raw-logs directly: the record id is derived from the Kafka coordinates.
+        await produce(kafka_bootstrap, topics.raw_logs, [orjson.dumps(
+            {"log": "ERROR payment 4100 declined for user u-9", "kubernetes": {"labels": {"app": "patterned"}}})])
+        live: dict[str, dict] = {}
+        while len(live) < len(lines) + 1:
+            message = await receive_until(socket, lambda m: m["type"] == "log", timeout=10)
+            live[message["data"]["record_id"]] = message["data"]
+
+        def stored_rows():
+            rows = clickhouse.query(f"SELECT record_id, pattern_id, pipeline FROM {clickhouse.database}.logs "
+                                    "WHERE service = 'patterned'")
+            return {row[0]: (row[1], row[2]) for row in rows} if len(rows) == len(live) else None
+
+        stored = await wait_for(stored_rows, timeout=30)
+    assert {record_id: (data["pattern_id"], data["pipeline"]) for record_id, data in live.items()} == stored
+    assert all(pattern_id != 0 for pattern_id, _ in stored.values())
+    assert {pipeline for _, pipeline in stored.values()} == {"default"}
+    # The payments share a pattern, the cache message has its own.
+    assert len({live[f"pay-{n}"]["pattern_id"] for n in range(5)}) == 1
+    assert live["warm"]["pattern_id"] != live["pay-0"]["pattern_id"]
 
 
 async def stalled_websocket(port: int, path: str) -> socket.socket:
@@ -156,3 +210,22 @@ async def test_events_stream_carries_novel_errors_and_anomalies(gateway, kafka_b
             session.commit()
         message = await receive_until(socket, lambda m: m["type"] == "anomaly", timeout=5)
         assert message["data"]["service"] == "checkout" and message["data"]["severity"] == "high"
+
+
+def test_live_records_keep_flowing_when_the_pattern_state_is_unreadable():
+    from logpipe.gateway.streams import LiveRecords
+    from logpipe.ingest.service import RawMessage
+    from logpipe.patterns import Tagger
+
+    attempts = []
+
+    def flaky_tagger():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("ClickHouse is down")
+        return Tagger()
+
+    live = LiveRecords("default", 1 << 20, flaky_tagger)
+    message = [RawMessage(b'{"message": "queue depth 17 over limit"}', 1_764_064_800_000, "raw-logs", 0, 0)]
+    assert [record["pattern_id"] for record in live.records(message)] == [0]
+    assert live.records(message)[0]["pattern_id"] != 0 and len(attempts) == 2

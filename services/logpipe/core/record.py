@@ -2,18 +2,21 @@
 
 A record has the 23 fields of a realistic application log, plus `record_id` (the
 idempotency key) and `attributes` (every field a shipper sent that is not one of the
-23: kept, never dropped).
+23: kept, never dropped). The field table below (`FIELDS`, name, kind, shipper keys,
+default, bounds) is the only place they are defined: the normaliser (core/shippers.py),
+ingest's Arrow schema and fast path, `LogRecord` and the gateway's API models derive from it.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 
 class Level(StrEnum):
@@ -105,14 +108,133 @@ def infer_level(text: str) -> Level:
     return _TEXT_LEVEL.get(word) or LEVEL_ALIASES[word]
 
 
-# The 23 fields, in storage order. `timestamp`, `service`, `level`, `message` first.
-STRING_FIELDS = (
-    "service", "level", "message", "logger", "host", "pod", "namespace", "environment",
-    "version", "trace_id", "span_id", "user_id", "session_id", "request_id", "http_method",
-    "http_path", "client_ip", "user_agent", "error_type", "stack_trace",
+class Kind(StrEnum):
+    """How a field is stored and coerced (one rule per kind, used by every normaliser)."""
+
+    TIME = "time"  # DateTime64(3, 'UTC'); in: ISO 8601 or epoch s/ms/us/ns; out: ISO 8601 UTC ms
+    TEXT = "text"  # String; numbers and booleans become their text
+    LEVEL = "level"  # String holding a `Level`; any common spelling or number in
+    INT = "int"  # UInt<bits>; null when absent
+    FLOAT = "float"  # Float64; null when absent
+    MAP = "map"  # Map(String, String); structured values keep their JSON form
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of the log record: everything the normalisers, storage and the API derive."""
+
+    name: str
+    kind: Kind
+    description: str
+    # Keys shippers use for this field, compared after flattening nested objects to dots;
+    # the first present (and non-empty) wins.
+    aliases: tuple[str, ...] = ()
+    required: bool = False
+    # What an absent value becomes; None on a nullable field means stored as NULL.
+    default: Any = ""
+    nullable: bool = False
+    bits: int = 0  # INT: the width of the unsigned storage type
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = None
+
+    @property
+    def storage_type(self) -> str:
+        """The ClickHouse type class (without Nullable/LowCardinality wrappers)."""
+        return {Kind.TIME: "DateTime64", Kind.TEXT: "String", Kind.LEVEL: "String",
+                Kind.INT: f"UInt{self.bits}", Kind.FLOAT: "Float64", Kind.MAP: "Map"}[self.kind]
+
+    def arrow_field(self):
+        """This field as a pyarrow field (imported lazily: most importers of core never need Arrow)."""
+        import pyarrow as pa
+
+        arrow_type = {
+            Kind.TIME: pa.timestamp("ms", tz="UTC"), Kind.TEXT: pa.string(), Kind.LEVEL: pa.string(),
+            Kind.FLOAT: pa.float64(), Kind.MAP: pa.map_(pa.string(), pa.string()),
+        }.get(self.kind) or getattr(pa, f"uint{self.bits}")()
+        return pa.field(self.name, arrow_type, nullable=self.nullable)
+
+
+def _text(name: str, description: str, *aliases: str, default: str = "") -> FieldSpec:
+    return FieldSpec(name, Kind.TEXT, description, (name, *aliases), default=default)
+
+
+# The 23 fields, in storage order (sql/clickhouse/001_logs.sql): the one definition of a log.
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("timestamp", Kind.TIME, "when the log was written (UTC, milliseconds); absent or "
+              "unreadable: the time Kafka received it",
+              ("timestamp", "@timestamp", "time", "ts", "@t", "date", "datetime", "timeUnixNano",
+               "time_unix_nano", "observedTimeUnixNano", "eventTime", "__REALTIME_TIMESTAMP"),
+              default=None),
+    _text("service", "who logged it", "service.name", "service_name", "app", "application", "app_name",
+          "appname", "resource.service.name", "kubernetes.labels.app", "kubernetes.labels.app.kubernetes.io/name",
+          "kubernetes.container_name", "kubernetes.container.name", "SYSLOG_IDENTIFIER", "ident",
+          "programname", "tag", default="unknown"),
+    FieldSpec("level", Kind.LEVEL, "TRACE, DEBUG, INFO, WARN, ERROR or FATAL; absent or unknown: read "
+              "from the message text (INFO when it names none)",
+              ("level", "severity", "lvl", "levelname", "loglevel", "log_level", "log.level", "severityText",
+               "severity_text", "@l", "PRIORITY", "severityNumber", "severity_number", "level_name", "status"),
+              default=None),
+    FieldSpec("message", Kind.TEXT, "the log line", ("message", "msg", "log", "MESSAGE", "body",
+              "short_message", "@message", "@m", "@mt", "text", "event.original"), required=True, default=None),
+    _text("logger", "logger or scope name", "logger_name", "log.logger", "loggerName", "name", "scope.name",
+          "SourceContext"),
+    _text("host", "host or node", "hostname", "host.name", "host.hostname", "kubernetes.host",
+          "kubernetes.node_name", "_HOSTNAME", "resource.host.name"),
+    _text("pod", "Kubernetes pod", "pod_name", "kubernetes.pod_name", "kubernetes.pod.name", "k8s.pod.name",
+          "resource.k8s.pod.name"),
+    _text("namespace", "Kubernetes namespace", "kubernetes.namespace_name", "kubernetes.pod_namespace",
+          "kubernetes.namespace", "k8s.namespace.name", "resource.k8s.namespace.name"),
+    _text("environment", "deployment environment", "env", "deployment.environment", "service.environment",
+          "deployment.environment.name", "resource.deployment.environment"),
+    _text("version", "service version", "service.version", "app_version", "resource.service.version"),
+    _text("trace_id", "trace id (W3C hex)", "traceId", "traceid", "trace.id", "dd.trace_id", "otelTraceID",
+          "TraceId"),
+    _text("span_id", "span id (W3C hex)", "spanId", "spanid", "span.id", "dd.span_id", "otelSpanID", "SpanId"),
+    _text("user_id", "end user", "userId", "user.id", "enduser.id", "uid"),
+    _text("session_id", "session", "sessionId", "session.id"),
+    _text("request_id", "request", "requestId", "http.request.id", "x_request_id", "req_id", "request.id"),
+    _text("http_method", "HTTP method", "http.method", "http.request.method", "method"),
+    _text("http_path", "HTTP path or route", "http.path", "url.path", "http.target", "http.route", "path", "url"),
+    FieldSpec("http_status", Kind.INT, "HTTP status code (100..599)",
+              ("http_status", "http.status_code", "http.response.status_code", "status_code", "statusCode"),
+              default=None, nullable=True, bits=16, minimum=100, maximum=599),
+    FieldSpec("duration_ms", Kind.FLOAT, "duration in milliseconds (ECS `event.duration` nanoseconds are converted)",
+              ("duration_ms", "latency_ms", "elapsed_ms", "response_time_ms", "event.duration"),
+              default=None, nullable=True, minimum=0),
+    _text("client_ip", "client address", "client.ip", "source.ip", "remote_addr", "http.client_ip",
+          "client.address", "clientIp"),
+    _text("user_agent", "HTTP user agent", "user_agent.original", "http.user_agent", "userAgent",
+          "user_agent.name"),
+    _text("error_type", "exception class", "error.type", "exception.type", "exc_type", "error.kind",
+          "exception_type"),
+    _text("stack_trace", "stack trace (a list of lines is joined)", "error.stack_trace", "exception.stacktrace",
+          "stacktrace", "stack", "exc_info", "error.stack", "@x", "exception"),
 )
-RECORD_FIELDS = ("timestamp", *STRING_FIELDS[:3], *STRING_FIELDS[3:], "http_status", "duration_ms")
-assert len(RECORD_FIELDS) == 23
+assert len(FIELDS) == 23
+
+# Beside the 23: the idempotency key, and every other field a shipper sent (kept, never dropped).
+RECORD_ID = FieldSpec("record_id", Kind.TEXT, "idempotency key: given by the sender, else derived from the "
+                      "Kafka coordinates (or, over HTTP, from the content)", ("record_id",), default=None,
+                      max_length=128)
+ATTRIBUTES = FieldSpec("attributes", Kind.MAP, "every field that is not one of the 23, as text (structured "
+                       "values as JSON)", ("attributes",), default=None)
+RECORD_SPECS: tuple[FieldSpec, ...] = (*FIELDS, RECORD_ID, ATTRIBUTES)
+# What storage adds to each record: the pattern (ingest's tagger) and the pipeline that stored it.
+PATTERN_ID = FieldSpec("pattern_id", Kind.INT, "the log's pattern (GET /api/patterns); 0 when none",
+                       default=0, bits=64)
+PIPELINE = FieldSpec("pipeline", Kind.TEXT, "the pipeline that stored the log", default="default")
+STORED_SPECS: tuple[FieldSpec, ...] = (*RECORD_SPECS, PATTERN_ID, PIPELINE)
+SPECS: dict[str, FieldSpec] = {spec.name: spec for spec in STORED_SPECS}
+
+RECORD_FIELDS = tuple(spec.name for spec in FIELDS)
+STRING_FIELDS = tuple(spec.name for spec in FIELDS if spec.kind in (Kind.TEXT, Kind.LEVEL))
+
+
+def arrow_fields(specs=STORED_SPECS) -> list:
+    """The pyarrow fields of `specs`, in order (ingest appends its Kafka bookkeeping columns)."""
+    return [spec.arrow_field() for spec in specs]
+
 
 MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_TIMESTAMP = datetime(2200, 1, 1, tzinfo=timezone.utc)
@@ -138,38 +260,20 @@ def to_utc_ms(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-class LogRecord(BaseModel):
-    """One log. Unknown fields passed to the constructor are moved into `attributes`."""
+class _RecordModel(BaseModel):
+    """Validators of `LogRecord`; its fields are generated from `RECORD_SPECS` below."""
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=False)
 
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
-    service: str = "unknown"
-    level: Level = Level.INFO
-    message: str
-    logger: str = ""
-    host: str = ""
-    pod: str = ""
-    namespace: str = ""
-    environment: str = ""
-    version: str = ""
-    trace_id: str = ""
-    span_id: str = ""
-    user_id: str = ""
-    session_id: str = ""
-    request_id: str = ""
-    http_method: str = ""
-    http_path: str = ""
-    http_status: int | None = Field(default=None, ge=100, le=599)
-    duration_ms: float | None = Field(default=None, ge=0)
-    client_ip: str = ""
-    user_agent: str = ""
-    error_type: str = ""
-    stack_trace: str = ""
-    record_id: str = Field(default_factory=new_record_id, min_length=1, max_length=128)
-    attributes: dict[str, str] = Field(default_factory=dict)
+    @model_validator(mode="before")
+    @classmethod
+    def _level_from_message(cls, data: Any) -> Any:
+        # The normaliser's rule: a log that states no level is read for one.
+        if isinstance(data, dict) and data.get("level") in (None, "") and isinstance(data.get("message"), str):
+            data = {**data, "level": infer_level(data["message"])}
+        return data
 
-    @field_validator("level", mode="before")
+    @field_validator("level", mode="before", check_fields=False)
     @classmethod
     def _level(cls, value: Any) -> Level:
         level = normalize_level(value)
@@ -177,7 +281,7 @@ class LogRecord(BaseModel):
             raise ValueError(f"unknown log level {value!r}")
         return level
 
-    @field_validator("timestamp")
+    @field_validator("timestamp", check_fields=False)
     @classmethod
     def _timestamp(cls, value: datetime) -> datetime:
         value = to_utc_ms(value)
@@ -185,19 +289,20 @@ class LogRecord(BaseModel):
             raise ValueError(f"timestamp {value.isoformat()} is outside 1970..2200")
         return value
 
-    @field_validator("attributes", mode="before")
+    @field_validator("attributes", mode="before", check_fields=False)
     @classmethod
     def _attributes(cls, value: Any) -> dict[str, str]:
         if not isinstance(value, dict):
             raise ValueError("attributes must be an object")
-        return {str(k): attribute_value(v) for k, v in value.items()}
+        return attribute_map(value)
 
     @model_validator(mode="after")
-    def _keep_unknown_fields(self) -> "LogRecord":
+    def _keep_unknown_fields(self) -> "_RecordModel":
         extra = self.__pydantic_extra__ or {}
         if extra:
             for key, value in extra.items():
-                self.attributes.setdefault(key, attribute_value(value))
+                if value is not None:
+                    self.attributes.setdefault(key, attribute_value(value))
             extra.clear()
         return self
 
@@ -206,6 +311,61 @@ class LogRecord(BaseModel):
         data["timestamp"] = format_timestamp(self.timestamp)
         return data
 
+
+_PYTHON_TYPES = {Kind.TIME: datetime, Kind.TEXT: str, Kind.LEVEL: Level, Kind.INT: int, Kind.FLOAT: float,
+                 Kind.MAP: dict[str, str]}
+
+
+def model_field(spec: FieldSpec, python_type: Any = None, *,
+                overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """A `create_model` field definition from a spec (type, bounds, default, description);
+    `overrides` replaces the default (a `default` or `default_factory` option)."""
+    annotation = python_type or _PYTHON_TYPES[spec.kind]
+    if spec.nullable:
+        annotation = annotation | None
+    options: dict[str, Any] = {"description": spec.description}
+    if spec.minimum is not None:
+        options["ge"] = spec.minimum
+    if spec.maximum is not None:
+        options["le"] = spec.maximum
+    if spec.max_length is not None:
+        options["min_length"], options["max_length"] = 1, spec.max_length
+    if overrides is not None:
+        options.update(overrides)
+    elif spec.required:
+        options["default"] = ...
+    elif spec.kind is Kind.MAP:
+        options["default_factory"] = dict
+    else:
+        options["default"] = spec.default
+    return annotation, Field(**options)
+
+
+# The typed record (what tests, the generator and the OpenAPI document use); the normaliser in
+# core/shippers.py builds the same dicts from any shipper's shape.
+LogRecord = create_model(
+    "LogRecord",
+    __base__=_RecordModel,
+    __doc__="One log. Unknown fields passed to the constructor are moved into `attributes`.",
+    **{spec.name: model_field(spec, overrides={
+        "timestamp": {"default_factory": lambda: datetime.now(timezone.utc)},
+        "level": {"default": Level.INFO},
+        "record_id": {"default_factory": new_record_id},
+    }.get(spec.name)) for spec in RECORD_SPECS},
+)
+
+
+def attribute_map(value: dict[str, Any]) -> dict[str, str]:
+    """An `attributes` object as stored: text values, structured ones as JSON, nulls left out."""
+    return {str(key): attribute_value(item) for key, item in value.items() if item is not None}
+
+
+def wire_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A normalised record dict in its JSON form (what raw-logs and the live tail carry)."""
+    out = dict(record)
+    out["timestamp"] = format_timestamp(record["timestamp"])
+    out["level"] = str(record["level"])
+    return out
 
 def attribute_value(value: Any) -> str:
     """Attributes are strings in storage; structured values keep their JSON form."""

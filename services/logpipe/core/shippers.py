@@ -11,8 +11,9 @@ Accepted as they are written, one Kafka message (or one HTTP JSON line) at a tim
 - a plain text line: the message is the line, the level is read from it, the time is the
   Kafka timestamp.
 
-Nested objects are flattened to dotted keys, the aliases below pick the 23 record fields,
-and every other key is kept in `attributes`. Input that cannot be a log raises
+Nested objects are flattened to dotted keys (our own `attributes` object is the attribute
+map itself), the aliases of the field table in core/record.py pick the 23 record fields,
+and every other key is kept in `attributes` (null values are left out). Input that cannot be a log raises
 `NotALogError` with the reason, and the caller sends it to the DLQ.
 """
 
@@ -25,9 +26,14 @@ from typing import Any, Iterable
 import orjson
 
 from logpipe.core.record import (
+    FIELDS,
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
+    RECORD_ID,
+    FieldSpec,
+    Kind,
     Level,
+    attribute_map,
     attribute_value,
     derived_record_id,
     infer_level,
@@ -40,62 +46,15 @@ class NotALogError(ValueError):
     """The input cannot be a log record; the message says why."""
 
 
-# First alias present wins; keys are compared after flattening nested objects to dots.
-ALIASES: dict[str, tuple[str, ...]] = {
-    "message": ("message", "msg", "log", "MESSAGE", "body", "short_message", "@message",
-                "@m", "@mt", "text", "event.original"),
-    "timestamp": ("timestamp", "@timestamp", "time", "ts", "@t", "date", "datetime",
-                  "timeUnixNano", "time_unix_nano", "observedTimeUnixNano", "eventTime",
-                  "__REALTIME_TIMESTAMP"),
-    "level": ("level", "severity", "lvl", "levelname", "loglevel", "log_level", "log.level",
-              "severityText", "severity_text", "@l", "PRIORITY", "severityNumber",
-              "severity_number", "level_name", "status"),
-    "service": ("service", "service.name", "service_name", "app", "application",
-                "app_name", "appname", "resource.service.name", "kubernetes.labels.app",
-                "kubernetes.labels.app.kubernetes.io/name", "kubernetes.container_name",
-                "kubernetes.container.name", "SYSLOG_IDENTIFIER", "ident", "programname",
-                "tag"),
-    "logger": ("logger", "logger_name", "log.logger", "loggerName", "name", "scope.name",
-               "SourceContext"),
-    "host": ("host", "hostname", "host.name", "host.hostname", "kubernetes.host",
-             "kubernetes.node_name", "_HOSTNAME", "resource.host.name"),
-    "pod": ("pod", "pod_name", "kubernetes.pod_name", "kubernetes.pod.name", "k8s.pod.name",
-            "resource.k8s.pod.name"),
-    "namespace": ("namespace", "kubernetes.namespace_name", "kubernetes.pod_namespace",
-                  "kubernetes.namespace", "k8s.namespace.name", "resource.k8s.namespace.name"),
-    "environment": ("environment", "env", "deployment.environment", "service.environment",
-                    "deployment.environment.name", "resource.deployment.environment"),
-    "version": ("version", "service.version", "app_version", "resource.service.version"),
-    "trace_id": ("trace_id", "traceId", "traceid", "trace.id", "dd.trace_id", "otelTraceID",
-                 "TraceId"),
-    "span_id": ("span_id", "spanId", "spanid", "span.id", "dd.span_id", "otelSpanID",
-                "SpanId"),
-    "user_id": ("user_id", "userId", "user.id", "enduser.id", "uid"),
-    "session_id": ("session_id", "sessionId", "session.id"),
-    "request_id": ("request_id", "requestId", "http.request.id", "x_request_id", "req_id",
-                   "request.id"),
-    "http_method": ("http_method", "http.method", "http.request.method", "method"),
-    "http_path": ("http_path", "http.path", "url.path", "http.target", "http.route", "path",
-                  "url"),
-    "http_status": ("http_status", "http.status_code", "http.response.status_code",
-                    "status_code", "statusCode"),
-    "duration_ms": ("duration_ms", "latency_ms", "elapsed_ms", "response_time_ms",
-                    "event.duration"),
-    "client_ip": ("client_ip", "client.ip", "source.ip", "remote_addr", "http.client_ip",
-                  "client.address", "clientIp"),
-    "user_agent": ("user_agent", "user_agent.original", "http.user_agent", "userAgent",
-                   "user_agent.name"),
-    "error_type": ("error_type", "error.type", "exception.type", "exc_type", "error.kind",
-                   "exception_type"),
-    "stack_trace": ("stack_trace", "error.stack_trace", "exception.stacktrace", "stacktrace",
-                    "stack", "exc_info", "error.stack", "@x", "exception"),
-}
+# The aliases live in the field table (core/record.py); first present wins.
+ALIASES: dict[str, tuple[str, ...]] = {spec.name: spec.aliases for spec in FIELDS}
 # `event.duration` is nanoseconds in ECS.
 _NANOSECOND_DURATIONS = frozenset({"event.duration"})
 # `status` is a level only when it reads as one (Datadog style); otherwise it stays an attribute.
 _SOFT_LEVEL_KEYS = frozenset({"status"})
-STRING_TARGETS = tuple(k for k in ALIASES if k not in ("timestamp", "level", "http_status",
-                                                      "duration_ms"))
+_OTEL_SEVERITY_KEYS = frozenset({"severityNumber", "severity_number"})
+STRING_TARGETS = tuple(spec.name for spec in FIELDS if spec.kind is Kind.TEXT)
+_FIELD_KEYS = frozenset(alias for spec in FIELDS for alias in spec.aliases)
 
 
 def flatten(obj: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -170,21 +129,22 @@ def _scalar_text(field: str, value: Any) -> str:
     raise NotALogError(f"field {field!r} has impossible type {type(value).__name__}")
 
 
-def _int_field(field: str, value: Any) -> int | None:
+def _int_field(spec: FieldSpec, value: Any) -> int | None:
+    field = spec.name
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise NotALogError(f"field {field!r} has impossible type {type(value).__name__}")
     try:
         number = int(float(value))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise NotALogError(f"field {field!r} is not a number: {value!r}") from exc
-    if field == "http_status" and not 100 <= number <= 599:
-        raise NotALogError(f"http_status {number} is not an HTTP status")
+    _check_bounds(spec, number)
     return number
 
 
-def _float_field(field: str, value: Any, scale: float = 1.0) -> float | None:
+def _float_field(spec: FieldSpec, value: Any, scale: float = 1.0) -> float | None:
+    field = spec.name
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -193,9 +153,18 @@ def _float_field(field: str, value: Any, scale: float = 1.0) -> float | None:
         number = float(value) * scale
     except (TypeError, ValueError) as exc:
         raise NotALogError(f"field {field!r} is not a number: {value!r}") from exc
-    if not math.isfinite(number) or number < 0:
-        raise NotALogError(f"field {field!r} must be a finite, non-negative number")
+    if not math.isfinite(number):
+        raise NotALogError(f"field {field!r} must be a finite number")
+    _check_bounds(spec, number)
     return number
+
+
+def _check_bounds(spec: FieldSpec, number: float) -> None:
+    low, high = spec.minimum, spec.maximum
+    if (low is not None and number < low) or (high is not None and number > high):
+        bounds = f"outside {low:g}..{high:g}" if high is not None and low is not None else \
+            f"below {low:g}" if low is not None else f"above {high:g}"
+        raise NotALogError(f"{spec.name} {number:g} is {bounds} ({spec.description})")
 
 
 def _pop_first(flat: dict[str, Any], keys: Iterable[str]) -> tuple[str | None, Any]:
@@ -208,37 +177,14 @@ def _pop_first(flat: dict[str, Any], keys: Iterable[str]) -> tuple[str | None, A
     return None, None
 
 
-def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: str) -> dict[str, Any]:
-    """One JSON object from any shipper to a record dict (the 23 fields, record_id, attributes)."""
-    for key in ALIASES["message"]:
-        if isinstance(obj.get(key), (dict, list)) and key not in ("log",):
-            raise NotALogError(f"message has impossible type {type(obj[key]).__name__}")
-    flat = flatten(obj)
-    record: dict[str, Any] = {}
-
-    _, message = _pop_first(flat, ALIASES["message"])
-    if message is None:
-        raise NotALogError("no message field (looked for " + ", ".join(ALIASES["message"][:6]) + ", ...)")
-    if isinstance(message, (dict, list, bool)):
-        raise NotALogError(f"message has impossible type {type(message).__name__}")
-    record["message"] = message if isinstance(message, str) else str(message)
-
-    timestamp = None
-    time_key, time_value = _pop_first(flat, ALIASES["timestamp"])
-    if time_key is not None:
-        timestamp = parse_timestamp(time_value)
-        if timestamp is None:
-            flat[f"{time_key}_original"] = time_value
-    record["timestamp"] = timestamp or fallback_time
-
-    level = None
-    for key in ALIASES["level"]:
+def _pop_level(flat: dict[str, Any], spec: FieldSpec, message: str) -> Level:
+    for key in spec.aliases:
         if key not in flat or flat[key] in (None, ""):
             continue
         value = flat[key]
         if isinstance(value, (dict, list)):
             raise NotALogError(f"level has impossible type {type(value).__name__}")
-        if key in ("severityNumber", "severity_number") and isinstance(value, (int, float)):
+        if key in _OTEL_SEVERITY_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
             level = otel_severity_level(int(value))
         else:
             level = normalize_level(value)
@@ -247,40 +193,116 @@ def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: st
         flat.pop(key)
         if level is None:
             flat["level_original"] = value
-            level = infer_level(record["message"])
-        break
-    record["level"] = level or infer_level(record["message"])
+        return level or infer_level(message)
+    return infer_level(message)
 
-    for field in STRING_TARGETS:
-        if field == "message":
+
+def _pop_time(flat: dict[str, Any], spec: FieldSpec, fallback_time: datetime) -> datetime:
+    key, value = _pop_first(flat, spec.aliases)
+    if key is None:
+        return fallback_time
+    timestamp = parse_timestamp(value)
+    if timestamp is None:
+        flat[f"{key}_original"] = value
+    return timestamp or fallback_time
+
+
+# Fields read by a single pass over the object's keys (the common case: text and numbers);
+# the time and the level have rules of their own (`_pop_time`, `_pop_level`).
+_PICKED_KINDS = (Kind.TEXT, Kind.INT, Kind.FLOAT)
+_ALIAS_OWNER: dict[str, tuple[str, int]] = {
+    alias: (spec.name, rank) for spec in FIELDS if spec.kind in _PICKED_KINDS and not spec.required
+    for rank, alias in enumerate(spec.aliases)}
+# (name, step, spec) per field in storage order; steps are small ints, cheaper to compare per
+# record than enum members.
+_TEXT, _MESSAGE, _TIME, _LEVEL, _INT, _FLOAT = range(6)
+_STEPS = {Kind.TEXT: _TEXT, Kind.TIME: _TIME, Kind.LEVEL: _LEVEL, Kind.INT: _INT, Kind.FLOAT: _FLOAT}
+_PLAN = tuple((spec.name, _MESSAGE if spec.name == "message" else _STEPS[spec.kind], spec) for spec in FIELDS)
+
+
+def _pick(flat: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    """For each field, the first of its aliases present with a value (what `_pop_first` finds),
+    in one pass over the keys instead of one lookup per alias."""
+    best: dict[str, tuple[int, str]] = {}
+    owners = _ALIAS_OWNER
+    for key, value in flat.items():
+        owner = owners.get(key)
+        if owner is None or value is None or value == "":
             continue
-        key, value = _pop_first(flat, ALIASES[field])
-        record[field] = _scalar_text(field, value) if key is not None else ""
-    if not record["service"]:
-        record["service"] = "unknown"
+        name, rank = owner
+        current = best.get(name)
+        if current is None or rank < current[0]:
+            best[name] = (rank, key)
+    return best
 
-    _, status = _pop_first(flat, ALIASES["http_status"])
-    record["http_status"] = _int_field("http_status", status)
-    key, duration = _pop_first(flat, ALIASES["duration_ms"])
-    record["duration_ms"] = _float_field("duration_ms", duration,
-                                         1e-6 if key in _NANOSECOND_DURATIONS else 1.0)
+
+def _flatten_record(obj: dict[str, Any]) -> dict[str, Any]:
+    """`flatten`, except that our own `attributes` object is the attribute map, not a prefix."""
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            if key == "attributes":
+                continue
+            if value:
+                flatten(value, f"{key}.", flat)
+                continue
+        flat[key] = value
+    return flat
+
+
+def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: str) -> dict[str, Any]:
+    """One JSON object from any shipper to a record dict (the 23 fields, record_id, attributes).
+
+    This is the one normaliser: ingest's exact path, the gateway's protocols and its live tail
+    call it, and ingest's vectorised fast path applies the same field table (core/record.py).
+    """
+    for key in ALIASES["message"]:
+        if isinstance(obj.get(key), (dict, list)) and key not in ("log",):
+            raise NotALogError(f"message has impossible type {type(obj[key]).__name__}")
+    flat = _flatten_record(obj)
+
+    _, message = _pop_first(flat, ALIASES["message"])
+    if message is None:
+        raise NotALogError("no message field (looked for " + ", ".join(ALIASES["message"][:6]) + ", ...)")
+    if isinstance(message, (dict, list, bool)):
+        raise NotALogError(f"message has impossible type {type(message).__name__}")
+    message = message if isinstance(message, str) else str(message)
+
+    picked = _pick(flat)
+    record: dict[str, Any] = {}
+    for name, step, spec in _PLAN:
+        if step == _TEXT:
+            chosen = picked.get(name)
+            record[name] = (_scalar_text(name, flat.pop(chosen[1])) if chosen else "") or spec.default
+        elif step == _MESSAGE:
+            record[name] = message
+        elif step == _TIME:
+            record[name] = _pop_time(flat, spec, fallback_time)
+        elif step == _LEVEL:
+            record[name] = _pop_level(flat, spec, message)
+        else:
+            chosen = picked.get(name)
+            key = chosen[1] if chosen else None
+            value = flat.pop(key) if chosen else None
+            record[name] = _int_field(spec, value) if step == _INT else \
+                _float_field(spec, value, 1e-6 if key in _NANOSECOND_DURATIONS else 1.0)
 
     given_id = flat.pop("record_id", None)
-    if given_id is not None and not isinstance(given_id, (str, int)):
+    if given_id is not None and (isinstance(given_id, bool) or not isinstance(given_id, (str, int))):
         raise NotALogError("record_id must be a string")
     record["record_id"] = str(given_id) if given_id not in (None, "") else record_id
-    if len(record["record_id"]) > 128:
-        raise NotALogError("record_id is longer than 128 characters")
+    if len(record["record_id"]) > RECORD_ID.max_length:
+        raise NotALogError(f"record_id is longer than {RECORD_ID.max_length} characters")
 
-    attributes = flat.pop("attributes", None)
-    merged: dict[str, str] = {}
-    if isinstance(attributes, dict):
-        merged.update({k: attribute_value(v) for k, v in attributes.items()})
+    given_attributes = obj.get("attributes")
+    merged = attribute_map(given_attributes) if isinstance(given_attributes, dict) else {}
     for key, value in flat.items():
-        if value is None:
+        # Null, and a field's key with an empty value, is an absent field, not an attribute.
+        if value is None or (value == "" and key in _FIELD_KEYS):
             continue
-        merged[key] = attribute_value(value)
-    record["attributes"] = merged
+        merged[key] = value if isinstance(value, str) else attribute_value(value)
+    # In key order, so both ingest paths store the same map whatever order a shipper wrote.
+    record["attributes"] = dict(sorted(merged.items()))
     return record
 
 
@@ -379,17 +401,9 @@ def decode_message(value: bytes | None, *, kafka_timestamp_ms: int | None, topic
 
 def text_record(line: str, timestamp: datetime, record_id: str) -> dict[str, Any]:
     """A plain text line is a log: the line is the message, the level is read from it."""
-    record: dict[str, Any] = {field: "" for field in STRING_TARGETS}
-    record.update(
-        message=line,
-        timestamp=timestamp,
-        level=infer_level(line),
-        service="unknown",
-        http_status=None,
-        duration_ms=None,
-        record_id=record_id,
-        attributes={"format": "text"},
-    )
+    record: dict[str, Any] = {spec.name: spec.default for spec in FIELDS}
+    record.update(message=line, timestamp=timestamp, level=infer_level(line), record_id=record_id,
+                  attributes={"format": "text"})
     return record
 
 

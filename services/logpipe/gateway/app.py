@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from logpipe.core.health import Health
 from logpipe.core.http import create_service_app
 from logpipe.gateway.query import QueryError
+from logpipe import patterns
 from logpipe.core.topics import Topics
 from logpipe.gateway import routers
 from logpipe.gateway.auth import Authenticator, open_engine
@@ -22,7 +23,7 @@ from logpipe.gateway.pipeline import PipelineInspector
 from logpipe.gateway.protocols import ProtocolError
 from logpipe.gateway.service import Fanout, ScopeError
 from logpipe.gateway.settings import Settings
-from logpipe.gateway.streams import KafkaOffsets, RecordProducer, TopicTail, decode_event, decode_raw_log
+from logpipe.gateway.streams import KafkaOffsets, LiveRecords, RecordProducer, TopicTail, decode_events
 from logpipe.stores import sql
 from logpipe.stores.clickhouse import ClickHouseStore
 
@@ -56,8 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = app.state
         state.store, state.sql_engine, state.producer = store, engine, producer
         state.live_fanout, state.events_fanout = live, events
-        state.live_tail = TopicTail(settings.kafka_bootstrap_servers, topics.raw_logs, live, decode_raw_log)
-        state.events_tail = TopicTail(settings.kafka_bootstrap_servers, topics.novel_errors, events, decode_event)
+        live_records = LiveRecords(settings.pipeline, settings.max_record_bytes, lambda: patterns.build_tagger(store))
+        state.live_tail = TopicTail(settings.kafka_bootstrap_servers, topics.raw_logs, live, live_records)
+        state.events_tail = TopicTail(settings.kafka_bootstrap_servers, topics.novel_errors, events, decode_events)
         state.offsets = KafkaOffsets(settings.kafka_bootstrap_servers)
         state.pipeline = PipelineInspector(state.offsets, topics, settings.consumer_group_list,
                                            timeout_s=settings.pipeline_timeout_s, sample_s=settings.lag_sample_s,
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 poller.cancel()
             await state.pipeline.stop()
             await state.live_tail.stop()
+            await asyncio.to_thread(live_records.close)
             await state.events_tail.stop()
             await state.offsets.close()
             await state.semantic.close()

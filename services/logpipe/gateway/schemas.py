@@ -5,37 +5,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+
+from logpipe.core.record import STORED_SPECS, FieldSpec, Kind
 
 
-class LogEntry(BaseModel):
-    timestamp: str = Field(description="ISO 8601, UTC, milliseconds")
-    service: str
-    level: str
-    message: str
-    logger: str = ""
-    host: str = ""
-    pod: str = ""
-    namespace: str = ""
-    environment: str = ""
-    version: str = ""
-    trace_id: str = ""
-    span_id: str = ""
-    user_id: str = ""
-    session_id: str = ""
-    request_id: str = ""
-    http_method: str = ""
-    http_path: str = ""
-    http_status: int | None = None
-    duration_ms: float | None = None
-    client_ip: str = ""
-    user_agent: str = ""
-    error_type: str = ""
-    stack_trace: str = ""
-    record_id: str
-    attributes: dict[str, str] = Field(default_factory=dict)
-    pattern_id: int = Field(0, description="0 until the pattern is known")
-    pipeline: str = "default"
+# A stored log as the API returns it, derived from the field table in core/record.py (the
+# 23 fields, record_id, attributes, pattern_id, pipeline): a field added there appears here.
+_API_TYPES: dict[Kind, Any] = {Kind.TIME: str, Kind.TEXT: str, Kind.LEVEL: str, Kind.INT: int,
+                               Kind.FLOAT: float, Kind.MAP: dict[str, str]}
+_ALWAYS_PRESENT = frozenset({"timestamp", "service", "level", "message", "record_id"})
+_WIRE_FORMS = {Kind.TIME: " (ISO 8601, UTC, milliseconds)"}
+
+
+def _entry_field(spec: FieldSpec) -> tuple[Any, Any]:
+    annotation = _API_TYPES[spec.kind]
+    if spec.nullable:
+        annotation = annotation | None
+    description = spec.description + _WIRE_FORMS.get(spec.kind, "")
+    if spec.name in _ALWAYS_PRESENT:
+        return annotation, Field(description=description)
+    if spec.kind is Kind.MAP:
+        return annotation, Field(default_factory=dict, description=description)
+    return annotation, Field(spec.default, description=description)
+
+
+LogEntry = create_model("LogEntry", __doc__="One stored log.",
+                        **{spec.name: _entry_field(spec) for spec in STORED_SPECS})
 
 
 class LogPage(BaseModel):

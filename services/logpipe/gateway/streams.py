@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import orjson
+import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from logpipe.core.kafka import new_producer, reachable, send_values
 from logpipe.core.metrics import counter
-from logpipe.core.record import LogRecord
+from logpipe.core.record import wire_record
 from logpipe.core.shippers import NotALogError, decode_message
 from logpipe.gateway.service import Fanout
 
@@ -80,11 +81,12 @@ class RecordProducer:
 class TopicTail:
     """Follows a topic from its end (no consumer group) and publishes each item to a Fanout.
 
+    `decode` turns each fetched batch of Kafka messages into the items to publish.
     Started on the first subscriber, so a gateway nobody watches reads nothing.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, fanout: Fanout,
-                 decode: Callable[[Any], list[Any]]) -> None:
+                 decode: Callable[[Sequence[Any]], Awaitable[list[Any]]]) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.fanout = fanout
@@ -130,11 +132,13 @@ class TopicTail:
                 self._ready.set()
                 while True:
                     batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+                    messages = [message for partition in batches.values() for message in partition]
+                    if not messages:
+                        continue
+                    items = await self.decode(messages)
                     now = time.monotonic()
-                    for messages in batches.values():
-                        for message in messages:
-                            for item in self.decode(message):
-                                self.fanout.publish(item, now)
+                    for item in items:
+                        self.fanout.publish(item, now)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the tail restarts; clients stay connected
@@ -156,20 +160,64 @@ class TopicTail:
             self._task = None
 
 
-def decode_raw_log(message) -> list[dict[str, Any]]:
-    """A raw-logs message as the same records ingest will store (same derived ids)."""
-    try:
-        records = decode_message(message.value, kafka_timestamp_ms=message.timestamp, topic=message.topic,
-                                 partition=message.partition, offset=message.offset, max_bytes=16 * 1024 * 1024)
-    except NotALogError:
-        return []
-    out = []
-    for record in records:
-        try:
-            out.append(LogRecord(**record).to_json_dict())
-        except ValueError:
-            continue
-    return out
+class LiveRecords:
+    """raw-logs messages as the rows ingest stores: the one normaliser (`core.shippers`), the
+    shared pattern tagger (`logpipe.patterns`, state in the `patterns` tables) and this pipeline.
+
+    Tagging here rather than waiting for ingest's row keeps the tail live (ingest writes in
+    batches, seconds apart); ids agree because both taggers share the store and a pattern's id
+    is a hash of the first message that made it (docs/api.md, "Live tail records").
+    """
+
+    def __init__(self, pipeline: str, max_record_bytes: int,
+                 tagger_factory: Callable[[], Any] | None = None) -> None:
+        self.pipeline = pipeline
+        self.max_record_bytes = max_record_bytes
+        self._tagger_factory = tagger_factory
+        self._tagger: Any = None
+
+    def records(self, messages: Sequence[Any]) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for message in messages:
+            try:
+                records.extend(decode_message(message.value, kafka_timestamp_ms=message.timestamp,
+                                              topic=message.topic, partition=message.partition,
+                                              offset=message.offset, max_bytes=self.max_record_bytes))
+            except NotALogError:
+                continue  # ingest sends it to the DLQ; it never becomes a stored log
+        if not records:
+            return []
+        pattern_ids = self._pattern_ids([record["message"] for record in records])
+        out = []
+        for record, pattern_id in zip(records, pattern_ids):
+            wire = wire_record(record)
+            wire["pattern_id"] = pattern_id
+            wire["pipeline"] = self.pipeline
+            out.append(wire)
+        return out
+
+    def _pattern_ids(self, messages: list[str]) -> list[int]:
+        if self._tagger_factory is None:
+            return [0] * len(messages)
+        if self._tagger is None:
+            try:
+                self._tagger = self._tagger_factory()
+            except Exception:  # noqa: BLE001 - the tail keeps flowing; the next batch retries
+                log.warning("live tail: pattern state unreadable, pattern_id 0 for now", exc_info=True)
+                return [0] * len(messages)
+        return self._tagger.tag(pa.array(messages, pa.string())).to_pylist()
+
+    async def __call__(self, messages: Sequence[Any]) -> list[dict[str, Any]]:
+        # Masking and mining cost CPU: off the event loop, so WebSockets keep flowing.
+        return await asyncio.to_thread(self.records, messages)
+
+    def close(self) -> None:
+        """Store the patterns this tail mined (ingest would store the same ones)."""
+        if self._tagger is not None:
+            try:
+                self._tagger.close()
+            except Exception:  # noqa: BLE001 - shutting down; ingest writes these patterns too
+                log.warning("could not store the live tail's new patterns", exc_info=True)
 
 
 def decode_event(message) -> list[dict[str, Any]]:
@@ -178,6 +226,10 @@ def decode_event(message) -> list[dict[str, Any]]:
     except (orjson.JSONDecodeError, TypeError):
         return []
     return [{"type": "novel_error", "data": data}]
+
+
+async def decode_events(messages: Sequence[Any]) -> list[dict[str, Any]]:
+    return [event for message in messages for event in decode_event(message)]
 
 
 class KafkaOffsets:

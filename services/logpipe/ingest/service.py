@@ -1,6 +1,6 @@
 """Ingest's domain logic: raw Kafka messages in, an Arrow table of log rows out.
 
-Two paths build the same rows:
+Two paths build the same rows, from the one field table in core/record.py:
 - the fast path parses a whole batch of canonical JSON records in C++ (`pyarrow.json`) and
   normalises columns with Arrow compute, with no Python work per record;
 - the exact path decodes message by message (`core.shippers`), which accepts every shipper
@@ -25,12 +25,17 @@ import pyarrow.json as pa_json
 
 from logpipe.core.dlq import dead_letter
 from logpipe.core.record import (
+    FIELDS,
     FORWARDED_LEVELS,
     LEVEL_ALIASES,
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
-    STRING_FIELDS,
+    RECORD_ID,
+    RECORD_SPECS,
+    FieldSpec,
+    Kind,
     Level,
+    arrow_fields,
     derived_record_id,
 )
 from logpipe.core.shippers import NotALogError, decode_message
@@ -46,36 +51,31 @@ class RawMessage(NamedTuple):
     offset: int
 
 
-# The `logs` columns ingest writes (the rest have defaults in sql/clickhouse/001_logs.sql).
+# The `logs` columns ingest writes: the record's fields from the field table (core/record.py),
+# then ingest's Kafka bookkeeping (the rest have defaults in sql/clickhouse/001_logs.sql).
 LOG_SCHEMA = pa.schema(
-    [
-        ("timestamp", pa.timestamp("ms", tz="UTC")),
-        *[(name, pa.string()) for name in STRING_FIELDS],
-        ("http_status", pa.uint16()),
-        ("duration_ms", pa.float64()),
-        ("record_id", pa.string()),
-        ("attributes", pa.map_(pa.string(), pa.string())),
-        ("pattern_id", pa.uint64()),
-        ("pipeline", pa.string()),
-        ("kafka_topic", pa.string()),
-        ("kafka_partition", pa.uint32()),
-        ("kafka_offset", pa.uint64()),
-    ]
+    arrow_fields()
+    + [pa.field("kafka_topic", pa.string(), nullable=False),
+       pa.field("kafka_partition", pa.uint32(), nullable=False),
+       pa.field("kafka_offset", pa.uint64(), nullable=False)]
 )
+_ATTRIBUTES_TYPE = LOG_SCHEMA.field("attributes").type
 
-# What the fast path expects to find in a canonical record.
-_FAST_SCHEMA = pa.schema(
-    # Arrow's ISO 8601 parser reads the time while parsing (a number is an error: exact path).
-    [("timestamp", pa.timestamp("ns", tz="UTC"))]
-    + [(name, pa.string()) for name in STRING_FIELDS]
-    + [("http_status", pa.int64()), ("duration_ms", pa.float64()), ("record_id", pa.string())]
-)
+# What the fast path expects to find in a canonical record: the same table, as JSON types.
+# Arrow's ISO 8601 parser reads the time while parsing (a number is an error: exact path).
+_FAST_JSON_TYPES = {Kind.TIME: pa.timestamp("ns", tz="UTC"), Kind.TEXT: pa.string(), Kind.LEVEL: pa.string(),
+                    Kind.INT: pa.int64(), Kind.FLOAT: pa.float64()}
+_FAST_SCHEMA = pa.schema([(spec.name, _FAST_JSON_TYPES[spec.kind]) for spec in RECORD_SPECS
+                          if spec.kind is not Kind.MAP])
 _CANONICAL_LEVELS = pa.array([level.value for level in Level])
 _ALIAS_KEYS = pa.array(list(LEVEL_ALIASES))
 _ALIAS_VALUES = pa.array([level.value for level in LEVEL_ALIASES.values()])
 _MIN_MS = int(MIN_TIMESTAMP.timestamp() * 1000)
 _MAX_MS = int(MAX_TIMESTAMP.timestamp() * 1000)
 _FORWARDED = pa.array(sorted(level.value for level in FORWARDED_LEVELS))
+# Attribute values Arrow turns into the same text as the exact path's JSON form; a float
+# (2.0 vs "2") or a nested value (key order, missing keys) would not, so those take the exact path.
+_FAST_ATTRIBUTE_TYPES = (pa.types.is_string, pa.types.is_int64, pa.types.is_boolean, pa.types.is_null)
 
 
 @dataclass
@@ -269,65 +269,33 @@ class BatchBuilder:
         if any(name != "attributes" for name in extra):
             return None
 
-        message = parsed["message"]
-        if message.null_count:
-            return None
-        level = parsed["level"]
-        if level.null_count:
-            return None
-        if not pc.all(pc.is_in(level, value_set=_CANONICAL_LEVELS)).as_py():
-            index = pc.index_in(pc.utf8_lower(pc.utf8_trim_whitespace(level)), value_set=_ALIAS_KEYS)
-            if index.null_count:
-                return None
-            level = pc.take(_ALIAS_VALUES, index)
-
         kafka_ms = pa.array(np.where(messages.timestamps > 0, messages.timestamps, int(time.time() * 1000)))
-        try:
-            stamp = pc.cast(parsed["timestamp"], pa.timestamp("ms", tz="UTC"), safe=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
-        stamp = pc.coalesce(stamp, pc.cast(kafka_ms, pa.timestamp("ms", tz="UTC")))
-        stamp_ms = pc.cast(stamp, pa.int64())
-        if pc.min(stamp_ms).as_py() < _MIN_MS or pc.max(stamp_ms).as_py() >= _MAX_MS:
-            return None
-
-        status = parsed["http_status"]
-        if status.null_count < len(status):
-            low, high = pc.min(status).as_py(), pc.max(status).as_py()
-            if low < 100 or high > 599:
+        columns: dict[str, Any] = {}
+        # The same field table and rules as core.shippers.normalize_object, column-wise; any
+        # record the rules cannot settle here (a level to infer, a time to read another way,
+        # a value out of bounds) sends the batch to the exact path, which applies them one by one.
+        for spec in FIELDS:
+            column = _fast_column(spec, parsed[spec.name], kafka_ms)
+            if column is None:
                 return None
-        duration = parsed["duration_ms"]
-        if duration.null_count < len(duration):
-            if pc.min(duration).as_py() < 0 or not pc.all(pc.is_finite(pc.drop_null(duration))).as_py():
-                return None
+            columns[spec.name] = column
 
         record_id = parsed["record_id"]
-        if record_id.null_count:
+        if record_id.null_count or pc.any(pc.equal(record_id, "")).as_py():
             ids = record_id.to_pylist()
             record_id = pa.array([rid or derived_record_id(topic, int(partition), int(offset))
                                   for rid, topic, partition, offset in zip(ids, messages.topics, messages.partitions,
                                                                            messages.offsets)], pa.string())
-        if pc.max(pc.utf8_length(record_id)).as_py() > 128:
+        if pc.max(pc.utf8_length(record_id)).as_py() > RECORD_ID.max_length:
             return None
+        columns["record_id"] = record_id
 
         if "attributes" in extra:
             attributes = _attributes_column(parsed["attributes"])
             if attributes is None:
                 return None
         else:
-            attributes = pa.array([[]] * len(messages), LOG_SCHEMA.field("attributes").type)
-
-        columns: dict[str, Any] = {"timestamp": stamp}
-        for name in STRING_FIELDS:
-            column = parsed[name]
-            if name == "level":
-                column = level
-            elif name == "service":
-                column = pc.if_else(pc.equal(pc.fill_null(column, ""), ""), "unknown", column)
-            columns[name] = pc.fill_null(column, "") if name not in ("message", "level") else column
-        columns["http_status"] = pc.cast(status, pa.uint16())
-        columns["duration_ms"] = duration
-        columns["record_id"] = record_id
+            attributes = pa.array([[]] * len(messages), _ATTRIBUTES_TYPE)
         columns["attributes"] = attributes
         return self._finish(columns, messages)
 
@@ -348,16 +316,16 @@ class BatchBuilder:
             origins.extend([message] * len(decoded))
         if not records:
             return Batch(LOG_SCHEMA.empty_table(), dead, False)
-        columns: dict[str, Any] = {
-            "timestamp": pa.array([r["timestamp"] for r in records], pa.timestamp("ms", tz="UTC")),
-        }
-        for name in STRING_FIELDS:
-            columns[name] = pa.array([str(r[name]) for r in records], pa.string())
-        columns["http_status"] = pa.array([r["http_status"] for r in records], pa.uint16())
-        columns["duration_ms"] = pa.array([r["duration_ms"] for r in records], pa.float64())
-        columns["record_id"] = pa.array([r["record_id"] for r in records], pa.string())
-        columns["attributes"] = pa.array([list(r["attributes"].items()) for r in records],
-                                         LOG_SCHEMA.field("attributes").type)
+        columns: dict[str, Any] = {}
+        for spec in RECORD_SPECS:
+            field = LOG_SCHEMA.field(spec.name)
+            if spec.kind is Kind.MAP:
+                values = [list(r[spec.name].items()) for r in records]
+            elif spec.kind is Kind.LEVEL:
+                values = [str(r[spec.name]) for r in records]
+            else:
+                values = [r[spec.name] for r in records]
+            columns[spec.name] = pa.array(values, field.type)
         table, _ = self._finish(columns, RawBatch.from_messages(origins))
         return Batch(table, dead, False)
 
@@ -373,30 +341,71 @@ class BatchBuilder:
         return (table, None) if keep is None else (table.filter(pa.array(keep)), keep)
 
 
+def _fast_column(spec: FieldSpec, column: pa.ChunkedArray, kafka_ms: pa.Array) -> Any:
+    """One field of a parsed batch under the field table's rule for its kind, or None when a
+    record needs the exact path (which then applies the same rule record by record)."""
+    kind = spec.kind
+    if kind is Kind.TIME:
+        try:
+            stamp = pc.cast(column, pa.timestamp("ms", tz="UTC"), safe=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        stamp = pc.coalesce(stamp, pc.cast(kafka_ms, pa.timestamp("ms", tz="UTC")))
+        stamp_ms = pc.cast(stamp, pa.int64())
+        if pc.min(stamp_ms).as_py() < _MIN_MS or pc.max(stamp_ms).as_py() >= _MAX_MS:
+            return None
+        return stamp
+    if kind is Kind.LEVEL:
+        # A missing or unknown level is read from the message: the exact path does that.
+        if column.null_count:
+            return None
+        if pc.all(pc.is_in(column, value_set=_CANONICAL_LEVELS)).as_py():
+            return column
+        index = pc.index_in(pc.utf8_lower(pc.utf8_trim_whitespace(column)), value_set=_ALIAS_KEYS)
+        return None if index.null_count else pc.take(_ALIAS_VALUES, index)
+    if kind is Kind.TEXT:
+        if spec.required:
+            # The exact path looks for the field under its other names, then refuses the record.
+            return None if column.null_count or pc.any(pc.equal(column, "")).as_py() else column
+        if spec.default:
+            return pc.if_else(pc.fill_null(pc.equal(column, ""), True), spec.default, column)
+        return pc.fill_null(column, "")
+    # Numbers: null when absent; out of bounds (or not finite) is a dead letter, decided there.
+    present = column.null_count < len(column)
+    if present:
+        low, high = pc.min(column).as_py(), pc.max(column).as_py()
+        if (spec.minimum is not None and low < spec.minimum) or (spec.maximum is not None and high > spec.maximum):
+            return None
+        if kind is Kind.FLOAT and not pc.all(pc.is_finite(pc.drop_null(column))).as_py():
+            return None
+    return pc.cast(column, LOG_SCHEMA.field(spec.name).type)
+
+
 def _attributes_column(column: pa.ChunkedArray) -> pa.Array | None:
     """An inferred `attributes` object column to map<string, string>, in Arrow (no per-row Python).
 
-    A struct of scalar fields becomes one map entry per non-null field; nested values
-    (rare) take the per-row path that keeps their JSON form.
+    A struct of text, integer and boolean fields becomes one map entry per non-null field, in
+    key order (as the exact path stores them); other values return None (the exact path).
     """
     struct = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    map_type = LOG_SCHEMA.field("attributes").type
+    map_type = _ATTRIBUTES_TYPE
     rows = len(struct)
     if not pa.types.is_struct(struct.type):
         return None if struct.null_count < rows else pa.array([[]] * rows, map_type)
-    fields = [struct.type.field(i) for i in range(struct.type.num_fields)]
+    order = sorted(range(struct.type.num_fields), key=lambda i: struct.type.field(i).name)
+    fields = [struct.type.field(i) for i in order]
     if not fields:
         return pa.array([[]] * rows, map_type)
-    if any(pa.types.is_nested(f.type) for f in fields):
-        return _attributes_per_row(struct)
+    if not all(any(check(f.type) for check in _FAST_ATTRIBUTE_TYPES) for f in fields):
+        return None
     children = []
     valid = np.zeros((rows, len(fields)), dtype=bool)
     parent_valid = np.ones(rows, dtype=bool) if struct.null_count == 0 else \
         struct.is_valid().to_numpy(zero_copy_only=False)
-    for index, f in enumerate(fields):
+    for position, index in enumerate(order):
         child = pc.cast(struct.field(index), pa.string())
         children.append(child)
-        valid[:, index] = child.is_valid().to_numpy(zero_copy_only=False) & parent_valid
+        valid[:, position] = child.is_valid().to_numpy(zero_copy_only=False) & parent_valid
     # Row-major positions into the field-major concatenation of the children.
     positions = (np.arange(len(fields))[None, :] * rows + np.arange(rows)[:, None]).ravel()[valid.ravel()]
     items = pc.take(pa.concat_arrays(children), pa.array(positions))
@@ -404,15 +413,6 @@ def _attributes_column(column: pa.ChunkedArray) -> pa.Array | None:
     keys = pc.take(names, pa.array(np.tile(np.arange(len(fields)), rows)[valid.ravel()]))
     offsets = pa.array(np.concatenate([[0], np.cumsum(valid.sum(axis=1))]).astype(np.int32))
     return pa.MapArray.from_arrays(offsets, keys, items, type=map_type)
-
-
-def _attributes_per_row(struct: pa.Array) -> pa.Array:
-    out = []
-    for value in struct.to_pylist():
-        out.append([] if value is None else
-                   [(key, item if isinstance(item, str) else orjson.dumps(item).decode())
-                    for key, item in value.items() if item is not None])
-    return pa.array(out, LOG_SCHEMA.field("attributes").type)
 
 
 def duplicate_free(table: pa.Table) -> np.ndarray | None:

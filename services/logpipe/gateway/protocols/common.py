@@ -1,4 +1,5 @@
-"""What every ingest protocol shares: limits, decompression, record ids, validation."""
+"""What every ingest protocol shares: limits, decompression, record ids, and the one
+normaliser (`core.shippers.normalize_object`) every protocol ends in."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 import orjson
-from pydantic import ValidationError
-
-from logpipe.core.record import RECORD_ID_NAMESPACE, LogRecord
+from logpipe.core.record import RECORD_ID_NAMESPACE, wire_record
 from logpipe.core.shippers import NotALogError, normalize_object
 
 # Ids of records that arrived over HTTP without one: derived from the content, so a
@@ -116,18 +115,11 @@ def finish_record(obj: dict[str, Any], fallback_time: datetime, index: int, max_
 
 
 def validate_record(normalized: dict[str, Any], index: int, max_record_bytes: int, label: str) -> dict[str, Any]:
-    derive_id = not normalized.get("record_id")
-    if derive_id:
-        normalized["record_id"] = _PENDING_ID
-    try:
-        record = LogRecord(**normalized).to_json_dict()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "record"
-        raise ProtocolError(f"{label}: {where}: {first.get('msg')}") from exc
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"{label}: {exc}") from exc
-    if derive_id:
+    """A normalised record (core.shippers already checked every field) in its wire form, with
+    a record id and within the size limit."""
+    record = wire_record(normalized)
+    if not record.get("record_id"):
+        record["record_id"] = _PENDING_ID
         record["record_id"] = content_record_id(record, index)
     size = len(orjson.dumps(record))
     if size > max_record_bytes:

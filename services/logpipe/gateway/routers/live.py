@@ -1,7 +1,8 @@
 """WebSockets: /ws/logs (live tail of raw-logs) and /ws/events (novel errors, anomalies).
 
-Messages are JSON: `{"type": "log", "data": {...record...}}`, `{"type": "novel_error", ...}`,
-`{"type": "anomaly", ...}`, and `{"type": "dropped", "count": N}` when this client fell
+Messages are JSON: `{"type": "log", "data": {...record...}}` (the row ingest stores: the
+record's fields, `pattern_id` and `pipeline`; see gateway/streams.py `LiveRecords`),
+`{"type": "novel_error", ...}`, `{"type": "anomaly", ...}`, and `{"type": "dropped", "count": N}` when this client fell
 behind and lost N items (the stream is sampled for it rather than slowing anyone down).
 """
 
