@@ -111,3 +111,14 @@ def test_the_documented_record_lists_every_field_of_the_table():
     section = text.split("## The log record", 1)[1].split("\n## ", 1)[0]
     missing = [spec.name for spec in STORED_SPECS if f"`{spec.name}`" not in section]
     assert not missing, f"docs/api.md 'The log record' does not describe {missing}"
+
+
+def test_levels_that_look_numeric_but_are_not_are_not_levels():
+    from logpipe.core.record import normalize_level
+
+    # str.isdigit() is true for these; int() refuses them (a query with level=³ was a 500).
+    assert normalize_level("³") is None
+    assert normalize_level("٣") is None
+    assert normalize_level(float("nan")) is None
+    assert normalize_level(float("inf")) is None
+    assert normalize_level("3").name == "ERROR"

@@ -9,6 +9,7 @@ ingest's Arrow schema and fast path, `LogRecord` and the gateway's API models de
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ def normalize_level(value: Any) -> Level | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
         number = int(value)
         if number >= 10 and number % 10 == 0:
             return {10: Level.TRACE, 20: Level.DEBUG, 30: Level.INFO, 40: Level.WARN,
@@ -85,7 +88,8 @@ def normalize_level(value: Any) -> Level | None:
         return None
     if isinstance(value, str):
         key = value.strip().lower()
-        if key.isdigit():
+        # ASCII digits only: str.isdigit() accepts '³' or '٣', which int() refuses.
+        if key.isascii() and key.isdigit():
             return normalize_level(int(key))
         return LEVEL_ALIASES.get(key)
     return None
