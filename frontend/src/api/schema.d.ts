@@ -500,122 +500,164 @@ export interface components {
             /** Topic */
             topic: string;
         };
-        /** LogEntry */
+        /**
+         * LogEntry
+         * @description One stored log.
+         */
         LogEntry: {
-            /** Attributes */
+            /**
+             * Attributes
+             * @description every field that is not one of the 23, as text (structured values as JSON)
+             */
             attributes?: {
                 [key: string]: string;
             };
             /**
              * Client Ip
+             * @description client address
              * @default
              */
             client_ip: string;
-            /** Duration Ms */
+            /**
+             * Duration Ms
+             * @description duration in milliseconds (ECS `event.duration` nanoseconds are converted)
+             */
             duration_ms?: number | null;
             /**
              * Environment
+             * @description deployment environment
              * @default
              */
             environment: string;
             /**
              * Error Type
+             * @description exception class
              * @default
              */
             error_type: string;
             /**
              * Host
+             * @description host or node
              * @default
              */
             host: string;
             /**
              * Http Method
+             * @description HTTP method
              * @default
              */
             http_method: string;
             /**
              * Http Path
+             * @description HTTP path or route
              * @default
              */
             http_path: string;
-            /** Http Status */
+            /**
+             * Http Status
+             * @description HTTP status code (100..599)
+             */
             http_status?: number | null;
-            /** Level */
+            /**
+             * Level
+             * @description TRACE, DEBUG, INFO, WARN, ERROR or FATAL; absent or unknown: read from the message text (INFO when it names none)
+             */
             level: string;
             /**
              * Logger
+             * @description logger or scope name
              * @default
              */
             logger: string;
-            /** Message */
+            /**
+             * Message
+             * @description the log line
+             */
             message: string;
             /**
              * Namespace
+             * @description Kubernetes namespace
              * @default
              */
             namespace: string;
             /**
              * Pattern Id
-             * @description 0 until the pattern is known
+             * @description the log's pattern (GET /api/patterns); 0 when none
              * @default 0
              */
             pattern_id: number;
             /**
              * Pipeline
+             * @description the pipeline that stored the log
              * @default default
              */
             pipeline: string;
             /**
              * Pod
+             * @description Kubernetes pod
              * @default
              */
             pod: string;
-            /** Record Id */
+            /**
+             * Record Id
+             * @description idempotency key: given by the sender, else derived from the Kafka coordinates (or, over HTTP, from the content)
+             */
             record_id: string;
             /**
              * Request Id
+             * @description request
              * @default
              */
             request_id: string;
-            /** Service */
+            /**
+             * Service
+             * @description who logged it
+             */
             service: string;
             /**
              * Session Id
+             * @description session
              * @default
              */
             session_id: string;
             /**
              * Span Id
+             * @description span id (W3C hex)
              * @default
              */
             span_id: string;
             /**
              * Stack Trace
+             * @description stack trace (a list of lines is joined)
              * @default
              */
             stack_trace: string;
             /**
              * Timestamp
-             * @description ISO 8601, UTC, milliseconds
+             * @description when the log was written (UTC, milliseconds); absent or unreadable: the time Kafka received it (ISO 8601, UTC, milliseconds)
              */
             timestamp: string;
             /**
              * Trace Id
+             * @description trace id (W3C hex)
              * @default
              */
             trace_id: string;
             /**
              * User Agent
+             * @description HTTP user agent
              * @default
              */
             user_agent: string;
             /**
              * User Id
+             * @description end user
              * @default
              */
             user_id: string;
             /**
              * Version
+             * @description service version
              * @default
              */
             version: string;
