@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.live_tail = TopicTail(settings.kafka_bootstrap_servers, topics.raw_logs, live, decode_raw_log)
         state.events_tail = TopicTail(settings.kafka_bootstrap_servers, topics.novel_errors, events, decode_event)
         state.offsets = KafkaOffsets(settings.kafka_bootstrap_servers)
+        lag_exporter = asyncio.create_task(state.offsets.export_lag(
+            [topics.raw_logs, topics.vectorization_queue], settings.consumer_group_list, settings.lag_interval_s))
         state.authenticator = Authenticator(engine, settings.token_cache_s)
         state.anomaly_poller = None
         state.semantic = LazySemanticSearcher(settings)
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             poller = state.anomaly_poller
             if poller is not None:
                 poller.cancel()
+            lag_exporter.cancel()
+            await asyncio.gather(lag_exporter, return_exceptions=True)
             await state.live_tail.stop()
             await state.events_tail.stop()
             await state.offsets.close()

@@ -59,6 +59,8 @@ class Settings(ServiceSettings):
     analyzer_url: str = "http://127.0.0.1:8005"
     # Consumer groups whose lag GET /api/metrics reports (comma-separated); empty = every group.
     consumer_groups: str = ""
+    # How often the consumer-lag gauge on /metrics (logpipe_kafka_consumer_lag) is refreshed.
+    lag_interval_s: float = Field(15.0, gt=0)
 
     @field_validator("kafka_compression")
     @classmethod

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from logpipe.core.kafka import new_producer, reachable, send_values
-from logpipe.core.metrics import counter
+from logpipe.core.metrics import counter, gauge
 from logpipe.core.record import LogRecord
 from logpipe.core.shippers import NotALogError, decode_message
 from logpipe.gateway.service import Fanout
@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 PRODUCED = counter("logpipe_gateway_records_produced_total", "Records produced to raw-logs", ("protocol",))
 REJECTED = counter("logpipe_gateway_requests_rejected_total", "Ingest requests refused", ("protocol", "reason"))
+# The gateway sees every group's offsets (GET /api/metrics), so it exports lag for dashboards too.
+CONSUMER_LAG = gauge("logpipe_kafka_consumer_lag", "Records not yet committed by a consumer group",
+                     ("group", "topic", "partition"))
 
 
 class ProduceError(RuntimeError):
@@ -233,11 +236,27 @@ class KafkaOffsets:
                         if tp.topic in topics and meta.offset >= 0}
                 if mine:
                     committed[group] = mine
+        for group, mine in committed.items():
+            for (topic, partition), offset in mine.items():
+                lag = max(0, end.get(TopicPartition(topic, partition), offset) - offset)
+                CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)
         return {
             "end": {(tp.topic, tp.partition): offset for tp, offset in end.items()},
             "beginning": {(tp.topic, tp.partition): offset for tp, offset in beginning.items()},
             "committed": committed,
         }
+
+    async def export_lag(self, topics: list[str], groups: list[str], interval_s: float) -> None:
+        """Refresh the lag gauge every `interval_s` until cancelled (a broker outage only skips
+        refreshes)."""
+        while True:
+            try:
+                await asyncio.wait_for(self.snapshot(topics, [], groups), interval_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - metrics must not stop the gateway
+                log.debug("consumer lag unavailable: %s", exc)
+            await asyncio.sleep(interval_s)
 
     async def close(self) -> None:
         for client in (self._consumer, self._admin):
