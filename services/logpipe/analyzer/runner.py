@@ -77,7 +77,8 @@ def embed_from(settings: Settings) -> Embed:
                 if settings.embeddings_url:
                     state["backend"] = embeddings.TeiBackend(settings.embeddings_url)
                 else:
-                    state["backend"] = embeddings.local_backend(settings.data_dir, prefer=settings.embedding_runtime)
+                    state["backend"] = embeddings.local_backend(settings.data_dir, prefer=settings.embedding_runtime,
+                                                                export_dir=settings.onnx_dir)
         missing = list(dict.fromkeys(t for t in texts if t not in known))
         if missing:
             if len(known) + len(missing) > TEMPLATE_CACHE_SIZE:
