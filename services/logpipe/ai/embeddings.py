@@ -28,6 +28,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from logpipe.core import tracing
 from logpipe.stores.cache import EmbeddingCache, cache_key
 
 log = logging.getLogger(__name__)
@@ -392,6 +393,7 @@ class Embedder:
     def model(self) -> str:
         return self.backend.model
 
+    @tracing.traced("embedding")
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         started = time.perf_counter()
         self.stats.requests += 1

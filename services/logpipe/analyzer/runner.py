@@ -21,6 +21,7 @@ from logpipe.analyzer import service
 from logpipe.analyzer.novelty import NovelErrors, read_novel_errors
 from logpipe.analyzer.queries import AnalysisQueries
 from logpipe.analyzer.settings import Settings
+from logpipe.core import tracing
 from logpipe.core.metrics import counter, histogram
 from logpipe.core.topics import Topics
 from logpipe.stores import sql
@@ -127,6 +128,7 @@ class Analyzer:
         row = self.create_run(window_hours, services, end, trigger)
         return self.execute(row.id)
 
+    @tracing.traced("analyzer run")
     def execute(self, report_id: str) -> NightlyReport:
         with self._run_lock:
             with sql.session(self.engine) as db:
@@ -231,6 +233,7 @@ class Analyzer:
         report["embedding_similarity_threshold"] = thresholds.similarity
         return report, anomalies, baseline_changes
 
+    @tracing.traced("analyzer novel errors")
     def _novel_errors(self, start: datetime, end: datetime, services: list[str]) -> NovelErrors:
         if self.novel_reader is not None:
             found = self.novel_reader(start, end)
@@ -246,6 +249,7 @@ class Analyzer:
             found.events = [e for e in found.events if e.get("service") in services]
         return found
 
+    @tracing.traced("analyzer bursts")
     def _bursts(self, queries: AnalysisQueries, pattern_ids: list[str], start: datetime, end: datetime,
                 thresholds: service.Thresholds) -> list[dict[str, Any]]:
         series = queries.minute_series(pattern_ids)
@@ -262,6 +266,7 @@ class Analyzer:
         timeline = [first_minute + timedelta(minutes=m) for m in range(minutes)]
         return service.find_bursts(pattern_ids, timeline, matrix, thresholds)
 
+    @tracing.traced("analyzer llm report")
     def _ask_llm(self, report: dict[str, Any]) -> float:
         """Fill the summary, insights and recommendations from the LLM where it gives grounded
         claims; every failure leaves the deterministic parts in place. Returns LLM seconds."""
@@ -301,6 +306,7 @@ class Analyzer:
         return {(r.service, r.pattern_id, r.hour_of_day): service.BaselineStat(r.samples, r.mean, r.m2, r.last_bucket)
                 for r in rows}
 
+    @tracing.traced("analyzer save")
     def _save(self, report_id: str, report: dict[str, Any], anomalies: list[service.AnomalyFinding],
               baseline_changes: dict[service.BaselineKey, service.BaselineStat]) -> NightlyReport:
         markdown = service.render_markdown(report)

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from logpipe.core import tracing
 from logpipe.core.kafka import new_producer, reachable, send_values
 from logpipe.core.metrics import counter, gauge
 from logpipe.core.record import LogRecord
@@ -72,7 +73,10 @@ class RecordProducer:
         try:
             await self.start()
             values = [orjson.dumps(record) for record in records]
-            await asyncio.wait_for(send_values(self._producer, self.topic, values), self.timeout_s)
+            with tracing.span("kafka produce", **{"messaging.destination.name": self.topic,
+                                                  "messaging.batch.message_count": len(values)}):
+                await asyncio.wait_for(send_values(self._producer, self.topic, values,
+                                                   headers=tracing.kafka_headers()), self.timeout_s)
         except (KafkaError, asyncio.TimeoutError, OSError) as exc:
             REJECTED.labels(protocol, "kafka").inc()
             raise ProduceError(f"Kafka did not acknowledge the records ({type(exc).__name__}: {exc}); "

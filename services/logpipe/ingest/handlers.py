@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Request
 from faststream.confluent import KafkaBroker, KafkaMessage, Topic
 
-from logpipe.core import metrics
+from logpipe.core import metrics, tracing
 from logpipe.core.kafka import ConfluentCommitter, confluent_batch_options, send_values
 from logpipe.core.topics import Topics
 from logpipe.ingest.service import (
@@ -86,6 +86,7 @@ class _Pending:
     skipped: int = 0
     built: asyncio.Task | None = None
     started: float = field(default_factory=time.perf_counter)
+    trace_contexts: list = field(default_factory=list)
 
 
 class Ingestor:
@@ -110,6 +111,7 @@ class Ingestor:
                                       settings.retry_max_seconds)
         self.stats = Stats()
         self._buffer: list[RawBatch] = []
+        self._trace_contexts: list = []  # of the buffered records, while tracing is on
         self._buffered = 0
         self._buffer_since: float | None = None
         self._lock = asyncio.Lock()
@@ -134,6 +136,8 @@ class Ingestor:
         # Columns right away: a consumed Message is an object the cyclic GC tracks, and
         # thousands of them waiting in the pipeline made its full collections cost seconds.
         chunk = RawBatch.from_confluent(records)
+        if tracing.enabled():
+            self._trace_contexts.extend(tracing.contexts_of(records))
         self.stats.consumed += len(chunk)
         CONSUMED.inc(len(chunk))
         async with self._lock:
@@ -161,7 +165,9 @@ class Ingestor:
         self._buffer, self._buffer_since, self._buffered = [], None, 0
         if not messages:
             return None
-        pending = _Pending(messages, records, asyncio.get_running_loop().create_future())
+        pending = _Pending(messages, records, asyncio.get_running_loop().create_future(),
+                           trace_contexts=self._trace_contexts[:32])
+        self._trace_contexts = []
         self._in_flight.append(pending)
         await self._to_build.put(pending)
         return pending
@@ -252,7 +258,8 @@ class Ingestor:
             log.info("skipped %d replayed records already stored", skipped)
         # Publishing waits on broker acks and the insert on ClickHouse: do both at once;
         # the commit waits for both.
-        await asyncio.gather(self._publish(batch, pending.forward_values), self._store(batch))
+        with tracing.batch_span("ingest batch", pending.trace_contexts, **{"logpipe.records": len(messages)}):
+            await asyncio.gather(self._publish(batch, pending.forward_values), self._store(batch))
         self._remember_offsets(pending.commit_offsets)
         with self._timed("commit"):
             await self._commit(pending.commit_offsets)
@@ -278,14 +285,17 @@ class Ingestor:
                     log.warning("record sent to DLQ", extra={"reason": dead.error, "partition": dead.message.partition,
                                                              "offset": dead.message.offset})
             if forward_values:
+                headers = tracing.kafka_headers()
                 await self._retry("forwarding to vectorization-queue",
-                                  lambda: send_values(self.producer, self.topics.vectorization_queue, forward_values))
+                                  lambda: send_values(self.producer, self.topics.vectorization_queue, forward_values,
+                                                      headers=headers))
                 self.stats.forwarded += len(forward_values)
                 FORWARDED.inc(len(forward_values))
 
     async def _store(self, batch: Batch) -> None:
         if batch.rows.num_rows:
-            with self._timed("insert"):
+            with self._timed("insert"), tracing.span("clickhouse insert", **{"db.system": "clickhouse",
+                                                                             "db.collection.name": "logs"}):
                 await self._insert_with_retry(batch)
 
     @contextlib.contextmanager

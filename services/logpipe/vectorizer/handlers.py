@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from fastapi import APIRouter, Request
 from faststream.kafka import KafkaBroker, KafkaMessage
 
-from logpipe.core import metrics
+from logpipe.core import metrics, tracing
 from logpipe.core.kafka import FlushOnRebalance, batch_subscriber_options, send_values
 from logpipe.core.topics import Topics
 from logpipe.vectorizer.service import BatchOutcome, QueueMessage, VectorizerPipeline
@@ -70,6 +70,7 @@ class Vectorizer:
         self.stats = Stats()
         self.recent_novel: deque[dict] = deque(maxlen=20)
         self._buffer: list[QueueMessage] = []
+        self._trace_contexts: list = []  # of the buffered records, while tracing is on
         self._buffer_since: float | None = None
         self._lock = asyncio.Lock()
         self._consumer = None
@@ -87,6 +88,8 @@ class Vectorizer:
 
     async def on_records(self, records: tuple, message: KafkaMessage) -> None:
         batch = [QueueMessage(r.value, r.topic, r.partition, r.offset, r.timestamp) for r in records]
+        if tracing.enabled():
+            self._trace_contexts.extend(tracing.contexts_of(records))
         self.stats.consumed += len(batch)
         CONSUMED.inc(len(batch))
         async with self._lock:
@@ -133,8 +136,10 @@ class Vectorizer:
         messages, self._buffer = self._buffer[:count], self._buffer[count:]
         self._buffer_since = time.monotonic() if self._buffer else None
         started = time.perf_counter()
+        contexts, self._trace_contexts = self._trace_contexts[:32], []
         try:
-            outcome = await self.pipeline.process(messages)
+            with tracing.batch_span("vectorizer batch", contexts, **{"logpipe.records": len(messages)}):
+                outcome = await self.pipeline.process(messages)
             if outcome.dead_letters:
                 await send_values(self.producer, self.topics.vectorization_dlq,
                                   [dead.to_bytes() for dead in outcome.dead_letters])
