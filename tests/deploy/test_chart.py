@@ -222,6 +222,8 @@ def test_values_schema_covers_every_value():
 
     def walk(value, node, path):
         assert node is not None, f"{path} has no schema"
+        while "$ref" in node:
+            node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
         if isinstance(value, dict) and node.get("type") == "object" and "properties" in node:
             assert node.get("additionalProperties") is False or path in ("",), path
             for key, child in value.items():
