@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 _enabled = False
 # The test installs its own provider (an in-memory exporter); the SDK refuses a second global one.
 _provider: Any = None
+_instrumented: list[Any] = []
 
 Headers = Sequence[tuple[str, bytes]]
 _NO_HEADERS: tuple = ()
@@ -71,6 +72,7 @@ def configure(service: str, environ: Mapping[str, str] = os.environ, exporter: A
             provider.add_span_processor(BatchSpanProcessor(_exporter_from_environment(environ)))
         trace.set_tracer_provider(provider)
         _provider = provider
+    if not _instrumented:
         _instrument_libraries()
     _enabled = True
     return True
@@ -102,6 +104,7 @@ def _instrument_libraries() -> None:
             instrumentor = getattr(__import__(module, fromlist=[name]), name)()
             if not instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.instrument()
+                _instrumented.append(instrumentor)
         except ImportError as exc:
             log.info("tracing without %s (%s)", module, exc)
 
@@ -122,9 +125,12 @@ def shutdown() -> None:
 
 
 def reset() -> None:
-    """Tests only: tracing off again (the provider stays installed, as the SDK requires)."""
+    """Tests only: tracing off again, libraries uninstrumented (the provider stays installed:
+    the SDK allows one per process)."""
     global _enabled
     _enabled = False
+    while _instrumented:
+        _instrumented.pop().uninstrument()
 
 
 def _tracer():
