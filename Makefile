@@ -5,7 +5,7 @@ VENV := .venv
 LOCK_HASH := $(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 
-.PHONY: dev test venv system-deps bench lock clean help frontend frontend-deps frontend-dev frontend-api
+.PHONY: dev test venv system-deps bench lock clean help frontend frontend-deps frontend-dev frontend-api image cluster deploy undeploy
 
 help:
 	@echo "make dev    - run broker + every service + generator on this machine, print the URLs"
@@ -14,6 +14,8 @@ help:
 	@echo "make lock   - re-pin requirements.lock from the current .venv"
 	@echo "make frontend-dev - Vite dev server for the dashboard, proxying /api and /ws to a running gateway"
 	@echo "make frontend-api - regenerate the dashboard's API types from the gateway's OpenAPI document"
+	@echo "make image  - build the container image (docker, or podman where docker is absent)"
+	@echo "make cluster / deploy / undeploy - a kind cluster, the chart on it (skaffold), and off again"
 
 venv: $(STAMP)
 
@@ -74,3 +76,21 @@ lock:
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
+
+# --- containers and Kubernetes (docs/deploy.md) ---
+IMAGE ?= ghcr.io/logpipe/logpipe:dev
+CONTAINER_TOOL ?= $(shell command -v docker >/dev/null 2>&1 && echo docker || echo podman)
+
+image:
+	$(CONTAINER_TOOL) build -t $(IMAGE) .
+
+cluster:
+	kind get clusters | grep -qx logpipe || kind create cluster --config kind/cluster.yaml
+	kubectl apply -f https://raw.githubusercontent.com/kubernetes/ingress-nginx/main/deploy/static/provider/kind/deploy.yaml
+	kubectl -n ingress-nginx wait --for=condition=Ready pod -l app.kubernetes.io/component=controller --timeout=180s
+
+deploy:
+	skaffold run -p dev
+
+undeploy:
+	skaffold delete -p dev

@@ -88,14 +88,20 @@ async def serve(apps: list[tuple[str, Any, Any]], stop: asyncio.Event | None = N
 
 def run_services(names: list[str], overrides: dict[str, dict[str, Any]] | None = None,
                  on_started: Callable[[], None] | None = None) -> None:
+    from logpipe.core import tracing
     from logpipe.core.logging import configure_logging
     from logpipe.core.settings import CommonSettings
 
     common = CommonSettings()
-    configure_logging("logpipe" if len(names) > 1 else names[0], common.log_level, common.log_format)
+    process_name = "logpipe" if len(names) > 1 else names[0]
+    configure_logging(process_name, common.log_level, common.log_format)
+    tracing.configure(process_name)
     apps = []
     for name in names:
         create_app, settings_cls = load_service(name)
         settings = settings_cls(**(overrides or {}).get(name, {}))
         apps.append((name, create_app(settings), settings))
-    asyncio.run(serve(apps, on_started=on_started))
+    try:
+        asyncio.run(serve(apps, on_started=on_started))
+    finally:
+        tracing.shutdown()

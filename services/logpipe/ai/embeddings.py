@@ -28,6 +28,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from logpipe.core import tracing
 from logpipe.stores.cache import EmbeddingCache, cache_key
 
 log = logging.getLogger(__name__)
@@ -337,7 +338,7 @@ _backends_lock = threading.Lock()
 
 
 def local_backend(data_dir: Path, prefer: str = "onnx", threads: int = 2, batch_size: int = 32,
-                  model_dir: Path | None = None) -> Backend:
+                  model_dir: Path | None = None, export_dir: Path | None = None) -> Backend:
     """The local model, loaded once per process (`run all` shares it between services)."""
     model_dir = Path(model_dir) if model_dir else bundled_model_dir()
     key = (str(model_dir), prefer, threads, batch_size)
@@ -347,7 +348,8 @@ def local_backend(data_dir: Path, prefer: str = "onnx", threads: int = 2, batch_
             return backend
         if prefer == "onnx":
             try:
-                backend = OnnxBackend(model_dir, Path(data_dir) / "models", threads=threads, batch_size=batch_size)
+                backend = OnnxBackend(model_dir, Path(export_dir or Path(data_dir) / "models"), threads=threads,
+                                      batch_size=batch_size)
             except Exception as exc:  # noqa: BLE001 - any export/runtime problem falls back to torch
                 log.warning("ONNX Runtime unavailable for the embedding model (%s: %s); using sentence-transformers",
                             type(exc).__name__, exc)
@@ -391,6 +393,7 @@ class Embedder:
     def model(self) -> str:
         return self.backend.model
 
+    @tracing.traced("embedding")
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         started = time.perf_counter()
         self.stats.requests += 1
@@ -492,14 +495,14 @@ class HttpEmbedder:
 def create_embedder(*, data_dir: Path, redis_url: str = "", tei_url: str = "", tei_token: str = "",
                     model_name: str = "", dimension: int | None = None, backend: str = "onnx",
                     threads: int = 2, batch_size: int = 32, cache_ttl_seconds: float = 7 * 24 * 3600,
-                    cache_max_entries: int = 100_000) -> Embedder:
+                    cache_max_entries: int = 100_000, export_dir: Path | None = None) -> Embedder:
     """An in-process embedder: TEI when its URL is set, else the local model; cached either way."""
     from logpipe.stores.cache import create_cache
 
     if tei_url:
         model: Backend = TeiBackend(tei_url, model_name=model_name, token=tei_token, batch_size=batch_size)
     else:
-        model = local_backend(data_dir, prefer=backend, threads=threads, batch_size=batch_size)
+        model = local_backend(data_dir, prefer=backend, threads=threads, batch_size=batch_size, export_dir=export_dir)
     cache = create_cache(redis_url, cache_ttl_seconds, cache_max_entries)
     return Embedder(model, cache, dimension)
 
@@ -534,4 +537,4 @@ class EmbeddingSettings(_BaseSettings):
             tei_token=self.embedder_tei_token, model_name=self.embedder_model_name,
             dimension=self.embedder_dimension, backend=self.embedder_backend, threads=self.embedder_threads,
             batch_size=self.embedder_batch_size, cache_ttl_seconds=self.embedder_cache_ttl_seconds,
-            cache_max_entries=self.embedder_cache_max_entries)
+            cache_max_entries=self.embedder_cache_max_entries, export_dir=self.onnx_dir)

@@ -30,6 +30,7 @@ from logpipe.analyzer.windows import iso, parse_time, utc, window_buckets
 from logpipe.analyzer.novelty_reader import NovelErrors, read_novel_errors
 from logpipe.analyzer.queries import AnalysisQueries
 from logpipe.analyzer.settings import Settings
+from logpipe.core import tracing
 from logpipe.core.metrics import counter, histogram
 from logpipe.core.topics import Topics
 from logpipe.stores import sql
@@ -86,7 +87,8 @@ def embed_from(settings: Settings) -> Embed:
                 if settings.embeddings_url:
                     state["backend"] = embeddings.TeiBackend(settings.embeddings_url)
                 else:
-                    state["backend"] = embeddings.local_backend(settings.data_dir, prefer=settings.embedding_runtime)
+                    state["backend"] = embeddings.local_backend(settings.data_dir, prefer=settings.embedding_runtime,
+                                                                export_dir=settings.onnx_dir)
         missing = list(dict.fromkeys(t for t in texts if t not in known))
         if missing:
             if len(known) + len(missing) > TEMPLATE_CACHE_SIZE:
@@ -135,6 +137,7 @@ class Analyzer:
         row = self.create_run(window_hours, services, end, trigger)
         return self.execute(row.id)
 
+    @tracing.traced("analyzer run")
     def execute(self, report_id: str) -> NightlyReport:
         with self._run_lock:
             with sql.session(self.engine) as db:
@@ -239,6 +242,7 @@ class Analyzer:
         report["embedding_similarity_threshold"] = thresholds.similarity
         return report, anomalies, baseline_changes
 
+    @tracing.traced("analyzer novel errors")
     def _novel_errors(self, start: datetime, end: datetime, services: list[str]) -> NovelErrors:
         if self.novel_reader is not None:
             found = self.novel_reader(start, end)
@@ -254,6 +258,7 @@ class Analyzer:
             found.events = [e for e in found.events if e.get("service") in services]
         return found
 
+    @tracing.traced("analyzer bursts")
     def _bursts(self, queries: AnalysisQueries, pattern_ids: list[str], start: datetime, end: datetime,
                 thresholds: Thresholds) -> list[dict[str, Any]]:
         series = queries.minute_series(pattern_ids)
@@ -270,6 +275,7 @@ class Analyzer:
         timeline = [first_minute + timedelta(minutes=m) for m in range(minutes)]
         return find_bursts(pattern_ids, timeline, matrix, thresholds)
 
+    @tracing.traced("analyzer llm report")
     def _ask_llm(self, report: dict[str, Any]) -> float:
         """Fill the summary, insights and recommendations from the LLM where it gives grounded
         claims; every failure leaves the deterministic parts in place. Returns LLM seconds."""
@@ -309,6 +315,7 @@ class Analyzer:
         return {(r.service, r.pattern_id, r.hour_of_day): BaselineStat(r.samples, r.mean, r.m2, r.last_bucket)
                 for r in rows}
 
+    @tracing.traced("analyzer save")
     def _save(self, report_id: str, report: dict[str, Any], anomalies: list[AnomalyFinding],
               baseline_changes: dict[BaselineKey, BaselineStat]) -> NightlyReport:
         markdown = render_markdown(report)

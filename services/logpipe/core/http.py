@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from logpipe import __version__
+from logpipe.core import tracing
 from logpipe.core.health import Health
 from logpipe.core.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
@@ -68,6 +69,7 @@ def create_service_app(service: str, health: Health, lifespan: Lifespan | None =
     app.state.health = health
 
     app.add_middleware(_Meter, service=service, health=health)
+    tracing.instrument_app(app)
 
     @app.get("/health", tags=["ops"])
     async def health_endpoint() -> JSONResponse:

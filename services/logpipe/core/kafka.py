@@ -28,30 +28,34 @@ def new_producer(bootstrap_servers: str, **kwargs) -> AIOKafkaProducer:
 
 
 async def send_values(producer: AIOKafkaProducer, topic: str, values: Sequence[bytes],
-                      keys: Sequence[bytes | None] | None = None) -> None:
+                      keys: Sequence[bytes | None] | None = None,
+                      headers: Sequence[tuple[str, bytes]] = ()) -> None:
     """Send every value and return once the broker acknowledged all of them.
 
     Keyless values are packed into record batches spread round-robin over the partitions
     (a few microseconds per value instead of one `send` each); keyed values use `send` so
-    the key picks the partition.
+    the key picks the partition. `headers` go on every record (the trace context,
+    core/tracing.py `kafka_headers`).
     """
     if not values:
         return
     if keys is not None:
-        futures = [await producer.send(topic, value, key=key) for value, key in zip(values, keys)]
+        futures = [await producer.send(topic, value, key=key, headers=list(headers) or None)
+                   for value, key in zip(values, keys)]
         await asyncio.gather(*futures)
         return
     partitions = sorted(await producer.partitions_for(topic))
+    headers = list(headers)  # the record builder takes a list only
     futures = []
     batch = producer.create_batch()
     for value in values:
-        if batch.append(key=None, value=value, timestamp=None) is None:
+        if batch.append(key=None, value=value, timestamp=None, headers=headers) is None:
             if batch.record_count() == 0:
                 raise ValueError(f"a {len(value)}-byte value does not fit in one Kafka batch")
             batch.close()
             futures.append(await producer.send_batch(batch, topic, partition=partitions[next(_round_robin) % len(partitions)]))
             batch = producer.create_batch()
-            if batch.append(key=None, value=value, timestamp=None) is None:
+            if batch.append(key=None, value=value, timestamp=None, headers=headers) is None:
                 raise ValueError(f"a {len(value)}-byte value does not fit in one Kafka batch")
     if batch.record_count():
         batch.close()

@@ -18,6 +18,7 @@ from typing import IO, Callable
 import orjson
 
 from logpipe import __version__
+from logpipe.core import tracing
 
 FORMATS = ("auto", "json", "text")
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -55,6 +56,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "version": __version__,
         }
+        ids = tracing.current_ids()
+        if ids is not None:
+            payload["trace_id"], payload["span_id"] = ids
         if record.exc_info:
             payload["error_type"] = record.exc_info[0].__name__ if record.exc_info[0] else ""
             payload["stack_trace"] = self.formatException(record.exc_info)

@@ -28,6 +28,9 @@ class CommonSettings(BaseSettings):
     # checksums, and the check cost ingest a tenth of its consume time.
     kafka_check_crcs: bool = shared(False, "KAFKA_CHECK_CRCS")
     data_dir: Path = shared(Path("data"), "LOGPIPE_DATA_DIR")
+    # A ready ONNX export of the embedding model (the image bakes one in); empty: DATA_DIR/models,
+    # exported there on first use.
+    onnx_dir: Path | None = shared(None, "LOGPIPE_ONNX_DIR")
     # Empty means the embedded in-process ClickHouse (chdb) under DATA_DIR/clickhouse.
     clickhouse_url: str = shared("", "CLICKHOUSE_URL")
     clickhouse_database: str = shared("logpipe", "CLICKHOUSE_DATABASE")

@@ -64,7 +64,8 @@ class Settings(ServiceSettings):
     vectorizer_url: str = "http://127.0.0.1:8004"
     # How long GET /api/pipeline waits for Kafka or a service before saying `available: false`.
     pipeline_timeout_s: float = Field(5.0, gt=0, le=60)
-    # Consumer lag is sampled this often in the background and kept this long (a bounded ring).
+    # Consumer lag is sampled this often in the background (for /api/pipeline's history and the
+    # logpipe_kafka_consumer_lag gauge on /metrics) and kept this long (a bounded ring).
     lag_sample_s: float = Field(10.0, gt=0)
     lag_history_s: float = Field(3600.0, gt=0, le=7 * 86400)
 

@@ -13,8 +13,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from logpipe.core import tracing
 from logpipe.core.kafka import new_producer, reachable, send_values
-from logpipe.core.metrics import counter
+from logpipe.core.metrics import counter, gauge
 from logpipe.core.record import wire_record
 from logpipe.core.shippers import NotALogError, decode_message
 from logpipe.gateway.service import Fanout
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 PRODUCED = counter("logpipe_gateway_records_produced_total", "Records produced to raw-logs", ("protocol",))
 REJECTED = counter("logpipe_gateway_requests_rejected_total", "Ingest requests refused", ("protocol", "reason"))
+# The gateway sees every group's offsets (GET /api/metrics), so it exports lag for dashboards too.
+CONSUMER_LAG = gauge("logpipe_kafka_consumer_lag", "Records not yet committed by a consumer group",
+                     ("group", "topic", "partition"))
 
 
 class ProduceError(RuntimeError):
@@ -70,7 +74,10 @@ class RecordProducer:
         try:
             await self.start()
             values = [orjson.dumps(record) for record in records]
-            await asyncio.wait_for(send_values(self._producer, self.topic, values), self.timeout_s)
+            with tracing.span("kafka produce", **{"messaging.destination.name": self.topic,
+                                                  "messaging.batch.message_count": len(values)}):
+                await asyncio.wait_for(send_values(self._producer, self.topic, values,
+                                                   headers=tracing.kafka_headers()), self.timeout_s)
         except (KafkaError, asyncio.TimeoutError, OSError) as exc:
             REJECTED.labels(protocol, "kafka").inc()
             raise ProduceError(f"Kafka did not acknowledge the records ({type(exc).__name__}: {exc}); "
@@ -285,6 +292,10 @@ class KafkaOffsets:
                         if tp.topic in topics and meta.offset >= 0}
                 if mine:
                     committed[group] = mine
+        for group, mine in committed.items():
+            for (topic, partition), offset in mine.items():
+                lag = max(0, end.get(TopicPartition(topic, partition), offset) - offset)
+                CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)
         return {
             "end": {(tp.topic, tp.partition): offset for tp, offset in end.items()},
             "beginning": {(tp.topic, tp.partition): offset for tp, offset in beginning.items()},

@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Request
 
-from logpipe.core import metrics
+from logpipe.core import metrics, tracing
 from logpipe.core.consumer import Batch as ConsumedBatch
 from logpipe.core.consumer import BatchConsumer, ConsumerOptions
 from logpipe.core.kafka import send_values
@@ -118,6 +118,9 @@ class Ingestor:
         # Columns right away: a consumed Message is an object the cyclic GC tracks, and
         # thousands of them waiting in the pipeline made its full collections cost seconds.
         chunk = RawBatch.from_confluent(messages)
+        if tracing.enabled():
+            # Which traces the records belong to (Kafka headers), for the batch span.
+            chunk.trace_contexts = tracing.contexts_of(messages)
         CONSUMED.inc(len(chunk))
         return chunk
 
@@ -174,7 +177,9 @@ class Ingestor:
             log.info("skipped %d replayed records already stored", skipped)
         # Publishing waits on broker acks and the insert on ClickHouse: do both at once;
         # the commit waits for both.
-        await asyncio.gather(self._publish(batch, built.forward_values), self._store(batch))
+        with tracing.batch_span("ingest batch", tracing.contexts_of_chunks(consumed.chunks),
+                                **{"logpipe.records": consumed.records}):
+            await asyncio.gather(self._publish(batch, built.forward_values), self._store(batch))
         self._remember_offsets(consumed.offsets)
         self.stats.written += batch.rows.num_rows
         WRITTEN.inc(batch.rows.num_rows)
@@ -196,14 +201,17 @@ class Ingestor:
                     log.warning("record sent to DLQ", extra={"reason": dead.error, "partition": dead.message.partition,
                                                              "offset": dead.message.offset})
             if forward_values:
+                headers = tracing.kafka_headers()
                 await self._retry("forwarding to vectorization-queue",
-                                  lambda: send_values(self.producer, self.topics.vectorization_queue, forward_values))
+                                  lambda: send_values(self.producer, self.topics.vectorization_queue, forward_values,
+                                                      headers=headers))
                 self.stats.forwarded += len(forward_values)
                 FORWARDED.inc(len(forward_values))
 
     async def _store(self, batch: Batch) -> None:
         if batch.rows.num_rows:
-            with self._timed("insert"):
+            with self._timed("insert"), tracing.span("clickhouse insert", **{"db.system": "clickhouse",
+                                                                             "db.collection.name": "logs"}):
                 await self._insert_with_retry(batch)
 
     @contextlib.contextmanager

@@ -33,6 +33,8 @@ from urllib.parse import parse_qsl, urlencode
 import clickhouse_connect
 import pyarrow as pa
 
+from logpipe.core import tracing
+
 log = logging.getLogger(__name__)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _IDENTIFIER_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -372,15 +374,18 @@ class ClickHouseStore:
         with self._handle() as client:
             return client.command(sql, parameters=parameters)
 
+    @tracing.traced("clickhouse query", **{"db.system": "clickhouse"})
     def query(self, sql: str, parameters: dict | None = None) -> list[tuple]:
         with self._handle() as client:
             return client.query(sql, parameters=parameters).result_rows
 
+    @tracing.traced("clickhouse query", **{"db.system": "clickhouse"})
     def query_dicts(self, sql: str, parameters: dict | None = None) -> list[dict]:
         with self._handle() as client:
             result = client.query(sql, parameters=parameters)
         return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
+    @tracing.traced("clickhouse query", **{"db.system": "clickhouse"})
     def query_arrow(self, sql: str, parameters: dict | None = None) -> pa.Table:
         with self._handle() as client:
             return client.query_arrow(sql, parameters=parameters)
@@ -393,6 +398,7 @@ class ClickHouseStore:
         with self._handle() as client:
             client.insert_arrow(self.table(table_name), table, settings=settings)
 
+    @tracing.traced("clickhouse insert", **{"db.system": "clickhouse"})
     def insert_rows(self, table_name: str, rows: Sequence[Sequence], column_names: Sequence[str]) -> None:
         with self._handle() as client:
             client.insert(self.table(table_name), rows, column_names=list(column_names))

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from logpipe.core import tracing
+
 log = logging.getLogger(__name__)
 
 POINT_ID_NAMESPACE = uuid.UUID("2b0e4f7c-51d4-4a3c-8f0e-7d2c5a9b1e63")
@@ -288,6 +290,7 @@ class EdgeVectorStore(VectorStore):
             entry = _shards.get(str(self.path))
         return entry[1] if entry else None
 
+    @tracing.traced("qdrant upsert", **{"db.system": "qdrant"})
     def upsert(self, points: Sequence[VectorPoint]) -> None:
         import qdrant_edge as qe
 
@@ -296,6 +299,7 @@ class EdgeVectorStore(VectorStore):
         edge_points = [qe.Point(point_id(p.record_id), _as_list(p.vector), _payload_in(p)) for p in points]
         self.shard.update(qe.UpdateOperation.upsert_points(edge_points))
 
+    @tracing.traced("qdrant search", **{"db.system": "qdrant"})
     def search_batch(self, vectors: Sequence, limit: int = 20, filters: VectorFilter | None = None,
                      score_threshold: float | None = None) -> list[list[VectorHit]]:
         import qdrant_edge as qe
@@ -442,6 +446,7 @@ class ServerVectorStore(VectorStore):
             size = next(iter(vectors.values())).size
         return int(size) if size else None
 
+    @tracing.traced("qdrant upsert", **{"db.system": "qdrant"})
     def upsert(self, points: Sequence[VectorPoint]) -> None:
         from qdrant_client import models
 
@@ -451,6 +456,7 @@ class ServerVectorStore(VectorStore):
             models.PointStruct(id=point_id(p.record_id), vector=_as_list(p.vector), payload=_payload_in(p))
             for p in points])
 
+    @tracing.traced("qdrant search", **{"db.system": "qdrant"})
     def search_batch(self, vectors: Sequence, limit: int = 20, filters: VectorFilter | None = None,
                      score_threshold: float | None = None) -> list[list[VectorHit]]:
         from qdrant_client import models

@@ -20,7 +20,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Request
 
-from logpipe.core import metrics
+from logpipe.core import metrics, tracing
 from logpipe.core.consumer import Batch, BatchConsumer, ConsumerOptions, Messages
 from logpipe.core.kafka import send_values
 from logpipe.core.topics import Topics
@@ -62,6 +62,9 @@ def decode(messages: list) -> Messages:
     for m in messages:
         kind, stamp = m.timestamp()
         chunk.append(QueueMessage(m.value(), m.topic(), m.partition(), m.offset(), stamp if kind else None))
+    if tracing.enabled():
+        # Which traces the records belong to (Kafka headers), for the batch span.
+        chunk.trace_contexts = tracing.contexts_of(messages)
     CONSUMED.inc(len(chunk))
     return chunk
 
@@ -116,7 +119,9 @@ class Vectorizer:
         messages = [message for chunk in batch.chunks for message in chunk]
         started = time.perf_counter()
         try:
-            outcome = await self.pipeline.process(messages)
+            with tracing.batch_span("vectorizer batch", tracing.contexts_of_chunks(batch.chunks),
+                                    **{"logpipe.records": len(messages)}):
+                outcome = await self.pipeline.process(messages)
             if outcome.dead_letters:
                 await send_values(self.producer, self.topics.vectorization_dlq,
                                   [dead.to_bytes() for dead in outcome.dead_letters])
