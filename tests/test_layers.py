@@ -266,3 +266,42 @@ def test_checker_accepts_downward_imports(tmp_path, source):
     edges = all_imports(package)
     assert [edge.target for edge in edges] == ["logpipe.core.a", "logpipe.core.a"]
     assert layer_violations(edges) == [] and import_cycles(edges) == []
+
+
+OPERATOR_ROOT = Path(__file__).resolve().parents[1] / "operator" / "logpipe_operator"
+
+
+def operator_imports_of_logpipe(root: Path) -> list[tuple[str, int, str]]:
+    """(file, line, logpipe module) for every import of `logpipe` in the operator package."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module] if node.module != "logpipe" else [f"logpipe.{a.name}" for a in node.names]
+            found += [(str(path.relative_to(root.parent)), node.lineno, name)
+                      for name in names if name == "logpipe" or name.startswith("logpipe.")]
+    return found
+
+
+def test_the_operator_imports_only_core_stores_schemas_and_tokens():
+    # The operator sits beside the services (ARCHITECTURE.md): it creates topics, tables and
+    # collections through the same functions the services use, never through a service.
+    found = operator_imports_of_logpipe(OPERATOR_ROOT)
+    assert found, f"no logpipe imports found under {OPERATOR_ROOT}: is the path right?"
+    allowed = MAY_IMPORT["operator"] - {"operator"}
+    wrong = [f"{file}:{line}: imports {name}" for file, line, name in found
+             if name == "logpipe" or part_of(name) not in allowed]
+    assert not wrong, f"the operator may import only {', '.join(sorted(allowed))} of logpipe:\n" + "\n".join(wrong)
+
+
+def test_the_operator_check_catches_a_service_import(tmp_path):
+    package = tmp_path / "logpipe_operator"
+    package.mkdir()
+    (package / "handlers.py").write_text("from logpipe.gateway import auth\nfrom logpipe.core import topics\n")
+    found = operator_imports_of_logpipe(package)
+    assert [name for _, _, name in found] == ["logpipe.gateway", "logpipe.core"]
+    assert part_of("logpipe.gateway") not in MAY_IMPORT["operator"]
