@@ -96,3 +96,18 @@ def test_times_with_offsets_stay_on_the_fast_path_and_odd_ones_take_the_exact_pa
     exact = BatchBuilder().build(_raw([offset, odd], timestamps=[1_764_000_000_000] * 2))
     assert not exact.fast_path and exact.rows.num_rows == 2
     assert exact.rows["timestamp"][1].as_py().timestamp() == 1_764_000_000.0  # Kafka's time
+
+
+def test_forwarded_levels_follow_the_builder_on_both_paths():
+    values = [_record(0, "ERROR"), _record(1, "INFO"), _record(2, "warning"), _record(3, "fatal")]
+    only_errors = BatchBuilder(forward_levels={"ERROR", "FATAL"})
+    fast = only_errors.build(_raw(values))
+    # A record the fast path cannot settle column by column sends the batch the exact way.
+    exact = only_errors.build(_raw(values + [b"not json"]))
+    assert fast.fast_path and not exact.fast_path
+    for batch in (fast, exact):
+        assert [orjson.loads(v)["record_id"] for v in batch.forwarded_json()] == ["r0", "r3"]
+        assert batch.forwarded()["record_id"].to_pylist() == ["r0", "r3"]
+    assert BatchBuilder(forward_levels=()).build(_raw(values)).forwarded_json() == []
+    default = BatchBuilder().build(_raw(values))
+    assert [orjson.loads(v)["record_id"] for v in default.forwarded_json()] == ["r0", "r2", "r3"]

@@ -66,6 +66,21 @@ async def test_generated_logs_land_exactly_once_and_errors_are_forwarded(kafka_b
     assert all("pattern_id" in d and d["timestamp"].endswith("Z") for d in decoded)
 
 
+async def test_only_the_configured_levels_are_forwarded(kafka_bootstrap, topics, topic_prefix, clickhouse):
+    # INGEST_VECTORIZE_LEVELS (a LogPipeline's `vectors.levels`): here errors only, no warnings.
+    records = LogFactory(error_rate=0.3, seed=11).batch(600)
+    wanted = {r["record_id"] for r in records if r["level"] in ("ERROR", "FATAL")}
+    assert wanted and any(r["level"] == "WARN" for r in records)
+    async with running_ingest(kafka_bootstrap, topic_prefix, clickhouse, vectorize_levels="error,Fatal") as app:
+        await produce(kafka_bootstrap, topics.raw_logs, [encode(r) for r in records])
+        await wait_for(lambda: app.state.ingestor.stats.written >= 600)
+        await app.state.ingestor.flush()
+    assert count(clickhouse) == 600  # every level is still stored
+    forwarded = [orjson.loads(v) for v in await read_topic(kafka_bootstrap, topics.vectorization_queue, len(wanted))]
+    assert {d["record_id"] for d in forwarded} == wanted
+    assert {d["level"] for d in forwarded} <= {"ERROR", "FATAL"}
+
+
 # Recent times: rows older than the table's TTL (90 days) are dropped by ClickHouse on insert.
 BASE = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
 

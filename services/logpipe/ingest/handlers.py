@@ -95,7 +95,7 @@ class Ingestor:
         self.producer = producer
         self.tagger = tagger
         self.topics = Topics(settings.topic_prefix)
-        self.builder = BatchBuilder(settings.pipeline, settings.max_record_bytes)
+        self.builder = BatchBuilder(settings.pipeline, settings.max_record_bytes, settings.vectorize_level_set)
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.retry_base_seconds,
                                       settings.retry_max_seconds)
         self.stats = Stats()

@@ -190,12 +190,14 @@ class Batch:
     fast_path: bool
     # Fast path: each row's original record, for forwarding without re-encoding it.
     raw_values: list[bytes] | None = None
+    # The levels forwarded to the vectorizer (INGEST_VECTORIZE_LEVELS; WARN, ERROR, FATAL).
+    forward_levels: pa.Array = field(default_factory=lambda: _FORWARDED)
 
     def forwarded(self) -> pa.Table:
-        """Rows the vectorizer wants (WARN, ERROR, FATAL)."""
+        """Rows the vectorizer wants (by default WARN, ERROR, FATAL)."""
         if self.rows.num_rows == 0:
             return self.rows
-        return self.rows.filter(pc.is_in(self.rows["level"], value_set=_FORWARDED))
+        return self.rows.filter(pc.is_in(self.rows["level"], value_set=self.forward_levels))
 
     def forwarded_json(self) -> list[bytes]:
         """The forwarded rows as record JSON for vectorization-queue.
@@ -208,7 +210,7 @@ class Batch:
             return []
         if self.raw_values is None:
             return rows_to_json(self.forwarded())
-        index = np.flatnonzero(pc.is_in(self.rows["level"], value_set=_FORWARDED).to_numpy(zero_copy_only=False))
+        index = np.flatnonzero(pc.is_in(self.rows["level"], value_set=self.forward_levels).to_numpy(zero_copy_only=False))
         if not len(index):
             return []
         rows = self.rows.take(pa.array(index))
@@ -223,11 +225,18 @@ class Batch:
 class BatchBuilder:
     """Turns raw messages into rows; pure apart from the clock."""
 
-    def __init__(self, pipeline: str = "default", max_record_bytes: int = 1_048_576) -> None:
+    def __init__(self, pipeline: str = "default", max_record_bytes: int = 1_048_576,
+                 forward_levels: Iterable[Level] = FORWARDED_LEVELS) -> None:
         self.pipeline = pipeline
         self.max_record_bytes = max_record_bytes
+        self.forward_levels = pa.array(sorted({Level(level).value for level in forward_levels}), pa.string())
 
     def build(self, messages: RawBatch | Sequence[RawMessage]) -> Batch:
+        batch = self._build(messages)
+        batch.forward_levels = self.forward_levels
+        return batch
+
+    def _build(self, messages: RawBatch | Sequence[RawMessage]) -> Batch:
         if not isinstance(messages, RawBatch):
             messages = RawBatch.from_messages(messages)
         if not len(messages):

@@ -1,6 +1,7 @@
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from logpipe.core.record import FORWARDED_LEVELS, normalize_level
 from logpipe.core.settings import ServiceSettings
 
 
@@ -28,3 +29,21 @@ class Settings(ServiceSettings):
     build_workers: int = Field(2, ge=1, le=16)
     apply_schema: bool = True
     tag_patterns: bool = True
+    # Levels forwarded to vectorization-queue (embedded for semantic search and novelty):
+    # comma-separated names in any common spelling, e.g. "ERROR,FATAL" (the operator sets it
+    # from a LogPipeline's `vectors.levels`).
+    vectorize_levels: str = ",".join(sorted(level.value for level in FORWARDED_LEVELS))
+
+    @field_validator("vectorize_levels")
+    @classmethod
+    def _known_levels(cls, value: str) -> str:
+        names = [part.strip() for part in value.split(",") if part.strip()]
+        unknown = [name for name in names if normalize_level(name) is None]
+        if unknown:
+            raise ValueError(f"not a log level: {', '.join(unknown)}")
+        return ",".join(sorted({normalize_level(name).value for name in names}))
+
+    @property
+    def vectorize_level_set(self) -> frozenset:
+        """The levels to forward; empty forwards nothing."""
+        return frozenset(normalize_level(name) for name in self.vectorize_levels.split(",") if name)
