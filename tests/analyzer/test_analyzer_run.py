@@ -77,7 +77,7 @@ def test_quiet_days_flag_nothing_and_the_incident_day_flags_exactly_the_incident
     # The deterministic report is a full product: summary, steps, and who wrote them.
     assert row.report["models"] == {"summary": "deterministic", "insights": "deterministic",
                                     "recommendations": "deterministic"}
-    assert row.summary_model == "deterministic" and "4 anomalies" in row.summary
+    assert row.summary_model == "deterministic" and "4 incidents" in row.summary
     actions = " ".join(r["action"] for r in row.report["recommendations"])
     assert "shipping is running" in actions and "Start the investigation" in actions and "new pattern" in actions
     assert row.report["affected_services"][0]["worst_severity"] == "critical"
