@@ -9,6 +9,7 @@ enough of them, so a quiet Saturday is normal when the service is quiet on Satur
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Sequence
 
@@ -22,6 +23,14 @@ DAY = timedelta(days=1)
 
 def _weekend(moment: datetime) -> bool:
     return moment.weekday() >= 5
+
+
+def _upper_variance_factor(freedom: int) -> float:
+    if freedom < 1:
+        return 1.0
+    h = 2.0 / (9.0 * freedom)
+    lower_quantile = freedom * (1.0 - h - 1.2816 * math.sqrt(h)) ** 3
+    return freedom / max(lower_quantile, 1e-9)
 
 
 class History:
@@ -46,6 +55,39 @@ class History:
             alike = [h for h in earlier if _weekend(h) == _weekend(bucket)]
             self.samples[bucket] = alike if len(alike) >= min_samples else earlier
         self._cache: dict[tuple[str, str, datetime], BaselineStat | None] = {}
+        self._dispersion: dict[tuple[str, str], float] = {}
+        self.covered = []
+        if first is not None:
+            hour = first
+            while hour + HOUR <= limit:
+                self.covered.append(hour)
+                hour += HOUR
+
+    def dispersion(self, service: str, pattern: str) -> float:
+        """How much more than Poisson this series varies: alpha in var = mean + alpha * mean^2
+        (a negative binomial), by moments pooled over every hour of day. A handful of days
+        per hour of day gives a poor variance on its own; one estimate from all of them is
+        steady, and a series noisier than Poisson no longer raises false alarms."""
+        key = (service, pattern)
+        if key not in self._dispersion:
+            counts = self.hourly.get(key, {})
+            by_hour: dict[int, list[int]] = {}
+            for hour in self.covered:
+                by_hour.setdefault(hour.hour, []).append(counts.get(hour, 0))
+            excess, scale, freedom = 0.0, 0.0, 0
+            for values in by_hour.values():
+                if len(values) < 2:
+                    continue
+                array = np.asarray(values, dtype=float)
+                mean = float(array.mean())
+                excess += float(array.var(ddof=1)) - mean
+                scale += mean * mean
+                freedom += len(values) - 1
+            estimate = max(excess, 0.0) / scale if scale > 0 else 0.0
+            # A variance from a few days is itself uncertain, and too low an estimate means
+            # false alarms: take its upper 90 % bound (chi-square, Wilson-Hilferty).
+            self._dispersion[key] = estimate * _upper_variance_factor(freedom)
+        return self._dispersion[key]
 
     def series(self) -> set[tuple[str, str]]:
         return set(self.hourly)
@@ -60,8 +102,8 @@ class History:
                 counts = self.hourly.get((service, pattern), {})
                 values = np.fromiter((counts.get(h, 0) for h in hours), dtype=float, count=len(hours))
                 mean = float(values.mean())
-                m2 = float(((values - mean) ** 2).sum())
-                self._cache[key] = BaselineStat(len(hours), mean, m2, max(hours))
+                variance = mean + self.dispersion(service, pattern) * mean * mean
+                self._cache[key] = BaselineStat(len(hours), mean, variance * (len(hours) - 1), max(hours))
         return self._cache[key]
 
 
