@@ -52,7 +52,7 @@ def test_deterministic_parts_and_markdown_export():
     report["models"] = {"summary": "deterministic", "insights": "deterministic", "recommendations": "deterministic"}
     assert "No anomalies" in report["summary"]["text"] and report["summary"]["pattern_ids"] == ["1"]
     markdown = render_markdown(report)
-    for heading in ("# logpipe analysis r1", "## Summary", "## Anomalies", "## Recommendations", "## Top patterns",
+    for heading in ("# logpipe analysis r1", "## Summary", "## Incidents", "## Recommendations", "## Top patterns",
                     "## Affected services"):
         assert heading in markdown
     assert "disk \\| full" in markdown  # a pipe in a template does not break the table

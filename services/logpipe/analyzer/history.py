@@ -71,9 +71,11 @@ class History:
         key = (service, pattern)
         if key not in self._dispersion:
             counts = self.hourly.get(key, {})
-            by_hour: dict[int, list[int]] = {}
+            # Grouped as expectations are made (hour of day, weekday or weekend), so a rhythm
+            # the model follows does not count as noise.
+            by_hour: dict[tuple[int, bool], list[int]] = {}
             for hour in self.covered:
-                by_hour.setdefault(hour.hour, []).append(counts.get(hour, 0))
+                by_hour.setdefault((hour.hour, _weekend(hour)), []).append(counts.get(hour, 0))
             excess, scale, freedom = 0.0, 0.0, 0
             for values in by_hour.values():
                 if len(values) < 2:
