@@ -205,7 +205,7 @@ def rises(judged: Sequence[HourJudgement], thresholds: Thresholds) -> list[list[
         stretch = list(judged[first:last + 1])
         strong = any(h.count >= thresholds.min_count and h.z >= thresholds.z_low for h in stretch)
         if not strong:
-            observed, _, z = _total_z(stretch)
+            _, _, z = _total_z(stretch)
             strong = (len(stretch) >= SUSTAINED_HOURS and all(h.known for h in stretch)
                       and max(h.count for h in stretch) >= thresholds.min_count and z >= thresholds.z_low)
         if strong:
