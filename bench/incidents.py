@@ -29,8 +29,14 @@ detector's rules; the held-out seeds were run once, after.
 
 Prints one JSON line per seed set and a total.
 
+`--issue` instead replays issue #19's case at its size: about 5 million logs from six services
+over three days of history and the analysed day, in which one service sends nothing from 05:00
+to 08:00 and one pattern surges tenfold for two hours; it prints the analysis time of two runs
+of the same window and what they found (the same both times).
+
     .venv/bin/python bench/incidents.py                      # tuning seeds 1-8 and held-out seeds
     .venv/bin/python bench/incidents.py --seeds 1,2 --no-held-out
+    .venv/bin/python bench/incidents.py --issue
 """
 
 from __future__ import annotations
@@ -202,15 +208,59 @@ def run(seeds, days: int, workdir: Path) -> dict:
     }
 
 
+def issue_case(workdir: Path) -> dict:
+    from logpipe.ai.llm import NoLLM
+    from logpipe.analyzer import synthetic as syn
+    from logpipe.analyzer.runner import Analyzer
+    from logpipe.analyzer.settings import Settings
+    from logpipe.stores import sql
+    from logpipe.stores.clickhouse import ClickHouseStore
+
+    start = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    patterns = syn.default_patterns(list(SERVICES), per_service=12, per_hour=30)
+    surging = patterns[3]
+    scenario = syn.Scenario(start=start, hours=96, patterns=patterns, seed=3,
+                            volume_per_hour={s: 5_000_000 / 96 / len(SERVICES) for s in SERVICES},
+                            incidents=[syn.Incident(surging, start_hour=86, hours=2, factor=10)],
+                            outages=[syn.Outage("auth", 77, 3, 0.0)])
+    table = syn.build(scenario)
+    store = ClickHouseStore(f"chdb://{workdir / 'chdb'}", database="issue_case")
+    store.apply_schema(ttl_days=3650)
+    store.insert_arrow("logs", table)
+    engine = sql.engine(f"sqlite:///{workdir / 'issue.db'}")
+    sql.init_db(engine)
+    settings = Settings(LOGPIPE_DATA_DIR=str(workdir), llm_backend="none", ANALYSIS_SCHEDULE_CRON="",
+                        novel_errors_enabled=False)
+    analyzer = Analyzer(settings, store, engine, embed=None, llm=NoLLM())
+    runs = [analyzer.run(24, end=start + timedelta(days=4)) for _ in range(2)]
+    found = [[(a["kind"], a["service"], a["start"], a["end"]) for a in row.report["anomalies"]] for row in runs]
+    return {"logs": table.num_rows, "analysis_seconds": [row.report["timings"]["analysis_seconds"] for row in runs],
+            "query_seconds": [row.report["timings"]["query_seconds"] for row in runs],
+            "silence_found": ("service_quiet", "auth", "2026-03-05T05:00:00.000Z", "2026-03-05T08:00:00.000Z")
+            in found[0],
+            "surge_found_as_one_incident": [k for k in found[0] if k[0] == "pattern_spike" and k[1] == surging.service]
+            == [("pattern_spike", surging.service, "2026-03-05T14:00:00.000Z", "2026-03-05T16:00:00.000Z")],
+            "rerun_identical": runs[0].report["anomalies"] == runs[1].report["anomalies"]
+            and runs[0].summary == runs[1].summary,
+            "descriptions": [a["description"] for a in runs[0].report["anomalies"]]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default=",".join(map(str, TUNING_SEEDS)))
     parser.add_argument("--held-out", default=",".join(map(str, HELD_OUT_SEEDS)))
     parser.add_argument("--no-held-out", action="store_true")
     parser.add_argument("--days", type=int, default=4, help="days of history before the analysed day")
+    parser.add_argument("--issue", action="store_true", help="replay issue #19's case (5 million logs) instead")
     args = parser.parse_args()
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     workdir = Path(tempfile.mkdtemp(prefix="logpipe-bench-incidents-"))
+    if args.issue:
+        try:
+            print(json.dumps({"bench": "incidents", "set": "issue-19", **issue_case(workdir)}))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     started = time.perf_counter()
     try:
         results = {"tuning": run([int(s) for s in args.seeds.split(",")], args.days, workdir)}

@@ -335,9 +335,10 @@ def find_anomalies(hourly: dict[tuple[str, str], dict[datetime, int]],
             if silence and ongoing:
                 text = (f"{service} has sent no logs since {{start}} ({{hours}}, to the end of the window), "
                         f"expected about {{expected}}")
+            elif silence and not any(h.count for h in stretch):
+                text = f"{service} sent no logs {{span}}, expected about {{expected}}"
             elif silence:
-                text = f"{service} sent {'no' if not any(h.count for h in stretch) else 'almost no'} logs " \
-                       f"{{span}} ({{observed}} instead of about {{expected}})"
+                text = f"{service} sent almost no logs {{span}} ({{observed}} instead of about {{expected}})"
             else:
                 text = f"{service} wrote only {{observed}} logs {{span}}, expected about {{expected}}"
             found = _finding("service_quiet" if silence else "volume_drop", service, VOLUME, stretch, thresholds,
