@@ -127,7 +127,7 @@ def scenario(seed: int, days: int):
     return main, extra, injected, window_start
 
 
-def evaluate(anomalies: list[dict], injected: list[dict]) -> tuple[dict, dict, list]:
+def evaluate(anomalies: list[dict], injected: list[dict]) -> tuple[dict, list]:
     from logpipe.analyzer.windows import parse_time
 
     found = {i: False for i in range(len(injected))}
@@ -149,7 +149,7 @@ def evaluate(anomalies: list[dict], injected: list[dict]) -> tuple[dict, dict, l
             found[hit] = True
         verdicts.append({"kind": anomaly["kind"], "service": anomaly["service"], "true": hit is not None,
                          "start": anomaly["start"], "end": anomaly["end"], "severity": anomaly["severity"]})
-    return found, {}, verdicts
+    return found, verdicts
 
 
 def run(seeds, days: int, workdir: Path) -> dict:
@@ -185,7 +185,7 @@ def run(seeds, days: int, workdir: Path) -> dict:
         if row.status != "completed":
             raise SystemExit(f"seed {seed}: run failed: {row.error}")
         seconds.append(row.report["timings"]["analysis_seconds"])
-        found, _, verdicts = evaluate(row.report["anomalies"], injected)
+        found, verdicts = evaluate(row.report["anomalies"], injected)
         for index, incident in enumerate(injected):
             injected_total[incident["kind"]] += 1
             recalled[incident["kind"]] += int(found[index])
