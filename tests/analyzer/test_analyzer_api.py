@@ -72,7 +72,7 @@ async def test_post_analyze_runs_in_the_background_and_reports_can_be_read_and_e
         markdown = await client.get(f"/reports/{report_id}.md")
         assert markdown.status_code == 200 and markdown.headers["content-type"].startswith("text/markdown")
         assert markdown.text.startswith(f"# logpipe analysis {report_id}")
-        assert "## Anomalies" in markdown.text and "service_quiet" in markdown.text
+        assert "## Incidents" in markdown.text and "service_quiet" in markdown.text
         assert "attachment" in markdown.headers["content-disposition"]
         exported = await client.get(f"/reports/{report_id}.json")
         assert exported.headers["content-type"] == "application/json"

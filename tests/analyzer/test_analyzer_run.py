@@ -77,7 +77,7 @@ def test_quiet_days_flag_nothing_and_the_incident_day_flags_exactly_the_incident
     # The deterministic report is a full product: summary, steps, and who wrote them.
     assert row.report["models"] == {"summary": "deterministic", "insights": "deterministic",
                                     "recommendations": "deterministic"}
-    assert row.summary_model == "deterministic" and "4 anomalies" in row.summary
+    assert row.summary_model == "deterministic" and "4 incidents" in row.summary
     actions = " ".join(r["action"] for r in row.report["recommendations"])
     assert "shipping is running" in actions and "Start the investigation" in actions and "new pattern" in actions
     assert row.report["affected_services"][0]["worst_severity"] == "critical"
@@ -237,3 +237,61 @@ def test_a_run_that_cannot_read_clickhouse_is_recorded_as_failed(chdb_dsn, sqlit
     with sql.session(sqlite_engine) as db:
         stored = db.get(NightlyReport, row.id)
     assert stored.status == "failed" and stored.finished_at is not None and stored.report == {}
+
+
+def comparable(row: NightlyReport) -> tuple[list[dict], str, str]:
+    """What a rerun must repeat: the incidents and the report's text, ids and run times aside."""
+    markdown = row.markdown.replace(row.id, "<id>")
+    markdown = "\n".join(line for line in markdown.splitlines() if not line.startswith("- Analysis took"))
+    return row.report["anomalies"], row.summary, markdown
+
+
+def test_the_same_window_twice_gives_the_same_incidents_and_a_new_pattern_stays_new(world, sqlite_engine,
+                                                                                    analyzer_settings):
+    analyzer = Analyzer(analyzer_settings, world.store, sqlite_engine, embed=None, llm=NoLLM())
+    # A run earlier in the day sees the new FATAL pattern first...
+    early = analyzer.run(17, end=world.incident_day + timedelta(hours=17))
+    [seen_early] = early.report["new_patterns"]
+    assert seen_early["pattern_id"] == pid(world.migration_orders)
+    # ...and the whole day, twice, still calls it new, first seen at the same time.
+    first = analyzer.run(24, end=world.day_end(7))
+    second = analyzer.run(24, end=world.day_end(7))
+    assert first.status == second.status == "completed"
+    assert comparable(first) == comparable(second)
+    for row in (first, second):
+        [new] = [a for a in row.report["anomalies"] if a["kind"] == "new_pattern"]
+        assert new["pattern_id"] == pid(world.migration_orders)
+        assert new["start"] == seen_early["first_seen"]
+        assert not any(a["kind"] == "pattern_spike" and a["pattern_id"] == new["pattern_id"]
+                       for a in row.report["anomalies"])
+
+    incidents = {(a["kind"], a["service"]): a for a in first.report["anomalies"]}
+    # The two-hour cascade is one incident each in payments and checkout, from 14:00 to 16:00,
+    # grouped as one cause led by the payment provider's timeouts (shared traces).
+    spike = incidents[("pattern_spike", "payments")]
+    day = world.incident_day
+    assert spike["start"].startswith(f"{day:%Y-%m-%d}T14:00") and spike["end"].startswith(f"{day:%Y-%m-%d}T16:00")
+    assert spike["hours"] == 2 and spike["excess"] > 5 * spike["expected_total"] > 0
+    follower = incidents[("pattern_spike", "checkout")]
+    assert spike["related_group"] == follower["related_group"] != ""
+    [group] = [g for g in first.report["related"] if g["group_id"] == spike["related_group"]]
+    assert group["root_incident_id"] == spike["incident_id"] and group["shared_traces"] > 100
+    assert "Probably one cause" in first.summary
+    # shipping stopped at 20:00 and never came back.
+    quiet = incidents[("service_quiet", "shipping")]
+    assert quiet["ongoing"] and quiet["start"].startswith(f"{day:%Y-%m-%d}T20:00")
+    assert "shipping has sent no logs since" in quiet["description"] and "4 hours" in quiet["description"]
+    # Trends agree with the counts beside them.
+    for pattern in first.report["top_patterns"]:
+        if pattern["trend"] == "rising":
+            assert pattern["count"] >= 1.5 * pattern["expected"]
+        elif pattern["trend"] == "stable" and pattern["expected"] is not None:
+            assert pattern["count"] < max(1.5 * pattern["expected"], pattern["expected"] + 10)
+    # What the API and the events read: the anomalies table, incident columns filled in.
+    with sql.session(sqlite_engine) as db:
+        stored = {(a.kind, a.service): a for a in db.exec(select(Anomaly).where(Anomaly.report_id == first.id)).all()}
+    row = stored[("pattern_spike", "payments")]
+    assert row.incident_id == spike["incident_id"] and row.hours == 2 and row.related_group == spike["related_group"]
+    assert row.start.hour == 14 and row.end.hour == 16 and row.peak == row.bucket
+    assert row.excess == pytest.approx(spike["excess"], abs=0.01)
+    assert stored[("service_quiet", "shipping")].ongoing is True

@@ -30,6 +30,29 @@ def test_llm_claims_citing_unknown_or_no_ids_are_dropped():
     assert dropped == 4
 
 
+def test_the_llm_may_cite_related_and_gone_patterns_it_was_shown_and_nothing_else():
+    from logpipe.analyzer.llm_report import llm_facts
+
+    report = minimal_report()
+    report["anomalies"] = [{"kind": "pattern_spike", "service": "db", "pattern_id": "11", "severity": "high",
+                            "start": "2026-05-04T03:00:00.000Z", "end": "2026-05-04T05:00:00.000Z", "ongoing": False,
+                            "observed_total": 500, "expected_total": 20, "excess": 480, "z_score": 20,
+                            "related_group": "R1", "description": "db: 'timeout' 500 times"}]
+    report["related"] = [{"group_id": "R1", "services": ["checkout", "db"], "pattern_ids": ["11", "12"],
+                          "start": "2026-05-04T03:00:00.000Z", "shared_traces": 40,
+                          "root": {"kind": "pattern_spike", "service": "db", "pattern_id": "11"}}]
+    report["gone_patterns"] = [{"pattern_id": "13", "template": "cache warmed", "services": ["api"], "expected": 50}]
+    facts = llm_facts(report)
+    assert facts["anomalies"][0]["excess"] == 480 and facts["related"][0]["root"]["service"] == "db"
+    known = known_pattern_ids(facts)
+    assert {"11", "12", "13"} <= known and "14" not in known
+    answer = {"executive_summary": {"text": "db timeouts caused checkout retries", "pattern_ids": ["11", "12"]},
+              "cluster_insights": [],
+              "recommendations": [{"priority": "high", "action": "x", "rationale": "r", "pattern_ids": ["14"]}]}
+    kept, dropped = validate_llm_answer(answer, known, set(), "ollama:m")
+    assert kept["summary"]["pattern_ids"] == ["11", "12"] and kept["recommendations"] == [] and dropped == 1
+
+
 def minimal_report() -> dict:
     return {
         "report_id": "r1", "pipeline": "default", "services": [],
@@ -52,7 +75,7 @@ def test_deterministic_parts_and_markdown_export():
     report["models"] = {"summary": "deterministic", "insights": "deterministic", "recommendations": "deterministic"}
     assert "No anomalies" in report["summary"]["text"] and report["summary"]["pattern_ids"] == ["1"]
     markdown = render_markdown(report)
-    for heading in ("# logpipe analysis r1", "## Summary", "## Anomalies", "## Recommendations", "## Top patterns",
+    for heading in ("# logpipe analysis r1", "## Summary", "## Incidents", "## Recommendations", "## Top patterns",
                     "## Affected services"):
         assert heading in markdown
     assert "disk \\| full" in markdown  # a pipe in a template does not break the table

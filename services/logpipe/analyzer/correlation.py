@@ -3,12 +3,12 @@ that start together, and the root-cause candidates that come first in shared tra
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Sequence
 
 import numpy as np
 
-from logpipe.analyzer.thresholds import Thresholds
+from logpipe.analyzer.thresholds import SEVERITY_RANK, Thresholds
 from logpipe.analyzer.windows import iso
 
 
@@ -135,3 +135,73 @@ def root_cause_candidates(trace_pairs: Sequence[dict[str, Any]], burst_pairs: Se
         item["score"] = round(item["score"], 2)
         item["leads"] = sorted(item["leads"], key=lambda lead: -(lead.get("traces") or lead.get("overlap") or 0))[:10]
     return ranked
+
+
+# --- related anomalies --------------------------------------------------------------------
+
+# Incidents starting within this of each other are taken to share a cause.
+TOGETHER = timedelta(hours=1)
+# Two anomalous patterns linked by at least this many shared traces share a cause whenever
+# they happened.
+SHARED_TRACES = 3
+
+
+def group_related(anomalies: Sequence[Any], trace_pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups of anomalies that start together or share traces, each with its candidate root
+    cause (the one that comes first in the shared traces, else the earliest, else the most
+    severe). Sets `related_group` on every member; anomalies alone in their group keep "".
+    """
+    items = [a for a in anomalies if a.start is not None]
+    parent = list(range(len(items)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        root_i, root_j = find(i), find(j)
+        if root_i != root_j:
+            parent[max(root_i, root_j)] = min(root_i, root_j)
+
+    leads: dict[tuple[str, str], int] = {}
+    for pair in trace_pairs:
+        if pair["root_pattern_id"] != pair["pattern_id"]:
+            key = (pair["root_pattern_id"], pair["pattern_id"])
+            leads[key] = leads.get(key, 0) + int(pair["traces"])
+    for i, a in enumerate(items):
+        for j in range(i + 1, len(items)):
+            b = items[j]
+            if abs(a.start - b.start) <= TOGETHER:
+                union(i, j)
+            elif a.pattern_id and b.pattern_id and (
+                    leads.get((a.pattern_id, b.pattern_id), 0) + leads.get((b.pattern_id, a.pattern_id), 0)
+                    >= SHARED_TRACES):
+                union(i, j)
+    members: dict[int, list[int]] = {}
+    for i in range(len(items)):
+        members.setdefault(find(i), []).append(i)
+    groups = [[items[i] for i in group] for group in members.values() if len(group) > 1]
+    groups.sort(key=lambda g: (min(a.start for a in g), g[0].service))
+    related = []
+    for number, group in enumerate(groups, start=1):
+        group_id = f"R{number}"
+        led = {a.pattern_id: sum(leads.get((a.pattern_id, b.pattern_id), 0) for b in group) for a in group}
+        root = min(group, key=lambda a: (-led.get(a.pattern_id, 0), a.start, -SEVERITY_RANK[a.severity],
+                                         a.service, a.kind))
+        for anomaly in group:
+            anomaly.related_group = group_id
+        ordered = sorted(group, key=lambda a: (a is not root, a.start, a.service, a.kind))
+        related.append({
+            "group_id": group_id,
+            "root_incident_id": root.incident_id,
+            "root": {"kind": root.kind, "service": root.service, "pattern_id": root.pattern_id},
+            "incident_ids": [a.incident_id for a in ordered],
+            "services": sorted({a.service for a in group}),
+            "pattern_ids": sorted({a.pattern_id for a in group if a.pattern_id}),
+            "start": iso(min(a.start for a in group)),
+            "end": iso(max(a.end or a.start for a in group)),
+            "shared_traces": sum(led.values()),
+        })
+    return related

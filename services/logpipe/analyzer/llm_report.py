@@ -10,8 +10,10 @@ from logpipe.analyzer.text import shorten
 
 SYSTEM_PROMPT = (
     "You are a site reliability engineer writing the nightly log analysis for the on-call team. "
-    "You get facts computed from the logs: error patterns (each with an id), anomalies, clusters of "
-    "similar errors across services, root-cause candidates and quiet services. Write an executive "
+    "You get facts computed from the logs: error patterns (each with an id), anomalies (incidents with a "
+    "start, an end and the excess over what those hours usually hold; drops and silences of whole services), "
+    "groups of related incidents, clusters of similar errors across services, root-cause candidates and "
+    "patterns that went silent. Give times as the facts do, in UTC. Write an executive "
     "summary, one insight per cluster worth attention, and concrete recommendations. Every claim must "
     "cite the pattern ids it rests on, copied exactly from the facts; do not invent ids, numbers or services. "
     "Novel errors are errors unlike any earlier error by meaning (embedding similarity)."
@@ -57,8 +59,14 @@ def llm_facts(report: dict[str, Any], limit: int = 30) -> dict[str, Any]:
         "window": report["window"],
         "totals": report["totals"],
         "patterns": [pattern(p) for p in report["top_patterns"][:limit]],
-        "anomalies": [{k: a[k] for k in ("kind", "service", "pattern_id", "severity", "observed", "expected",
-                                         "z_score", "description")} for a in report["anomalies"][:limit]],
+        "anomalies": [{k: a.get(k) for k in ("kind", "service", "pattern_id", "severity", "start", "end", "ongoing",
+                                             "observed_total", "expected_total", "excess", "z_score",
+                                             "related_group", "description")} for a in report["anomalies"][:limit]],
+        "related": [{"group": g["group_id"], "services": g["services"], "pattern_ids": g["pattern_ids"][:10],
+                     "start": g["start"], "root": g["root"], "shared_traces": g["shared_traces"]}
+                    for g in report.get("related", [])[:10]],
+        "gone_patterns": [{"id": p["pattern_id"], "template": shorten(p["template"], 200), "services": p["services"],
+                           "expected": p["expected"]} for p in report.get("gone_patterns", [])[:10]],
         "clusters": [{"id": c["cluster_id"], "pattern_ids": c["pattern_ids"][:10], "services": c["services"],
                       "count": c["count"], "template": shorten(c["template"], 200)} for c in report["clusters"][:15]],
         "root_cause_candidates": [{"pattern_id": r["pattern_id"], "services": r["services"], "leads": r["leads"][:5],
@@ -90,6 +98,11 @@ def known_pattern_ids(facts: dict[str, Any]) -> set[str]:
         known.update(lead["pattern_id"] for lead in root["leads"])
     known.update(facts["new_patterns"])
     known.update(g["pattern_id"] for g in facts.get("novel_errors", []))
+    for group in facts.get("related", []):
+        known.update(group["pattern_ids"])
+        if group["root"]["pattern_id"]:
+            known.add(group["root"]["pattern_id"])
+    known.update(p["id"] for p in facts.get("gone_patterns", []))
     return known
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from logpipe.analyzer.report import DETERMINISTIC
-from logpipe.analyzer.text import shorten, table_cell
-from logpipe.analyzer.windows import format_time
+from logpipe.analyzer.text import plural, shorten, table_cell
+from logpipe.analyzer.windows import format_span, format_time
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -24,15 +24,27 @@ def render_markdown(report: dict[str, Any]) -> str:
               "|---:|---:|---:|---:|---:|---:|---:|",
               f"| {totals['logs']} | {totals['errors']} | {totals['fatal']} | {totals['error']} | {totals['warn']} | "
               f"{totals['patterns']} | {totals['error_services']} |", ""]
-    lines += ["## Anomalies", ""]
+    lines += ["## Incidents", ""]
     if report["anomalies"]:
-        lines += ["| severity | kind | service | pattern | observed | expected | z | what |",
-                  "|---|---|---|---|---:|---:|---:|---|"]
+        lines += ["| severity | kind | service | pattern | when | observed | expected | excess | z | group | what |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|---|---|"]
         for a in report["anomalies"]:
-            lines.append(f"| {a['severity']} | {a['kind']} | {a['service']} | {a['pattern_id'] or '-'} | "
-                         f"{a['observed']:g} | {a['expected']:g} | {a['z_score']} | {table_cell(a['description'])} |")
+            when = format_span(a["start"], a["end"]) if a.get("start") and a.get("end") else format_time(a["bucket"])
+            lines.append(f"| {a['severity']} | {a['kind']} | {a['service']} | {a['pattern_id'] or '-'} | {when} | "
+                         f"{a.get('observed_total', a['observed']):,.0f} | {a.get('expected_total', a['expected']):,.0f} | "
+                         f"{a.get('excess', 0):+,.0f} | {a['z_score']} | {a.get('related_group') or '-'} | "
+                         f"{table_cell(a['description'])} |")
     else:
-        lines.append("None: every service and pattern stayed within its baseline.")
+        lines.append("None: every service and pattern stayed within what these hours usually hold.")
+    if report.get("related"):
+        by_incident = {a["incident_id"]: a for a in report["anomalies"]}
+        lines += ["", "## Related incidents", ""]
+        for group in report["related"]:
+            root = by_incident[group["root_incident_id"]]
+            traces = f", {plural(group['shared_traces'], 'shared trace')}" if group["shared_traces"] else ""
+            lines.append(f"- **{group['group_id']}** {plural(len(group['incident_ids']), 'incident')} in "
+                         f"{', '.join(group['services'])} {format_span(group['start'], group['end'])}{traces}; "
+                         f"candidate root cause: {table_cell(root['description'])}")
     lines += ["", "## Recommendations", "", f"_Written by: {models.get('recommendations', DETERMINISTIC)}._", ""]
     for r in report["recommendations"]:
         cites = f" (patterns {', '.join(r['pattern_ids'])})" if r["pattern_ids"] else ""
@@ -64,6 +76,11 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f" {p['count']} times): {table_cell(shorten(p['template'], 120))}")
     if not report["new_patterns"]:
         lines.append("- None.")
+    if report.get("gone_patterns"):
+        lines += ["", "## Gone patterns", ""]
+        for p in report["gone_patterns"]:
+            lines.append(f"- `{p['pattern_id']}` ({p['level']}, {', '.join(p['services'])}): none in the window, "
+                         f"about {p['expected']:,.0f} expected: {table_cell(shorten(p['template'], 120))}")
     novel = report.get("novel_errors") or {}
     lines += ["", "## Novel errors", ""]
     if novel.get("error"):

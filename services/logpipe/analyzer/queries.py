@@ -143,6 +143,54 @@ class AnalysisQueries:
              "start_ms": self.params["start_ms"]})
         return bool(rows)
 
+    def history(self, days: int) -> tuple[dict[tuple[str, str], dict[datetime, int]], datetime | None]:
+        """Hourly counts of the `days` before the window, per (service, error pattern) and per
+        service's whole volume (pattern id ""), and the time of the first log they hold (hours
+        before it are unknown, not zero)."""
+        params = {"pipeline": self.params["pipeline"], "from_ms": _ms(self.start - timedelta(days=days)),
+                  "start_ms": self.params["start_ms"]}
+        where = ("{p}pipeline = {{pipeline:String}} "
+                 "AND {p}timestamp >= fromUnixTimestamp64Milli({{from_ms:Int64}}, 'UTC') "
+                 "AND {p}timestamp < fromUnixTimestamp64Milli({{start_ms:Int64}}, 'UTC')")
+        if "services" in self.params:
+            where += " AND {p}service IN {{services:Array(String)}}"
+            params["services"] = self.params["services"]
+        plain, prefixed = where.format(p=""), where.format(p="l.")
+        counts: dict[tuple[str, str], dict[datetime, int]] = {}
+        first: datetime | None = None
+        rows = self.store.query(
+            f"SELECT service, toStartOfHour(timestamp) AS hour, count(), min(timestamp) FROM {self.logs} "
+            f"WHERE {plain} GROUP BY service, hour", params)
+        for service, hour, count, earliest in rows:
+            counts.setdefault((service, ""), {})[_utc(hour)] = int(count)
+            first = _utc(earliest) if first is None else min(first, _utc(earliest))
+        if first is None:
+            return {}, None
+        rows = self.store.query(
+            f"SELECT service, toString({PATTERN_ID}) AS spid, toStartOfHour(timestamp) AS hour, count() "
+            f"FROM {_source(self.store, f'{prefixed} AND l.{_ERRORS}')} GROUP BY service, spid, hour", params)
+        for service, pid, hour, count in rows:
+            counts.setdefault((service, pid), {})[_utc(hour)] = int(count)
+        return counts, first
+
+    def examples(self, pattern_ids: Sequence[str], days: int) -> dict[str, dict[str, Any]]:
+        """An example message, level and last time of patterns seen before the window (for the
+        patterns that went silent in it)."""
+        if not pattern_ids:
+            return {}
+        where = ("l.pipeline = {pipeline:String} "
+                 "AND l.timestamp >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC') "
+                 f"AND l.timestamp < fromUnixTimestamp64Milli({{start_ms:Int64}}, 'UTC') AND l.{_ERRORS}")
+        rows = self.store.query(
+            f"SELECT toString(pid) AS spid, any(message), countIf(level = 'FATAL'), countIf(level = 'ERROR'), "
+            f"max(timestamp), min(timestamp) FROM {_source(self.store, where)} WHERE spid IN {{pids:Array(String)}} "
+            "GROUP BY spid",
+            {"pipeline": self.params["pipeline"], "from_ms": _ms(self.start - timedelta(days=days)),
+             "start_ms": self.params["start_ms"], "pids": list(pattern_ids)})
+        return {pid: {"example": example, "level": "FATAL" if fatal else "ERROR" if error else "WARN",
+                      "last_seen": _utc(last), "first_seen": _utc(first)}
+                for pid, example, fatal, error, last, first in rows}
+
     def minute_series(self, pattern_ids: Sequence[str]) -> list[tuple[str, datetime, int]]:
         if not pattern_ids:
             return []

@@ -13,10 +13,10 @@ from logpipe.analyzer.anomalies import AnomalyFinding
 from logpipe.analyzer.baselines import BaselineKey, BaselineStat
 from logpipe.analyzer.correlation import root_cause_candidates
 from logpipe.analyzer.novelty import summarize_novel_errors
-from logpipe.analyzer.text import shorten
+from logpipe.analyzer.text import plural, shorten
 from logpipe.analyzer.thresholds import SEVERITIES, SEVERITY_RANK, Thresholds
 from logpipe.analyzer.trends import pattern_trend, pattern_view
-from logpipe.analyzer.windows import format_time, iso, utc
+from logpipe.analyzer.windows import format_span, format_time, iso, utc
 
 DETERMINISTIC = "deterministic"  # the `model` of every part written by rules, not by an LLM
 
@@ -48,32 +48,45 @@ def deterministic_summary(report: dict[str, Any]) -> dict[str, Any]:
     anomalies = report["anomalies"]
     by_severity = {name: sum(1 for a in anomalies if a["severity"] == name) for name in SEVERITIES}
     hours = report["window"]["hours"]
-    parts = [f"In the last {hours:g} h: {totals['errors']} errors and warnings ({totals['fatal']} FATAL, "
-             f"{totals['error']} ERROR, {totals['warn']} WARN) in {totals['error_services']} services, "
-             f"grouped into {totals['patterns']} patterns, out of {totals['logs']} logs."]
+    span = format_span(report["window"]["start"], report["window"]["end"])
+    parts = [f"{span[0].upper()}{span[1:]} ({hours:g} h): "
+             f"{plural(totals['errors'], 'error and warning', 'errors and warnings')} ({totals['fatal']} FATAL, "
+             f"{totals['error']} ERROR, {totals['warn']} WARN) in {plural(totals['error_services'], 'service')}, "
+             f"grouped into {plural(totals['patterns'], 'pattern')}, out of {plural(totals['logs'], 'log')}."]
     cited: list[str] = []
     if anomalies:
         counts = ", ".join(f"{by_severity[name]} {name}" for name in reversed(SEVERITIES) if by_severity[name])
-        parts.append(f"{len(anomalies)} anomalies ({counts}).")
+        parts.append(f"{plural(len(anomalies), 'incident')} ({counts}).")
         worst = anomalies[0]
         parts.append(f"Most severe: {worst['description']}.")
         if worst["pattern_id"]:
             cited.append(worst["pattern_id"])
     else:
-        parts.append("No anomalies against the baselines.")
+        parts.append("No anomalies: every service and pattern stayed within what these hours usually hold.")
+    for group in report.get("related", [])[:2]:
+        root = next(a for a in anomalies if a["incident_id"] == group["root_incident_id"])
+        others = len(group["incident_ids"]) - 1
+        parts.append(f"Probably one cause: {plural(others + 1, 'incident')} in {', '.join(group['services'])} "
+                     f"started together from {format_time(group['start'])}, first {root['kind'].replace('_', ' ')} "
+                     f"in {root['service']}" + (f" (pattern {root['pattern_id']})" if root["pattern_id"] else "") + ".")
+        cited.extend(group["pattern_ids"][:3])
     if report["new_patterns"]:
         count = len(report["new_patterns"])
-        parts.append(f"{count} new pattern{'s' if count != 1 else ''} appeared.")
+        parts.append(f"{plural(count, 'new pattern')} appeared.")
         cited.extend(p["pattern_id"] for p in report["new_patterns"][:3])
     novel = report.get("novel_errors") or {}
     if novel.get("count"):
         groups = novel["patterns"]
-        parts.append(f"{novel['count']} errors unlike any earlier error, in {len(groups)} "
-                     f"pattern{'s' if len(groups) != 1 else ''}.")
+        parts.append(f"{plural(novel['count'], 'error')} unlike any earlier error, in "
+                     f"{plural(len(groups), 'pattern')}.")
         cited.extend(g["pattern_id"] for g in groups[:2] if g["pattern_id"] != "0")
     quiet = [a["service"] for a in anomalies if a["kind"] == "service_quiet"]
     if quiet:
-        parts.append(f"Gone quiet: {', '.join(quiet)}.")
+        parts.append(f"Silent: {', '.join(dict.fromkeys(quiet))}.")
+    gone = report.get("gone_patterns") or []
+    if gone:
+        parts.append(f"{plural(len(gone), 'usual pattern')} did not occur at all.")
+        cited.extend(p["pattern_id"] for p in gone[:2])
     roots = report["root_cause_candidates"]
     if roots:
         parts.append(f"Likely starting point: '{shorten(roots[0]['template'], 80)}' in "
@@ -81,7 +94,7 @@ def deterministic_summary(report: dict[str, Any]) -> dict[str, Any]:
         cited.append(roots[0]["pattern_id"])
     if report["top_patterns"]:
         top = report["top_patterns"][0]
-        parts.append(f"Top pattern: '{shorten(top['template'], 80)}' ({top['count']} times, {top['trend']}).")
+        parts.append(f"Top pattern: '{shorten(top['template'], 80)}' ({plural(top['count'], 'time')}, {top['trend']}).")
         cited.append(top["pattern_id"])
     return {"text": " ".join(parts), "pattern_ids": list(dict.fromkeys(cited)), "model": DETERMINISTIC}
 
@@ -119,8 +132,16 @@ def deterministic_recommendations(report: dict[str, Any], limit: int = 12) -> li
                                     "pattern_ids": pattern_ids, "model": DETERMINISTIC})
 
     patterns = {p["pattern_id"]: p for p in report["top_patterns"]}
+    by_incident = {a["incident_id"]: a for a in report["anomalies"]}
+    for group in report.get("related", [])[:3]:
+        root = by_incident[group["root_incident_id"]]
+        add("high", f"Start with {root['service']}: {len(group['incident_ids'])} incidents in "
+                    f"{', '.join(group['services'])} began together",
+            f"First: {root['description']}"
+            + (f"; {group['shared_traces']} shared traces lead from it." if group["shared_traces"] else "."),
+            list(group["pattern_ids"][:5]))
     for anomaly in report["anomalies"]:
-        if anomaly["kind"] == "service_quiet":
+        if anomaly["kind"] in ("service_quiet", "volume_drop"):
             add("high" if SEVERITY_RANK[anomaly["severity"]] >= 2 else "medium",
                 f"Check that {anomaly['service']} is running and that its logs reach logpipe",
                 anomaly["description"], [])
@@ -172,14 +193,19 @@ def assemble_report(*, report_id: str, pipeline: str, window_start: datetime, wi
                     trace_pairs: list[dict[str, Any]], burst_pairs: list[dict[str, Any]],
                     baselines: dict[BaselineKey, BaselineStat], buckets: Sequence[tuple[datetime, bool]],
                     service_errors: dict[str, int], thresholds: Thresholds = Thresholds(),
-                    top: int = 25, novel_errors: dict[str, Any] | None = None) -> dict[str, Any]:
+                    top: int = 25, novel_errors: dict[str, Any] | None = None,
+                    fractions: dict[datetime, float] | None = None, gone: Sequence[dict[str, Any]] = (),
+                    related: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """The deterministic report: a complete product on its own, and the facts an LLM is given."""
     cluster_of = {p: c["cluster_id"] for c in clusters for p in c["pattern_ids"]}
+    spiked = {a.pattern_id for a in anomalies if a.kind == "pattern_spike"}
     ranked = sorted(patterns.values(), key=lambda p: (-int(p["count"]), p["pattern_id"]))
     top_patterns = []
     for info in ranked:
         trend, expected = pattern_trend(info["pattern_id"], info["services"], int(info["count"]),
-                                        bool(info.get("is_new")), baselines, buckets, thresholds)
+                                        bool(info.get("is_new")), baselines, buckets, thresholds, fractions)
+        if trend == "stable" and expected is None and info["pattern_id"] in spiked:
+            trend = "rising"  # no history to total against, but it spiked in this window
         info["trend"], info["expected"] = trend, expected
         info["cluster_id"] = cluster_of.get(info["pattern_id"], "")
     anomaly_dicts = [a.to_dict() for a in anomalies]
@@ -199,6 +225,8 @@ def assemble_report(*, report_id: str, pipeline: str, window_start: datetime, wi
         "clusters": [c for c in clusters if c["cross_service"] or len(c["pattern_ids"]) > 1][:50],
         "anomalies": anomaly_dicts,
         "new_patterns": new_patterns,
+        "gone_patterns": [pattern_view({**g, "trend": "gone"}) for g in gone],
+        "related": list(related),
         "novel_errors": novel_errors or summarize_novel_errors([], patterns, error="not read"),
         "co_occurrence": {"traces": list(trace_pairs[:50]), "bursts": list(burst_pairs[:50])},
         "root_cause_candidates": root_cause_candidates(trace_pairs, burst_pairs, patterns),

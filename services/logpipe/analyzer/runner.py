@@ -17,14 +17,16 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from logpipe.ai.llm import LLM, LLMError, NoLLM, create_llm
-from logpipe.analyzer.anomalies import AnomalyFinding, find_anomalies
+from logpipe.analyzer.anomalies import AnomalyFinding, bucket_fractions, find_anomalies
 from logpipe.analyzer.baselines import VOLUME, BaselineKey, BaselineStat, update_baselines
-from logpipe.analyzer.correlation import build_clusters, cluster_by_similarity, find_bursts
+from logpipe.analyzer.correlation import build_clusters, cluster_by_similarity, find_bursts, group_related
+from logpipe.analyzer.history import Expectations, History
 from logpipe.analyzer.llm_report import (REPORT_SCHEMA, SYSTEM_PROMPT, known_pattern_ids, llm_facts, llm_prompt,
                                          merge_llm_answer, validate_llm_answer)
 from logpipe.analyzer.markdown import render_markdown
 from logpipe.analyzer.novelty import summarize_novel_errors
 from logpipe.analyzer.report import assemble_report
+from logpipe.analyzer.trends import gone_patterns
 from logpipe.analyzer.thresholds import SEVERITY_RANK, Thresholds
 from logpipe.analyzer.windows import iso, parse_time, utc, window_buckets
 from logpipe.analyzer.novelty_reader import NovelErrors, read_novel_errors
@@ -180,19 +182,34 @@ class Analyzer:
         for pid, info in patterns.items():
             info["template"] = templates.get(pid) or info["example"]
         lookback = timedelta(days=settings.new_pattern_lookback_days)
+        # "New" means first seen inside this window, by the logs themselves: whichever run saw
+        # it first (and what the learnt baselines hold) must not change the answer.
         seen = queries.seen_before(pattern_ids, lookback)
-        baselines = self.load_baselines(row.pipeline)
-        known = {key[1] for key in baselines}
         # The first analysis of a pipeline has nothing to compare with: nothing is "new" yet.
-        history = bool(seen or known) or queries.has_history(lookback)
+        history = bool(seen) or queries.has_history(lookback)
         for pid, info in patterns.items():
-            info["is_new"] = history and pid not in seen and pid not in known
+            info["is_new"] = history and pid not in seen
         new_patterns = {pid: info for pid, info in patterns.items() if info["is_new"]}
         buckets = window_buckets(start, end)
+        fractions = bucket_fractions(buckets, start, end)
+        baselines = self.load_baselines(row.pipeline)
+        past, covered_from = queries.history(settings.baseline_days)
+        expectations = Expectations(
+            History(past, covered_from, start, buckets, settings.baseline_days, thresholds.min_baseline_samples),
+            baselines, start, thresholds.min_baseline_samples)
         query_seconds = time.perf_counter() - started
 
-        anomalies = find_anomalies(data.hourly, data.volume, baselines, buckets, new_patterns, thresholds,
-                                           services or None, {p: i["template"] for p, i in patterns.items()})
+        anomalies = find_anomalies(data.hourly, data.volume, expectations, buckets, new_patterns, thresholds,
+                                   services or None, {p: i["template"] for p, i in patterns.items()}, (start, end))
+        gone = gone_patterns(expectations, pattern_ids, buckets, fractions, thresholds, services or None)
+        if gone:
+            gone_ids = sorted(gone, key=lambda p: (-gone[p]["expected"], p))[:settings.top_patterns]
+            gone = {pid: gone[pid] for pid in gone_ids}
+            known_before = queries.examples(gone_ids, settings.baseline_days)
+            gone_templates = queries.templates(gone_ids)
+            for pid, info in gone.items():
+                info.update(known_before.get(pid, {"example": "", "level": "ERROR"}))
+                info["template"] = gone_templates.get(pid) or info.get("example") or f"pattern {pid}"
 
         embed_started = time.perf_counter()
         clustered = pattern_ids[:CLUSTER_PATTERNS]
@@ -215,20 +232,22 @@ class Analyzer:
 
         trace_pairs = queries.trace_pairs()
         burst_pairs = self._bursts(queries, pattern_ids[:BURST_PATTERNS], start, end, thresholds)
+        related = group_related(anomalies, trace_pairs)
 
         report = assemble_report(
             report_id=row.id, pipeline=row.pipeline, window_start=start, window_end=end, services=services,
             totals={**data.totals, "patterns": len(patterns)}, patterns=patterns, clusters=clusters,
-            anomalies=anomalies, trace_pairs=trace_pairs, burst_pairs=burst_pairs, baselines=baselines,
+            anomalies=anomalies, trace_pairs=trace_pairs, burst_pairs=burst_pairs, baselines=expectations,
             buckets=buckets, service_errors=data.service_errors, thresholds=thresholds, top=settings.top_patterns,
-            novel_errors=novel_errors)
+            novel_errors=novel_errors, fractions=fractions, related=related,
+            gone=[gone[pid] for pid in gone])
         if clusters_error:
             report["clusters_error"] = clusters_error
         report["has_history"] = history
 
         # Learn this window only after judging it against what was known before.
-        skip = {(a.service, a.pattern_id, a.bucket) for a in anomalies
-                if a.kind in ("pattern_spike", "volume_spike") and SEVERITY_RANK[a.severity] >= 2}
+        skip = {(a.service, a.pattern_id, hour.bucket) for a in anomalies if a.kind != "new_pattern"
+                and SEVERITY_RANK[a.severity] >= 2 for hour in a.hourly}
         observed = dict(data.hourly)
         observed.update({(svc, VOLUME): counts for svc, counts in data.volume.items()})
         baseline_changes = update_baselines(baselines, observed, buckets, services or None, skip)
@@ -346,7 +365,10 @@ class Analyzer:
             for a in anomalies:
                 db.add(Anomaly(report_id=report_id, kind=a.kind, service=a.service, pattern_id=a.pattern_id,
                                bucket=a.bucket, observed=a.observed, expected=a.expected, stddev=a.stddev,
-                               z_score=a.z_score, severity=a.severity, description=a.description))
+                               z_score=a.z_score, severity=a.severity, description=a.description,
+                               incident_id=a.incident_id, start=a.start, end=a.end, peak=a.bucket,
+                               hours=a.hours, observed_total=a.observed_total, expected_total=a.expected_total,
+                               excess=a.excess, ongoing=a.ongoing, related_group=a.related_group))
             db.flush()
             self._upsert_baselines(db, pipeline, baseline_changes, now)
             db.commit()

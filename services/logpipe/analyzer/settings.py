@@ -46,6 +46,8 @@ class Settings(ServiceSettings):
     min_ratio: float = Field(1.5, ge=1)
     min_baseline_samples: int = Field(3, ge=2)
     quiet_hours: int = Field(2, ge=1)
+    # How many days before the window each hour is compared with (read from ClickHouse).
+    baseline_days: int = Field(14, ge=1, le=90)
     # How far back a pattern must not have been seen to count as new.
     new_pattern_lookback_days: int = Field(30, ge=1)
     max_patterns: int = Field(5000, ge=10)

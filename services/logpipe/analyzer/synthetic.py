@@ -5,7 +5,9 @@ ClickHouse, and what anyone can use to see the analyzer find something.
 Every (service, pattern) pair logs a Poisson count per hour around its rate (with a daily
 rhythm); an incident multiplies one pair's rate for some hours, optionally with a second
 pattern in another service failing inside the same traces a moment later (a cascade);
-a service can stop logging at some hour (gone quiet).
+a service can stop logging at some hour (gone quiet), fall silent or drop for a stretch and
+come back (an outage, to the minute), log only in business hours or less at weekends; an
+incident can grow slowly (a slow burn) instead of jumping.
 """
 
 from __future__ import annotations
@@ -41,6 +43,19 @@ class Incident:
     # A second pattern that fails in the same traces, `lag_ms` later (a cascade).
     cascade: PatternSpec | None = None
     lag_ms: int = 200
+    # A slow burn: the rate grows linearly from normal to `factor` over the hours instead of jumping.
+    ramp: bool = False
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A service keeps `factor` of its logs (0: none at all) from `start_hour` (fractional:
+    to the minute) for `hours` (None: for good)."""
+
+    service: str
+    start_hour: float
+    hours: float | None
+    factor: float = 0.0
 
 
 @dataclass
@@ -54,6 +69,14 @@ class Scenario:
     quiet_from_hour: dict[str, int] = field(default_factory=dict)  # service -> hour it stops logging
     pipeline: str = "default"
     seed: int = 7
+    outages: list[Outage] = field(default_factory=list)
+    # service -> (first hour, last hour + 1) of the day it logs at all (a business-hours batch job).
+    active_hours: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # service -> factor of its rate on Saturdays and Sundays.
+    weekend_factor: dict[str, float] = field(default_factory=dict)
+    # Real counts vary more than Poisson: each hour's rate of each series is multiplied by a
+    # log-normal factor with this sigma (0: pure Poisson).
+    jitter: float = 0.0
 
 
 def diurnal(hours: np.ndarray) -> np.ndarray:
@@ -76,8 +99,23 @@ def build(scenario: Scenario, record_offset: int = 0) -> pa.Table:
     start_ms = int(start.timestamp() * 1000)
     hours = np.arange(scenario.hours)
     hour_of_day = (start.hour + hours) % 24
-    rhythm = diurnal(hour_of_day)
+    base_rhythm = diurnal(hour_of_day)
+    weekday = np.array([(start + timedelta(hours=int(h))).weekday() for h in hours])
     parts: list[dict[str, pa.Array]] = []
+
+    def rhythm_of(service: str) -> np.ndarray:
+        rhythm = base_rhythm.copy()
+        if service in scenario.weekend_factor:
+            rhythm = np.where(weekday >= 5, rhythm * scenario.weekend_factor[service], rhythm)
+        if service in scenario.active_hours:
+            first, last = scenario.active_hours[service]
+            rhythm = np.where((hour_of_day >= first) & (hour_of_day < last), rhythm, 0.0)
+        return rhythm
+
+    def noisy(rate: np.ndarray) -> np.ndarray:
+        if scenario.jitter <= 0:
+            return rate
+        return rate * rng.lognormal(-scenario.jitter ** 2 / 2, scenario.jitter, len(rate))
 
     def emit(service: str, level: str, message_of, pattern_id: int, counts: np.ndarray | None = None,
              traces: np.ndarray | None = None, times: np.ndarray | None = None) -> None:
@@ -89,6 +127,14 @@ def build(scenario: Scenario, record_offset: int = 0) -> pa.Table:
         quiet = scenario.quiet_from_hour.get(service)
         if quiet is not None:
             keep = times < start_ms + quiet * 3_600_000
+            times, traces = times[keep], traces[keep]
+        for outage in scenario.outages:
+            if outage.service != service:
+                continue
+            begin = start_ms + int(outage.start_hour * 3_600_000)
+            until = begin + int(outage.hours * 3_600_000) if outage.hours is not None else np.iinfo(np.int64).max
+            inside = (times >= begin) & (times < until)
+            keep = ~inside | (rng.random(len(times)) < outage.factor)
             times, traces = times[keep], traces[keep]
         total = len(times)
         if total == 0:
@@ -105,7 +151,7 @@ def build(scenario: Scenario, record_offset: int = 0) -> pa.Table:
 
     for service, per_hour in scenario.volume_per_hour.items():
         errors = sum(p.per_hour for p in scenario.patterns if p.service == service)
-        info = rng.poisson(np.maximum(per_hour - errors, 0) * rhythm)
+        info = rng.poisson(noisy(np.maximum(per_hour - errors, 0) * rhythm_of(service)))
         emit(service, "INFO", lambda n, s=service: _messages(f"{s} handled request in {{n}} ms", n),
              pattern_id_for(f"{service}|handled request"), info)
 
@@ -114,17 +160,22 @@ def build(scenario: Scenario, record_offset: int = 0) -> pa.Table:
         if incident.cascade is not None:
             continue  # its extra events are made below, inside shared traces
         factor = incident_rates.setdefault(incident.pattern.pattern_id, np.ones(scenario.hours))
-        factor[incident.start_hour:incident.start_hour + incident.hours] *= incident.factor
+        span = factor[incident.start_hour:incident.start_hour + incident.hours]
+        if incident.ramp:
+            span *= np.linspace(1.0, incident.factor, len(span) + 1)[1:]
+        else:
+            span *= incident.factor
     for spec in scenario.patterns:
         factor = incident_rates.get(spec.pattern_id, np.ones(scenario.hours))
-        counts = rng.poisson(spec.per_hour * rhythm * factor)
+        counts = rng.poisson(noisy(spec.per_hour * rhythm_of(spec.service) * factor))
         emit(spec.service, spec.level, lambda n, t=spec.template: _messages(t, n), spec.pattern_id, counts)
     for incident in scenario.incidents:
         if incident.cascade is None:
             continue
         # The cascade rides on the incident's extra events: same traces, a little later.
         hour_slice = slice(incident.start_hour, incident.start_hour + incident.hours)
-        extra = rng.poisson(incident.pattern.per_hour * rhythm[hour_slice] * (incident.factor - 1))
+        extra = rng.poisson(incident.pattern.per_hour * rhythm_of(incident.pattern.service)[hour_slice]
+                            * (incident.factor - 1))
         total = int(extra.sum())
         traces = rng.integers(1, 2**62, total)
         hour_index = np.repeat(hours[hour_slice], extra)

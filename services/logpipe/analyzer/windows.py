@@ -45,3 +45,13 @@ def parse_time(value: Any) -> datetime | None:
 def format_time(value: Any) -> str:
     moment = parse_time(value)
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "?"
+
+
+def format_span(start: datetime | str, end: datetime | str) -> str:
+    """`on 2026-05-04 from 05:00 to 08:00 UTC`, or with both dates when it crosses midnight."""
+    start, end = parse_time(start), parse_time(end)
+    if end.date() == start.date() or (end - start <= timedelta(days=1) and end == end.replace(
+            hour=0, minute=0, second=0, microsecond=0) and (end - timedelta(microseconds=1)).date() == start.date()):
+        until = "24:00" if end.date() != start.date() else f"{end:%H:%M}"
+        return f"on {start:%Y-%m-%d} from {start:%H:%M} to {until} UTC"
+    return f"from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"

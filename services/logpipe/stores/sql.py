@@ -67,8 +67,39 @@ def _sqlite_pragmas(connection, _record) -> None:
 
 
 def init_db(target: Engine) -> None:
-    """Create every table registered on `SQLModel.metadata` that does not exist yet."""
+    """Create every table registered on `SQLModel.metadata` that does not exist yet, and add
+    the columns the analysis tables gained since an existing database was created."""
     SQLModel.metadata.create_all(target, checkfirst=True)
+    _add_missing_columns(target, ANALYSIS_TABLES)
+
+
+# Tables whose later columns are added in place (each new column is nullable or has a
+# server default, so existing rows stay valid).
+ANALYSIS_TABLES = ("nightly_reports", "error_patterns", "anomalies")
+
+
+def _add_missing_columns(target: Engine, tables: tuple[str, ...]) -> None:
+    inspector = sa.inspect(target)
+    preparer = target.dialect.identifier_preparer
+    with target.begin() as connection:
+        for name in tables:
+            table = SQLModel.metadata.tables.get(name)
+            if table is None or not inspector.has_table(name):
+                continue
+            present = {column["name"] for column in inspector.get_columns(name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                ddl = (f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {preparer.format_column(column)} "
+                       f"{column.type.compile(target.dialect)}")
+                if column.server_default is not None:
+                    default = column.server_default.arg
+                    if isinstance(default, str):
+                        default = "'" + default.replace("'", "''") + "'"
+                    else:
+                        default = default.compile(dialect=target.dialect)
+                    ddl += f" DEFAULT {default}"
+                connection.execute(sa.text(ddl))
 
 
 def session(target: Engine) -> Session:
@@ -183,7 +214,8 @@ class Anomaly(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     report_id: str = Field(foreign_key="nightly_reports.id", index=True, max_length=32, ondelete="CASCADE")
-    kind: str = Field(max_length=24)  # pattern_spike|volume_spike|volume_drop|new_pattern|service_quiet
+    # pattern_spike|volume_spike|volume_drop|pattern_drop|service_quiet|new_pattern
+    kind: str = Field(max_length=24)
     service: str = Field(index=True, max_length=200)
     pattern_id: str = Field(default="", max_length=24)
     bucket: datetime | None = _utc(default=None)
@@ -194,6 +226,18 @@ class Anomaly(SQLModel, table=True):
     severity: str = Field(index=True, max_length=8)  # low|medium|high|critical
     description: str = Field(default="", sa_type=sa.Text)
     created_at: datetime = _utc(default_factory=utcnow)
+    # The incident: consecutive anomalous hours of one series. `bucket` is its peak hour
+    # (kept for readers of the first schema); `peak` says the same under its own name.
+    incident_id: str = Field(default="", max_length=16, sa_column_kwargs={"server_default": ""})
+    start: datetime | None = _utc(default=None)
+    end: datetime | None = _utc(default=None)
+    peak: datetime | None = _utc(default=None)
+    hours: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    observed_total: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    expected_total: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    excess: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    ongoing: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    related_group: str = Field(default="", max_length=16, sa_column_kwargs={"server_default": ""})
 
 
 class Baseline(SQLModel, table=True):
