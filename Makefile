@@ -69,6 +69,7 @@ bench: venv
 	$(VENV)/bin/python bench/patterns.py
 	$(VENV)/bin/python bench/vectors.py
 	$(VENV)/bin/python bench/analyze.py
+	$(VENV)/bin/python bench/incidents.py
 	$(VENV)/bin/python bench/query.py
 
 lock:
