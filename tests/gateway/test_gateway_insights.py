@@ -68,6 +68,33 @@ async def test_report_and_anomaly_bodies_are_sent_whole(gateway):
         assert incident["end"] == format_timestamp(now)
 
 
+async def test_anomalies_in_a_range_are_the_incidents_overlapping_it(gateway):
+    engine = gateway.app.state.sql_engine
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
+    report_id = add_report(engine, "default", hour + timedelta(hours=12), [])
+    with Session(engine) as session:
+        # Five hours long, peaking in its fourth hour: a range over its first hours must find it.
+        session.add(Anomaly(report_id=report_id, kind="volume_spike", service="long", severity="high",
+                            bucket=hour + timedelta(hours=3), peak=hour + timedelta(hours=3), start=hour,
+                            end=hour + timedelta(hours=5), hours=5))
+        # Written before incidents had a span: judged by its bucket.
+        session.add(Anomaly(report_id=report_id, kind="pattern_spike", service="legacy", severity="low",
+                            bucket=hour + timedelta(hours=1)))
+        session.commit()
+
+    async def services(start, end):
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+            response = await client.get("/api/anomalies", params={"start": start.isoformat(), "end": end.isoformat()})
+            assert response.status_code == 200, response.text
+            return sorted(a["service"] for a in response.json()["anomalies"])
+
+    assert await services(hour, hour + timedelta(hours=2)) == ["legacy", "long"]
+    assert await services(hour + timedelta(hours=4), hour + timedelta(hours=6)) == ["long"]
+    assert await services(hour + timedelta(hours=5), hour + timedelta(hours=6)) == []  # the span's end is exclusive
+    assert await services(hour - timedelta(hours=2), hour) == []
+    assert await services(hour + timedelta(hours=1), hour + timedelta(minutes=90)) == ["legacy", "long"]
+
+
 def test_search_hits_keep_the_fields_a_search_adds():
     body = {"query": "db down", "top_k": 2, "results": [
         {"rank": 1, "score": 0.91, "record_id": "r1", "match": "both", "template": "db <*> down", "pattern_id": 7,
