@@ -10,6 +10,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlmodel import Session
 
 from gateway_support import ServerThread, gateway_settings, insert_logs, make_rows, start_gateway
+from logpipe.core.record import format_timestamp
+from logpipe.gateway import insights
+from logpipe.gateway.responses import SearchResponse
 from logpipe.stores.sql import Anomaly, ErrorPattern, NightlyReport
 from support import wait_for
 
@@ -18,7 +21,7 @@ def add_report(engine, pipeline: str, window_end: datetime, severities: list[str
     with Session(engine) as session:
         report = NightlyReport(pipeline=pipeline, status="completed", window_start=window_end - timedelta(hours=24),
                                window_end=window_end, summary=f"{pipeline} summary", total_logs=1000,
-                               total_errors=40, anomaly_count=len(severities), report={"insights": ["x"]},
+                               total_errors=40, anomaly_count=len(severities), report={"insights": [{"text": "x", "pattern_ids": [], "model": "rules"}]},
                                markdown="# report")
         session.add(report)
         session.commit()
@@ -29,6 +32,78 @@ def add_report(engine, pipeline: str, window_end: datetime, severities: list[str
                                 observed=10.0 * (index + 2), expected=10.0))
         session.commit()
         return report.id
+
+
+def as_json(body):
+    return orjson.loads(orjson.dumps(body))
+
+
+async def test_report_and_anomaly_bodies_are_sent_whole(gateway):
+    engine = gateway.app.state.sql_engine
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    report_id = add_report(engine, "default", now, [])
+    with Session(engine) as session:
+        report = session.get(NightlyReport, report_id)
+        # A key the model does not declare (a later analyzer's) passes through, nested ones too.
+        report.report = {"window": {"start": "a", "end": "b", "hours": 24.0, "zone": "UTC"},
+                         "summary": {"text": "calm", "pattern_ids": ["123"], "model": "rules"},
+                         "future_section": [{"x": 1}]}
+        session.add(report)
+        session.add(Anomaly(report_id=report_id, kind="service_quiet", service="billing", severity="critical",
+                            bucket=now - timedelta(hours=3), start=now - timedelta(hours=3), end=now,
+                            peak=now - timedelta(hours=3), hours=3, observed=0.0, expected=120.0,
+                            observed_total=0.0, expected_total=360.0, excess=-360.0, ongoing=True,
+                            incident_id="abc123", related_group="R1", z_score=-9.5))
+        session.commit()
+    async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+        body = (await client.get(f"/api/reports/{report_id}")).json()
+        assert body == as_json(insights.get_report(engine, report_id, None))
+        assert body["report"]["future_section"] == [{"x": 1}] and body["report"]["window"]["zone"] == "UTC"
+        anomalies = (await client.get("/api/anomalies")).json()
+        assert anomalies == as_json(insights.list_anomalies(engine, pipeline=None, severities=[], services=[],
+                                                            start=None, end=None, limit=100, offset=0))
+        incident = anomalies["anomalies"][0]
+        assert (incident["incident_id"], incident["ongoing"], incident["related_group"], incident["hours"],
+                incident["excess"], incident["pipeline"]) == ("abc123", True, "R1", 3, -360.0, "default")
+        assert incident["end"] == format_timestamp(now)
+
+
+async def test_anomalies_in_a_range_are_the_incidents_overlapping_it(gateway):
+    engine = gateway.app.state.sql_engine
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
+    report_id = add_report(engine, "default", hour + timedelta(hours=12), [])
+    with Session(engine) as session:
+        # Five hours long, peaking in its fourth hour: a range over its first hours must find it.
+        session.add(Anomaly(report_id=report_id, kind="volume_spike", service="long", severity="high",
+                            bucket=hour + timedelta(hours=3), peak=hour + timedelta(hours=3), start=hour,
+                            end=hour + timedelta(hours=5), hours=5))
+        # Written before incidents had a span: judged by its bucket.
+        session.add(Anomaly(report_id=report_id, kind="pattern_spike", service="legacy", severity="low",
+                            bucket=hour + timedelta(hours=1)))
+        session.commit()
+
+    async def services(start, end):
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
+            response = await client.get("/api/anomalies", params={"start": start.isoformat(), "end": end.isoformat()})
+            assert response.status_code == 200, response.text
+            return sorted(a["service"] for a in response.json()["anomalies"])
+
+    assert await services(hour, hour + timedelta(hours=2)) == ["legacy", "long"]
+    assert await services(hour + timedelta(hours=4), hour + timedelta(hours=6)) == ["long"]
+    assert await services(hour + timedelta(hours=5), hour + timedelta(hours=6)) == []  # the span's end is exclusive
+    assert await services(hour - timedelta(hours=2), hour) == []
+    assert await services(hour + timedelta(hours=1), hour + timedelta(minutes=90)) == ["legacy", "long"]
+
+
+def test_search_hits_keep_the_fields_a_search_adds():
+    body = {"query": "db down", "top_k": 2, "results": [
+        {"rank": 1, "score": 0.91, "record_id": "r1", "match": "both", "template": "db <*> down", "pattern_id": 7,
+         "payload": {"timestamp": "2026-12-06T10:00:00Z", "service": "api", "level": "ERROR",
+                     "message": "db 3 down", "trace_id": "t", "pattern_id": 7, "attributes": {"k": "v"}}},
+        {"rank": 2, "score": 0.5, "record_id": "r2", "payload": {"service": "api"}, "rerank": 0.3}]}
+    parsed = SearchResponse.model_validate(body)
+    assert parsed.model_dump(mode="json", exclude_unset=True) == body
+    assert parsed.results[0].match == "both" and parsed.results[1].match is None
 
 
 async def test_reports_and_anomalies(gateway):
@@ -96,6 +171,13 @@ async def test_analyze_runs_the_analyzer_and_the_report_is_readable(kafka_bootst
             report = await wait_for(completed, timeout=120, interval=0.5)
             assert report["status"] == "completed", report.get("error")
             assert report["total_logs"] == 300 and report["total_errors"] == 100
+            # The response models drop nothing the stores hold: each body is the rows as read.
+            engine = gateway.app.state.sql_engine
+            assert report == as_json(insights.get_report(engine, report_id, None))
+            assert report["report"]["window"]["hours"] == 6 and report["report"]["top_patterns"]
+            listing = (await client.get("/api/reports")).json()
+            assert listing == as_json(insights.list_reports(engine, pipeline=None, start=None, end=None,
+                                                            status=None, limit=50, offset=0))
             assert (await client.post("/api/analyze", json={"window_hours": -1})).status_code == 422
         async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read")) as client:
             assert (await client.post("/api/analyze", json={})).status_code == 403

@@ -173,6 +173,40 @@ async def test_dlq_records_are_cut_and_foreign_ones_shown_as_they_are(gateway, k
         assert foreign["original"] == "someone else's bytes" and "not a logpipe dead-letter" in foreign["error"]
 
 
+async def test_empty_topics_show_their_partitions(kafka_bootstrap, topic_prefix, clickhouse, tmp_path):
+    from logpipe.core.topics import Topics, ensure_topics
+
+    # DLQs of three partitions that never received a record: the count comes from the topic
+    # metadata, each partition holding 0.
+    names = Topics(f"{topic_prefix}wide-")
+    await ensure_topics(kafka_bootstrap, names, partitions=2, dlq_partitions=3)
+    gateway, server = start_gateway(gateway_settings(kafka_bootstrap, names.prefix, clickhouse, tmp_path))
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read"), timeout=30) as client:
+            body = (await client.get("/api/pipeline")).json()
+        assert body["available"] is True, body.get("error")
+        by_name = {topic["name"]: topic["partitions"] for topic in body["topics"]}
+        for dlq in (names.raw_logs_dlq, names.vectorization_dlq):
+            assert by_name[dlq] == [{"partition": p, "end_offset": 0} for p in range(3)]
+        assert [p["partition"] for p in by_name[names.raw_logs]] == [0, 1]
+        assert body["dlq"] == {"raw-logs-dlq": 0, "vectorization-dlq": 0}
+    finally:
+        server.stop()
+
+
+def test_topic_listing_takes_partitions_from_metadata_not_offsets():
+    from logpipe.gateway.pipeline import topic_listing
+
+    # A broker that answered no end offset for an empty partition still lists it.
+    listing = topic_listing(["logs", "logs-dlq", "missing"], {"logs": [0, 1], "logs-dlq": [0, 1, 2]},
+                            {("logs", 0): 5, ("logs", 1): 7, ("logs-dlq", 1): 0})
+    assert listing == [
+        {"name": "logs", "partitions": [{"partition": 0, "end_offset": 5}, {"partition": 1, "end_offset": 7}]},
+        {"name": "logs-dlq", "partitions": [{"partition": p, "end_offset": 0} for p in range(3)]},
+        {"name": "missing", "partitions": []},
+    ]
+
+
 async def test_kafka_down_is_an_answer_not_an_error(clickhouse, topics, tmp_path):
     # Nothing listens on this port: Kafka, ingest and the vectorizer are all unreachable.
     dead = f"127.0.0.1:{free_port()}"

@@ -396,6 +396,99 @@ export interface components {
              */
             window_hours?: number | null;
         };
+        /** AnomalyItem */
+        AnomalyItem: {
+            /**
+             * Bucket
+             * @description the peak hour; the first silent hour of a silence
+             */
+            bucket: string | null;
+            /** Created At */
+            created_at: string;
+            /** Description */
+            description: string;
+            /**
+             * End
+             * @description end of the last anomalous hour (the window's end when ongoing)
+             */
+            end: string | null;
+            /**
+             * Excess
+             * @description observed_total - expected_total; negative for drops and silences
+             */
+            excess: number;
+            /** Expected */
+            expected: number;
+            /** Expected Total */
+            expected_total: number;
+            /** Hours */
+            hours: number;
+            /** Id */
+            id: number;
+            /**
+             * Incident Id
+             * @description the same when a rerun finds the incident again
+             */
+            incident_id: string;
+            /**
+             * Kind
+             * @description pattern_spike, volume_spike, volume_drop, pattern_drop, service_quiet or new_pattern
+             */
+            kind: ("pattern_spike" | "volume_spike" | "volume_drop" | "pattern_drop" | "service_quiet" | "new_pattern") | string;
+            /**
+             * Observed
+             * @description at the peak hour for spikes; the stretch's total for drops and silences
+             */
+            observed: number;
+            /** Observed Total */
+            observed_total: number;
+            /**
+             * Ongoing
+             * @description a silence lasting to the end of the window: the service stopped for good
+             */
+            ongoing: boolean;
+            /**
+             * Pattern Id
+             * @description "" for a whole service
+             */
+            pattern_id: string;
+            /** Peak */
+            peak: string | null;
+            /**
+             * Pipeline
+             * @description in GET /api/anomalies (not inside a report)
+             */
+            pipeline?: string | null;
+            /**
+             * Related Group
+             * @description R1, ... shared by the anomalies of one candidate root cause; "" alone
+             */
+            related_group: string;
+            /** Report Id */
+            report_id: string;
+            /** Service */
+            service: string;
+            /** Severity */
+            severity: ("low" | "medium" | "high" | "critical") | string;
+            /**
+             * Start
+             * @description first anomalous hour
+             */
+            start: string | null;
+            /** Stddev */
+            stddev: number;
+            /** Z Score */
+            z_score: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** AnomalyList */
+        AnomalyList: {
+            /** Anomalies */
+            anomalies: components["schemas"]["AnomalyItem"][];
+            /** Total */
+            total: number;
+        };
         /** Collection */
         Collection: {
             /** Available */
@@ -828,6 +921,333 @@ export interface components {
             /** Topics */
             topics: components["schemas"]["TopicInfo"][];
         };
+        /** Report */
+        Report: {
+            /** Analysis Seconds */
+            analysis_seconds: number;
+            /** Anomalies */
+            anomalies: components["schemas"]["AnomalyItem"][];
+            /** Anomaly Count */
+            anomaly_count: number;
+            /** Created At */
+            created_at: string;
+            /** Error */
+            error: string;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: string;
+            /** Llm Model */
+            llm_model: string;
+            /** Llm Seconds */
+            llm_seconds: number;
+            /** Markdown */
+            markdown: string;
+            /** Patterns */
+            patterns: components["schemas"]["ReportPattern"][];
+            /** Pipeline */
+            pipeline: string;
+            report: components["schemas"]["ReportBody"];
+            /**
+             * Report Id
+             * @description the same as id (the analyzer's own API names it so)
+             */
+            report_id: string;
+            /** Services */
+            services: string[];
+            /** Started At */
+            started_at: string | null;
+            /** Status */
+            status: ("pending" | "running" | "completed" | "failed") | string;
+            /** Summary */
+            summary: string;
+            /** Summary Model */
+            summary_model: string;
+            /** Total Errors */
+            total_errors: number;
+            /** Total Logs */
+            total_logs: number;
+            /**
+             * Trigger
+             * @description api, schedule or cli
+             */
+            trigger: string;
+            /** Window End */
+            window_end: string;
+            /** Window Hours */
+            window_hours: number;
+            /** Window Start */
+            window_start: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ReportBody
+         * @description The structured report the analyzer wrote (analyzer/report.py): empty until the run completes.
+         */
+        ReportBody: {
+            /** Affected Services */
+            affected_services?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Anomalies */
+            anomalies?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Clusters */
+            clusters?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Co Occurrence */
+            co_occurrence?: {
+                [key: string]: unknown;
+            } | null;
+            /** Generated At */
+            generated_at?: string | null;
+            /** Gone Patterns */
+            gone_patterns?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Has History */
+            has_history?: boolean | null;
+            /** Insights */
+            insights?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Llm */
+            llm?: {
+                [key: string]: unknown;
+            } | null;
+            /** Models */
+            models?: {
+                [key: string]: unknown;
+            } | null;
+            /** New Patterns */
+            new_patterns?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Novel Errors */
+            novel_errors?: {
+                [key: string]: unknown;
+            } | null;
+            /** Pipeline */
+            pipeline?: string | null;
+            /** Recommendations */
+            recommendations?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Related */
+            related?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Report Id */
+            report_id?: string | null;
+            /** Root Cause Candidates */
+            root_cause_candidates?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Services */
+            services?: string[] | null;
+            /** Status */
+            status?: string | null;
+            summary?: components["schemas"]["ReportText"] | null;
+            /** Timings */
+            timings?: {
+                [key: string]: unknown;
+            } | null;
+            /** Top Patterns */
+            top_patterns?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Totals */
+            totals?: {
+                [key: string]: unknown;
+            } | null;
+            window?: components["schemas"]["ReportWindow"] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ReportList */
+        ReportList: {
+            /** Reports */
+            reports: components["schemas"]["ReportSummary"][];
+            /** Total */
+            total: number;
+        };
+        /** ReportPattern */
+        ReportPattern: {
+            /** Cluster Id */
+            cluster_id: string;
+            /** Count */
+            count: number;
+            /** Example */
+            example: string;
+            /** Expected */
+            expected: number | null;
+            /** First Seen */
+            first_seen: string | null;
+            /** Id */
+            id: number;
+            /** Is New */
+            is_new: boolean;
+            /** Last Seen */
+            last_seen: string | null;
+            /** Level */
+            level: string;
+            /** Pattern Id */
+            pattern_id: string;
+            /** Report Id */
+            report_id: string;
+            /** Services */
+            services: string[];
+            /** Template */
+            template: string;
+            /**
+             * Trend
+             * @description new, rising, falling or stable
+             */
+            trend: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ReportSummary */
+        ReportSummary: {
+            /** Analysis Seconds */
+            analysis_seconds: number;
+            /** Anomaly Count */
+            anomaly_count: number;
+            /** Created At */
+            created_at: string;
+            /** Error */
+            error: string;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: string;
+            /** Llm Model */
+            llm_model: string;
+            /** Llm Seconds */
+            llm_seconds: number;
+            /** Pipeline */
+            pipeline: string;
+            /**
+             * Report Id
+             * @description the same as id (the analyzer's own API names it so)
+             */
+            report_id: string;
+            /** Services */
+            services: string[];
+            /** Started At */
+            started_at: string | null;
+            /** Status */
+            status: ("pending" | "running" | "completed" | "failed") | string;
+            /** Summary */
+            summary: string;
+            /** Summary Model */
+            summary_model: string;
+            /** Total Errors */
+            total_errors: number;
+            /** Total Logs */
+            total_logs: number;
+            /**
+             * Trigger
+             * @description api, schedule or cli
+             */
+            trigger: string;
+            /** Window End */
+            window_end: string;
+            /** Window Hours */
+            window_hours: number;
+            /** Window Start */
+            window_start: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ReportText */
+        ReportText: {
+            /** Model */
+            model?: string | null;
+            /**
+             * Pattern Ids
+             * @default []
+             */
+            pattern_ids: string[];
+            /** Text */
+            text: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ReportWindow */
+        ReportWindow: {
+            /** End */
+            end: string;
+            /** Hours */
+            hours: number;
+            /** Start */
+            start: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** SearchHit */
+        SearchHit: {
+            /**
+             * Match
+             * @description how the hit was found, when the search says
+             */
+            match?: ("vector" | "keyword" | "both") | null;
+            /**
+             * Pattern Id
+             * @description the hit's pattern, when known
+             */
+            pattern_id?: number | string | null;
+            payload: components["schemas"]["SearchPayload"];
+            /** Rank */
+            rank: number;
+            /** Record Id */
+            record_id: string;
+            /**
+             * Score
+             * @description cosine similarity (1 = same meaning); null for a keyword-only hit
+             */
+            score: number | null;
+            /**
+             * Template
+             * @description the hit's pattern template, when known
+             */
+            template?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** SearchPayload */
+        SearchPayload: {
+            /** Level */
+            level?: string | null;
+            /** Message */
+            message?: string | null;
+            /** Pattern Id */
+            pattern_id?: number | string | null;
+            /** Record Id */
+            record_id?: string | null;
+            /** Service */
+            service?: string | null;
+            /** Timestamp */
+            timestamp?: string | null;
+            /** Trace Id */
+            trace_id?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** SearchResponse */
+        SearchResponse: {
+            /** Query */
+            query: string;
+            /** Results */
+            results: components["schemas"]["SearchHit"][];
+            /** Top K */
+            top_k: number;
+        } & {
+            [key: string]: unknown;
+        };
         /** SemanticSearchRequest */
         SemanticSearchRequest: {
             /**
@@ -1047,9 +1467,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["AnomalyList"];
                 };
             };
             /** @description Validation Error */
@@ -1348,9 +1766,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ReportList"];
                 };
             };
             /** @description Validation Error */
@@ -1381,9 +1797,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Report"];
                 };
             };
             /** @description Validation Error */
@@ -1449,9 +1863,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Report"];
                 };
             };
             /** @description Validation Error */
@@ -1484,9 +1896,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SearchResponse"];
                 };
             };
             /** @description Validation Error */

@@ -1,6 +1,6 @@
-// Response shapes of the gateway API. Where the gateway declares a response model they are the
-// generated schema's types; the rest (reports, anomalies, search hits, socket messages, which
-// the API returns as open objects) are written here from docs/api.md.
+// Response shapes of the gateway API: aliases of the types generated from its OpenAPI document
+// (`make frontend-api`), so `tsc` checks every view against what the gateway declares. Only the
+// log record (the socket's and /api/logs' item) and the `Unavailable` marker are written here.
 import type { components } from "./schema";
 
 type Schemas = components["schemas"];
@@ -33,27 +33,9 @@ export type Pattern = Schemas["PatternItem"];
 
 export type PatternList = Schemas["PatternList"];
 
-export interface Anomaly {
-  id: number;
-  report_id: string;
-  kind: string;
-  service: string;
-  pattern_id: string;
-  bucket: string | null;
-  observed: number;
-  expected: number;
-  stddev: number;
-  z_score: number;
-  severity: "low" | "medium" | "high" | "critical" | string;
-  description: string;
-  created_at: string;
-  pipeline?: string;
-}
+export type Anomaly = Schemas["AnomalyItem"];
 
-export interface AnomalyList {
-  anomalies: Anomaly[];
-  total: number;
-}
+export type AnomalyList = Schemas["AnomalyList"];
 
 export type ServiceSeriesPoint = Schemas["ServicePoint"];
 
@@ -61,64 +43,17 @@ export type ServiceStats = Schemas["ServiceItem"];
 
 export type ServiceList = Schemas["ServiceList"];
 
-export interface SearchHit {
-  rank: number;
-  score: number;
-  record_id: string;
-  payload: LogRecord;
-}
+export type SearchHit = Schemas["SearchHit"];
 
-export interface SearchResponse {
-  query: string;
-  top_k: number;
-  results: SearchHit[];
-}
+export type SearchResponse = Schemas["SearchResponse"];
 
-export interface ReportSummary {
-  id: string;
-  report_id?: string;
-  pipeline: string;
-  status: "pending" | "running" | "completed" | "failed" | string;
-  trigger: string;
-  created_at: string;
-  finished_at: string | null;
-  window_start: string;
-  window_end: string;
-  window_hours: number;
-  summary: string;
-  error: string;
-  total_logs: number;
-  total_errors: number;
-  anomaly_count: number;
-  llm_model?: string;
-  analysis_seconds?: number;
-}
+export type ReportSummary = Schemas["ReportSummary"];
 
-export interface ReportPattern {
-  pattern_id: string;
-  template: string;
-  example: string;
-  level: string;
-  count: number;
-  services: string[];
-  first_seen: string | null;
-  last_seen: string | null;
-  expected: number | null;
-  trend: string;
-  is_new: boolean;
-}
+export type ReportPattern = Schemas["ReportPattern"];
 
-export interface Report extends ReportSummary {
-  markdown: string;
-  report: Record<string, unknown>;
-  patterns: ReportPattern[];
-  anomalies: Anomaly[];
-}
+export type Report = Schemas["Report"];
 
-export interface ReportList {
-  reports: ReportSummary[];
-  total: number;
-}
+export type ReportList = Schemas["ReportList"];
 
 export interface Unavailable {
   available: false;

@@ -105,11 +105,20 @@ def list_anomalies(engine: Engine, *, pipeline: str | None, severities: list[str
         conditions.append(Anomaly.severity.in_(severities))
     if services:
         conditions.append(Anomaly.service.in_(services))
+    # An incident is in the range when its span [start, end) overlaps it, wherever its peak
+    # (`bucket`) lies; rows written before incidents had a span fall back to their bucket.
     # Compared column by column (not on `when`) so each side keeps its UTC column type.
+    spanned = sa.and_(Anomaly.start.is_not(None), Anomaly.end.is_not(None))
     if start:
-        conditions.append(sa.or_(Anomaly.bucket >= start, sa.and_(Anomaly.bucket.is_(None), Anomaly.created_at >= start)))
+        conditions.append(sa.or_(
+            sa.and_(spanned, Anomaly.end > start),
+            sa.and_(sa.not_(spanned), sa.or_(Anomaly.bucket >= start,
+                                             sa.and_(Anomaly.bucket.is_(None), Anomaly.created_at >= start)))))
     if end:
-        conditions.append(sa.or_(Anomaly.bucket < end, sa.and_(Anomaly.bucket.is_(None), Anomaly.created_at < end)))
+        conditions.append(sa.or_(
+            sa.and_(spanned, Anomaly.start < end),
+            sa.and_(sa.not_(spanned), sa.or_(Anomaly.bucket < end,
+                                             sa.and_(Anomaly.bucket.is_(None), Anomaly.created_at < end)))))
     joined = select(Anomaly, NightlyReport.pipeline).join(NightlyReport, NightlyReport.id == Anomaly.report_id)
     with Session(engine) as session:
         total = session.exec(select(sa.func.count()).select_from(Anomaly)

@@ -51,9 +51,12 @@ def group_lags(end: dict[tuple[str, int], int],
     return out
 
 
-def topic_listing(names: list[str], end: dict[tuple[str, int], int]) -> list[dict[str, Any]]:
-    return [{"name": name, "partitions": [{"partition": partition, "end_offset": offset}
-                                          for (topic, partition), offset in sorted(end.items()) if topic == name]}
+def topic_listing(names: list[str], partitions: dict[str, list[int]],
+                  end: dict[tuple[str, int], int]) -> list[dict[str, Any]]:
+    """Each topic with every partition its metadata lists; a partition with no end offset
+    answered (an empty one, on some brokers) holds nothing: 0."""
+    return [{"name": name, "partitions": [{"partition": partition, "end_offset": end.get((name, partition), 0)}
+                                          for partition in partitions.get(name, [])]}
             for name in names]
 
 

@@ -3,7 +3,7 @@ frontend's TypeScript client is generated from and checked against)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -154,3 +154,168 @@ class DeadLetters(BaseModel):
     available: bool = True
     error: str | None = None
     records: list[DeadLetter]
+
+
+# Reports, anomalies and semantic search. Times are ISO 8601 strings (UTC), as the SQL rows are
+# written out by gateway/insights.py. Every body stays open (`Open`): a field the analyzer or
+# the search adds later passes through untouched until it is declared here.
+
+Severity = Literal["low", "medium", "high", "critical"]
+AnomalyKind = Literal["pattern_spike", "volume_spike", "volume_drop", "pattern_drop", "service_quiet", "new_pattern"]
+
+
+class AnomalyItem(Open):
+    id: int
+    report_id: str
+    kind: AnomalyKind | str = Field(description="pattern_spike, volume_spike, volume_drop, pattern_drop, "
+                                    "service_quiet or new_pattern")
+    service: str
+    pattern_id: str = Field(description='"" for a whole service')
+    bucket: str | None = Field(description="the peak hour; the first silent hour of a silence")
+    observed: float = Field(description="at the peak hour for spikes; the stretch's total for drops and silences")
+    expected: float
+    stddev: float
+    z_score: float
+    severity: Severity | str
+    description: str
+    created_at: str
+    incident_id: str = Field(description="the same when a rerun finds the incident again")
+    start: str | None = Field(description="first anomalous hour")
+    end: str | None = Field(description="end of the last anomalous hour (the window's end when ongoing)")
+    peak: str | None
+    hours: int
+    observed_total: float
+    expected_total: float
+    excess: float = Field(description="observed_total - expected_total; negative for drops and silences")
+    ongoing: bool = Field(description="a silence lasting to the end of the window: the service stopped for good")
+    related_group: str = Field(description='R1, ... shared by the anomalies of one candidate root cause; "" alone')
+    pipeline: str | None = Field(None, description="in GET /api/anomalies (not inside a report)")
+
+
+class AnomalyList(BaseModel):
+    anomalies: list[AnomalyItem]
+    total: int
+
+
+ReportStatus = Literal["pending", "running", "completed", "failed"]
+
+
+class ReportSummary(Open):
+    id: str
+    report_id: str = Field(description="the same as id (the analyzer's own API names it so)")
+    pipeline: str
+    status: ReportStatus | str
+    trigger: str = Field(description="api, schedule or cli")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    window_start: str
+    window_end: str
+    window_hours: float
+    services: list[str]
+    summary: str
+    summary_model: str
+    llm_model: str
+    error: str
+    total_logs: int
+    total_errors: int
+    anomaly_count: int
+    analysis_seconds: float
+    llm_seconds: float
+
+
+class ReportList(BaseModel):
+    reports: list[ReportSummary]
+    total: int
+
+
+class ReportPattern(Open):
+    id: int
+    report_id: str
+    pattern_id: str
+    template: str
+    example: str
+    level: str
+    count: int
+    services: list[str]
+    first_seen: str | None
+    last_seen: str | None
+    expected: float | None
+    trend: str = Field(description="new, rising, falling or stable")
+    is_new: bool
+    cluster_id: str
+
+
+class ReportWindow(Open):
+    start: str
+    end: str
+    hours: float
+
+
+class ReportText(Open):
+    text: str
+    pattern_ids: list[str] = []
+    model: str | None = None
+
+
+class ReportBody(Open):
+    """The structured report the analyzer wrote (analyzer/report.py): empty until the run completes."""
+
+    report_id: str | None = None
+    pipeline: str | None = None
+    status: str | None = None
+    generated_at: str | None = None
+    window: ReportWindow | None = None
+    services: list[str] | None = None
+    totals: dict[str, Any] | None = None
+    summary: ReportText | None = None
+    top_patterns: list[dict[str, Any]] | None = None
+    new_patterns: list[dict[str, Any]] | None = None
+    gone_patterns: list[dict[str, Any]] | None = None
+    clusters: list[dict[str, Any]] | None = None
+    anomalies: list[dict[str, Any]] | None = None
+    related: list[dict[str, Any]] | None = None
+    novel_errors: dict[str, Any] | None = None
+    co_occurrence: dict[str, Any] | None = None
+    root_cause_candidates: list[dict[str, Any]] | None = None
+    affected_services: list[dict[str, Any]] | None = None
+    insights: list[dict[str, Any]] | None = None
+    recommendations: list[dict[str, Any]] | None = None
+    models: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
+    has_history: bool | None = None
+    llm: dict[str, Any] | None = None
+
+
+class Report(ReportSummary):
+    report: ReportBody
+    markdown: str
+    patterns: list[ReportPattern]
+    anomalies: list[AnomalyItem]
+
+
+class SearchPayload(Open):
+    timestamp: str | None = None
+    service: str | None = None
+    level: str | None = None
+    message: str | None = None
+    trace_id: str | None = None
+    pattern_id: int | str | None = None
+    record_id: str | None = None
+
+
+class SearchHit(Open):
+    rank: int
+    score: float | None = Field(description="cosine similarity (1 = same meaning); null for a keyword-only hit")
+    record_id: str
+    payload: SearchPayload
+    match: Literal["vector", "keyword", "both"] | None = Field(None, description="how the hit was found, "
+                                                               "when the search says")
+    template: str | None = Field(None, description="the hit's pattern template, when known")
+    pattern_id: int | str | None = Field(None, description="the hit's pattern, when known")
+
+
+class SearchResponse(Open):
+    query: str
+    top_k: int
+    results: list[SearchHit]

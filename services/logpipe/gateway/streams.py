@@ -297,6 +297,10 @@ class KafkaOffsets:
                 lag = max(0, end.get(TopicPartition(topic, partition), offset) - offset)
                 CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)
         return {
+            # From the topic metadata, not from `end`: a partition's count must not depend on
+            # the broker answering an offset for it (an empty DLQ still has its partitions).
+            "partitions": {topic: sorted(tp.partition for tp in partitions if tp.topic == topic)
+                           for topic in sorted({tp.topic for tp in partitions})},
             "end": {(tp.topic, tp.partition): offset for tp, offset in end.items()},
             "beginning": {(tp.topic, tp.partition): offset for tp, offset in beginning.items()},
             "committed": committed,

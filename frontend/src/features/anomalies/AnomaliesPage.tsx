@@ -3,7 +3,7 @@ import { useQuery } from "@tanstack/react-query";
 import { Link } from "react-router-dom";
 import { apiGet, socketUrl } from "../../api/client";
 import type { Anomaly, AnomalyList, LogRecord } from "../../api/types";
-import { SeverityBadge } from "../../components/Badge";
+import { Badge, SeverityBadge } from "../../components/Badge";
 import { themeColor } from "../../components/Chart";
 import { useTheme } from "../../components/theme";
 import { ErrorState, Loading, QueryState } from "../../components/States";
@@ -11,7 +11,7 @@ import { TimeRangePicker } from "../../components/TimeRangePicker";
 import { formatTime, formatTimestamp } from "../../lib/time";
 import { linkTo, useUrlState } from "../../lib/url";
 import { useTimeRange } from "../../lib/useTimeRange";
-import { LogHistogram } from "../logs/LogHistogram";
+import { LogHistogram, type TimelineMark } from "../logs/LogHistogram";
 
 export const SEVERITY_ORDER = ["critical", "high", "medium", "low"];
 
@@ -23,13 +23,140 @@ export function bySeverity(anomalies: Anomaly[]): Anomaly[] {
   return [...anomalies].sort((a, b) => rank(a.severity) - rank(b.severity) || Math.abs(b.z_score) - Math.abs(a.z_score));
 }
 
-/** Explore at the anomaly's hour (its bucket), for its service and pattern. */
+/** Drops and silences last for hours: the timeline shades their span instead of marking a point. */
+const SPAN_KINDS = new Set(["volume_drop", "pattern_drop", "service_quiet"]);
+
+export function isSpanKind(kind: string): boolean {
+  return SPAN_KINDS.has(kind);
+}
+
+function seconds(value: string | null | undefined): number | null {
+  if (!value) return null;
+  const time = new Date(value).getTime();
+  return Number.isNaN(time) ? null : time / 1000;
+}
+
+/** The peak hour (rows from before incidents only have `bucket`). */
+export function peakOf(anomaly: Anomaly): string {
+  return anomaly.peak ?? anomaly.bucket ?? anomaly.created_at;
+}
+
+/** Timeline marks: a span for each drop or silence, a line at the peak for the rest. */
+export function timelineMarks(anomalies: Anomaly[], colorOf: (severity: string) => string): TimelineMark[] {
+  const marks: TimelineMark[] = [];
+  for (const anomaly of anomalies) {
+    const color = colorOf(anomaly.severity.toLowerCase());
+    const start = seconds(anomaly.start);
+    const end = seconds(anomaly.end);
+    if (isSpanKind(anomaly.kind) && start !== null && end !== null && end > start) {
+      marks.push({ time: start, end, color });
+      continue;
+    }
+    const peak = seconds(peakOf(anomaly));
+    if (peak !== null) marks.push({ time: peak, color });
+  }
+  return marks;
+}
+
+export interface RootCauseGroup {
+  key: string;
+  group: string;
+  anomalies: Anomaly[];
+}
+
+/**
+ * Anomalies sharing a `related_group` (within one report: each run numbers its own) are shown
+ * together, in the order of their most severe member; the rest stay alone, in the given order.
+ */
+export function groupByRootCause(sorted: Anomaly[]): { groups: RootCauseGroup[]; alone: Anomaly[] } {
+  const groups = new Map<string, RootCauseGroup>();
+  const alone: Anomaly[] = [];
+  for (const anomaly of sorted) {
+    if (!anomaly.related_group) {
+      alone.push(anomaly);
+      continue;
+    }
+    const key = `${anomaly.report_id}/${anomaly.related_group}`;
+    const group = groups.get(key) ?? { key, group: anomaly.related_group, anomalies: [] };
+    group.anomalies.push(anomaly);
+    groups.set(key, group);
+  }
+  return { groups: [...groups.values()], alone };
+}
+
+function signed(value: number): string {
+  const text = Math.abs(value).toLocaleString("en-US", { maximumFractionDigits: 1 });
+  return value > 0 ? `+${text}` : value < 0 ? `−${text}` : text;
+}
+
+/** Explore over the incident's span (its peak hour for rows without one), for its service and pattern. */
 export function anomalyLogsLink(anomaly: Anomaly): string {
-  const start = new Date(anomaly.bucket ?? anomaly.created_at);
-  const range = Number.isNaN(start.getTime())
-    ? { since: "24h" }
-    : { start: start.toISOString(), end: new Date(start.getTime() + 3600_000).toISOString() };
+  const start = new Date(anomaly.start ?? peakOf(anomaly));
+  const end = anomaly.start && anomaly.end ? new Date(anomaly.end) : new Date(start.getTime() + 3600_000);
+  const range =
+    Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())
+      ? { since: "24h" }
+      : { start: start.toISOString(), end: end.toISOString() };
   return linkTo("/explore", { service: anomaly.service, pattern_id: anomaly.pattern_id || null, ...range });
+}
+
+function IncidentCard({ anomaly }: { anomaly: Anomaly }) {
+  const stoppedForGood = anomaly.ongoing && anomaly.kind === "service_quiet";
+  return (
+    <li className={`card anomaly severity-edge-${anomaly.severity.toLowerCase()}`} data-testid="anomaly">
+      <div className="card-head">
+        <SeverityBadge severity={anomaly.severity} />
+        <strong>{anomaly.kind.replace(/_/g, " ")}</strong>
+        <span className="muted">{anomaly.service}</span>
+        {anomaly.ongoing ? <Badge tone="bad">{stoppedForGood ? "ongoing: stopped for good" : "ongoing"}</Badge> : null}
+        <span className="muted right" data-testid="incident-span">
+          {anomaly.start && anomaly.end
+            ? `${formatTime(anomaly.start)} – ${formatTime(anomaly.end)} (${anomaly.hours} h)`
+            : formatTime(peakOf(anomaly))}
+        </span>
+      </div>
+      {anomaly.description ? <p>{anomaly.description}</p> : null}
+      <dl className="evidence">
+        <div>
+          <dt>peak</dt>
+          <dd>{formatTime(peakOf(anomaly))}</dd>
+        </div>
+        <div>
+          <dt>observed / expected</dt>
+          <dd data-testid="incident-totals">
+            {anomaly.observed_total.toLocaleString("en-US", { maximumFractionDigits: 1 })} /{" "}
+            {anomaly.expected_total.toLocaleString("en-US", { maximumFractionDigits: 1 })}
+          </dd>
+        </div>
+        <div>
+          <dt>excess</dt>
+          <dd data-testid="incident-excess">{signed(anomaly.excess)}</dd>
+        </div>
+        <div>
+          <dt>baseline</dt>
+          <dd>
+            {anomaly.expected.toFixed(1)} ± {anomaly.stddev.toFixed(1)}
+          </dd>
+        </div>
+        <div>
+          <dt>z-score</dt>
+          <dd>{anomaly.z_score.toFixed(2)}</dd>
+        </div>
+        {anomaly.pattern_id ? (
+          <div>
+            <dt>pattern</dt>
+            <dd>
+              <Link to={linkTo("/explore", { pattern_id: anomaly.pattern_id, since: "24h" })}>{anomaly.pattern_id}</Link>
+            </dd>
+          </div>
+        ) : null}
+      </dl>
+      <div className="card-links">
+        <Link to={anomalyLogsLink(anomaly)}>Logs at that time</Link>
+        <Link to={`/reports/${encodeURIComponent(anomaly.report_id)}`}>Open its report</Link>
+      </div>
+    </li>
+  );
 }
 
 interface NovelError {
@@ -86,14 +213,9 @@ export function AnomaliesPage() {
   const novel = useNovelErrors();
   const theme = useTheme();
   const sorted = useMemo(() => bySeverity(anomalies.data?.anomalies ?? []), [anomalies.data]);
+  const grouped = useMemo(() => groupByRootCause(sorted), [sorted]);
   const markers = useMemo(
-    () =>
-      sorted
-        .filter((anomaly) => anomaly.bucket ?? anomaly.created_at)
-        .map((anomaly) => ({
-          time: new Date(anomaly.bucket ?? anomaly.created_at).getTime() / 1000,
-          color: themeColor(`--severity-${anomaly.severity.toLowerCase()}`, "#e5534b"),
-        })),
+    () => timelineMarks(sorted, (severity) => themeColor(`--severity-${severity}`, "#e5534b")),
     // eslint-disable-next-line react-hooks/exhaustive-deps
     [sorted, theme],
   );
@@ -118,7 +240,7 @@ export function AnomaliesPage() {
       <section className="panel" aria-label="Timeline">
         <div className="panel-head">
           <h2>Timeline</h2>
-          <span className="muted">log volume with each anomaly marked where it happened · drag to zoom</span>
+          <span className="muted">log volume: spikes marked at their peak, drops and silences shaded over their span · drag to zoom</span>
         </div>
         {volume.isPending ? (
           <Loading label="Loading the volume" />
@@ -146,47 +268,30 @@ export function AnomaliesPage() {
             }
           >
             {() => (
-              <ul className="card-list">
-                {sorted.map((anomaly) => (
-                  <li key={anomaly.id} className={`card anomaly severity-edge-${anomaly.severity.toLowerCase()}`} data-testid="anomaly">
-                    <div className="card-head">
-                      <SeverityBadge severity={anomaly.severity} />
-                      <strong>{anomaly.kind.replace(/_/g, " ")}</strong>
-                      <span className="muted">{anomaly.service}</span>
-                      <span className="muted right">{formatTime(anomaly.bucket ?? anomaly.created_at)}</span>
-                    </div>
-                    {anomaly.description ? <p>{anomaly.description}</p> : null}
-                    <dl className="evidence">
-                      <div>
-                        <dt>baseline</dt>
-                        <dd>
-                          {anomaly.expected.toFixed(1)} ± {anomaly.stddev.toFixed(1)}
-                        </dd>
-                      </div>
-                      <div>
-                        <dt>observed</dt>
-                        <dd>{anomaly.observed.toFixed(0)}</dd>
-                      </div>
-                      <div>
-                        <dt>z-score</dt>
-                        <dd>{anomaly.z_score.toFixed(2)}</dd>
-                      </div>
-                      {anomaly.pattern_id ? (
-                        <div>
-                          <dt>pattern</dt>
-                          <dd>
-                            <Link to={linkTo("/explore", { pattern_id: anomaly.pattern_id, since: "24h" })}>{anomaly.pattern_id}</Link>
-                          </dd>
-                        </div>
-                      ) : null}
-                    </dl>
-                    <div className="card-links">
-                      <Link to={anomalyLogsLink(anomaly)}>Logs at that time</Link>
-                      <Link to={`/reports/${encodeURIComponent(anomaly.report_id)}`}>Open its report</Link>
-                    </div>
-                  </li>
+              <>
+                {grouped.groups.map((group) => (
+                  <section key={group.key} className="root-cause" aria-label={`Candidate root cause ${group.group}`} data-testid="root-cause">
+                    <h3>
+                      Candidate root cause {group.group}{" "}
+                      <span className="muted">
+                        {group.anomalies.length} related anomal{group.anomalies.length === 1 ? "y" : "ies"}
+                      </span>
+                    </h3>
+                    <ul className="card-list">
+                      {group.anomalies.map((anomaly) => (
+                        <IncidentCard key={anomaly.id} anomaly={anomaly} />
+                      ))}
+                    </ul>
+                  </section>
                 ))}
-              </ul>
+                {grouped.alone.length > 0 ? (
+                  <ul className="card-list">
+                    {grouped.alone.map((anomaly) => (
+                      <IncidentCard key={anomaly.id} anomaly={anomaly} />
+                    ))}
+                  </ul>
+                ) : null}
+              </>
             )}
           </QueryState>
         </section>

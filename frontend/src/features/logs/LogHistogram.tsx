@@ -7,6 +7,13 @@ import { LEVELS } from "../../api/types";
 
 let histogramMarked = false;
 
+/** A line at `time`, or a span [time, end) when `end` is given; times in seconds. */
+export interface TimelineMark {
+  time: number;
+  end?: number;
+  color: string;
+}
+
 /** Levels in stacking order: the most severe at the bottom, where the eye looks first. */
 export function orderedLevels(levels: string[]): string[] {
   const known = LEVELS.filter((level) => levels.includes(level));
@@ -37,8 +44,8 @@ export function LogHistogram({
 }: {
   histogram: Histogram;
   onZoom?: (start: Date, end: Date) => void;
-  /** Vertical marks (anomalies) at these times, with a colour each. */
-  markers?: { time: number; color: string }[];
+  /** Marks (anomalies): a line at `time`, or a shaded span to `end` (seconds), with a colour each. */
+  markers?: TimelineMark[];
   height?: number;
 }) {
   const { levels, times, raw, stacked } = useMemo(() => stackHistogram(histogram), [histogram]);
@@ -107,9 +114,27 @@ export function LogHistogram({
               performance.mark("logpipe:histogram-drawn");
             }
             const context = chart.ctx;
+            const left = chart.bbox.left;
+            const right = chart.bbox.left + chart.bbox.width;
             for (const marker of markerRef.current) {
+              if (marker.end !== undefined) {
+                const from = Math.max(left, Math.round(chart.valToPos(marker.time, "x", true)));
+                const to = Math.min(right, Math.round(chart.valToPos(marker.end, "x", true)));
+                if (to <= from) continue;
+                // A drop or silence lasts: shaded over its hours, edged so it reads on any bar colour.
+                context.save();
+                context.fillStyle = marker.color;
+                context.globalAlpha = 0.18;
+                context.fillRect(from, chart.bbox.top, to - from, chart.bbox.height);
+                context.globalAlpha = 0.8;
+                context.strokeStyle = marker.color;
+                context.lineWidth = devicePixelRatio;
+                context.strokeRect(from, chart.bbox.top, to - from, chart.bbox.height);
+                context.restore();
+                continue;
+              }
               const x = Math.round(chart.valToPos(marker.time, "x", true));
-              if (x < chart.bbox.left || x > chart.bbox.left + chart.bbox.width) continue;
+              if (x < left || x > right) continue;
               context.save();
               context.strokeStyle = marker.color;
               context.lineWidth = 2 * devicePixelRatio;

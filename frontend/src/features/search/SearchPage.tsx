@@ -93,8 +93,8 @@ export function SearchPage() {
                 {data.results.map((hit) => (
                   <li key={hit.record_id} className="card hit" data-testid="search-hit">
                     <div className="card-head">
-                      <span className="score" title="cosine similarity">
-                        {(hit.score * 100).toFixed(1)}%
+                      <span className="score" title={hit.score === null ? "found by its words" : "cosine similarity"}>
+                        {hit.score === null ? "text match" : `${(hit.score * 100).toFixed(1)}%`}
                       </span>
                       <LevelBadge level={String(hit.payload.level ?? "")} />
                       <span>{String(hit.payload.service ?? "")}</span>

@@ -16,7 +16,7 @@ from logpipe.gateway.query import QueryError
 from logpipe.core.record import MAX_TIMESTAMP, MIN_TIMESTAMP, to_utc_ms
 from logpipe.gateway import insights
 from logpipe.gateway.auth import Principal, require
-from logpipe.gateway.responses import PatternList
+from logpipe.gateway.responses import AnomalyList, PatternList, Report, ReportList, SearchResponse
 from logpipe.gateway.schemas import AnalyzeRequest, SemanticSearchRequest
 from logpipe.gateway.service import check_pipeline_access, effective_pipeline, split_values
 
@@ -46,7 +46,8 @@ def _day_range(start: datetime | None, end: datetime | None, date_from: date | N
     return _range(start, end)
 
 
-@router.get("/api/reports", summary="Analysis reports, newest first")
+@router.get("/api/reports", response_model=ReportList, response_model_exclude_unset=True,
+            summary="Analysis reports, newest first")
 async def list_reports(
     request: Request,
     principal: Principal = Depends(require("read")),
@@ -65,7 +66,8 @@ async def list_reports(
         start=start, end=end, status=status, limit=limit, offset=offset)
 
 
-@router.get("/api/reports/latest", summary="The newest completed report, in full")
+@router.get("/api/reports/latest", response_model=Report, response_model_exclude_unset=True,
+            summary="The newest completed report, in full")
 async def latest_report(request: Request, principal: Principal = Depends(require("read")),
                         pipeline: str | None = Query(None, max_length=200)) -> dict[str, Any]:
     scope = effective_pipeline(principal.pipeline, pipeline)
@@ -76,7 +78,8 @@ async def latest_report(request: Request, principal: Principal = Depends(require
     return await get_report(request, listing["reports"][0]["id"], principal)
 
 
-@router.get("/api/reports/{report_id}", summary="One report with its patterns and anomalies")
+@router.get("/api/reports/{report_id}", response_model=Report, response_model_exclude_unset=True,
+            summary="One report with its patterns and anomalies")
 async def get_report(
     request: Request,
     report_id: str = Path(max_length=64),
@@ -110,7 +113,8 @@ async def download_report(
         "Content-Disposition": f'attachment; filename="logpipe-report-{safe_id}.{suffix}"'})
 
 
-@router.get("/api/anomalies", summary="Anomalies found by analysis runs, newest first")
+@router.get("/api/anomalies", response_model=AnomalyList, response_model_exclude_unset=True,
+            summary="Anomalies found by analysis runs, newest first")
 async def list_anomalies(
     request: Request,
     principal: Principal = Depends(require("read")),
@@ -160,7 +164,8 @@ async def analyze(
     return JSONResponse(answer, status_code=response.status_code)
 
 
-@router.post("/api/search/semantic", summary="Logs nearest in meaning to a query")
+@router.post("/api/search/semantic", response_model=SearchResponse, response_model_exclude_unset=True,
+             summary="Logs nearest in meaning to a query")
 async def semantic_search(
     request: Request,
     body: SemanticSearchRequest,

@@ -42,7 +42,7 @@ async def pipeline_view(request: Request, principal: Principal = Depends(require
     if snapshot is None:
         body.update(topics=[], consumer_groups=[], dlq={})
     else:
-        body.update(topics=inspect.topic_listing(inspector.topics.all(), snapshot["end"]),
+        body.update(topics=inspect.topic_listing(inspector.topics.all(), snapshot["partitions"], snapshot["end"]),
                     consumer_groups=inspect.group_lags(snapshot["end"], snapshot["committed"]),
                     dlq=inspect.dlq_sizes(inspector.topics, snapshot["beginning"], snapshot["end"]))
     return body
