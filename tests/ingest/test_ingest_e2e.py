@@ -179,7 +179,7 @@ async def test_each_malformed_class_goes_to_the_dlq_with_its_reason(kafka_bootst
 
 async def test_stats_and_flush_endpoints(kafka_bootstrap, topics, topic_prefix, clickhouse):
     async with running_ingest(kafka_bootstrap, topic_prefix, clickhouse, batch_size=100_000,
-                              batch_timeout_seconds=300) as app:
+                              batch_timeout_seconds=300, batch_mode="fixed") as app:
         await produce(kafka_bootstrap, topics.raw_logs, [encode(r) for r in LogFactory(seed=3).batch(50)])
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
