@@ -29,8 +29,8 @@ class Settings(ServiceSettings):
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 30.0
     # Batches in each pipeline stage (parse, write) at once: the consumer holds up to twice this
-    # many cut batches plus one buffered, then pauses fetching (memory: about batch_size * record
-    # size each).
+    # many cut batches plus one buffered, then pauses fetching (memory: up to BATCH_MAX_BYTES
+    # each, plus a poll).
     pipeline_depth: int = Field(2, ge=1, le=16)
     # Batches parsed and tagged at once (each in its own thread; the GIL is mostly released).
     build_workers: int = Field(2, ge=1, le=16)
