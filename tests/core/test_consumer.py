@@ -34,17 +34,23 @@ class Sink:
         self.batches: list[list[bytes]] = []
         self.fail = False
         self.gate: asyncio.Event | None = None
+        # One permit lets one write through (None: no limit).
+        self.permits: asyncio.Semaphore | None = None
         self.attempts = 0
+        self.written: list[Batch] = []  # the engine's batches, with their cut reason and size
 
     async def write(self, batch: Batch) -> int:
         self.attempts += 1
         if self.gate is not None:
             await self.gate.wait()
+        if self.permits is not None:
+            await self.permits.acquire()
         if self.fail:
             raise ConnectionError("the store is down")
         values = [record.value for chunk in batch.chunks for record in chunk]
         assert len(values) == batch.records
         self.batches.append(values)
+        self.written.append(batch)
         return len(values)
 
     @property
@@ -223,3 +229,87 @@ async def test_a_poll_that_fails_to_decode_is_read_again(kafka_bootstrap, topics
         await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 60), timeout=10)
         assert len(failures) == 2 and "cannot decode" in consumer.stats.last_error
     assert sorted(sink.values) == sorted(values(60))  # none skipped, none twice
+
+
+# -- adaptive batching (what ingest and the vectorizer ship) ------------------------------------
+
+def adaptive(bootstrap: str, topic: str, group: str, **overrides) -> ConsumerOptions:
+    return options(bootstrap, topic, group, **{"adaptive": True, **overrides})
+
+
+async def test_adaptive_batches_grow_while_the_writer_is_busy_up_to_the_record_bound(kafka_bootstrap, topics):
+    sink, name = Sink(), group()
+    sink.permits = asyncio.Semaphore(0)
+    opts = adaptive(kafka_bootstrap, topics.raw_logs, name, batch_size=100, batch_timeout_seconds=300,
+                    max_poll_records=10, max_batches_in_flight=1)
+    sent = values(300)
+    async with running(opts, sink) as consumer:
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, sent, PARTITIONS)
+        # The first poll went out at once (the writer was free); the rest grows behind it.
+        await wait_for(lambda: sink.attempts == 1 and consumer.stats.paused)
+        assert consumer.stats.cuts == {"idle": 1}
+        assert await committed(kafka_bootstrap, name, topics.raw_logs) == 0
+        sink.permits.release()
+        await wait_for(lambda: len(sink.written) == 1)
+        first = sink.written[0]
+        assert first.cut_reason == "idle" and first.records <= 10
+        # Committed after the write, exactly that batch, though more is buffered and cut.
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, first.records), timeout=10)
+        await wait_for(lambda: consumer.buffered > 100)
+        assert await committed(kafka_bootstrap, name, topics.raw_logs) == first.records
+        for _ in range(300):
+            sink.permits.release()
+        await wait_for(lambda: len(sink.values) == 300, timeout=60)
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 300), timeout=10)
+    assert sorted(sink.values) == sorted(sent)
+    second = sink.written[1]
+    # It grew while the first write waited, to the record bound (plus at most one poll's records).
+    assert second.cut_reason == "records" and 100 <= second.records < 100 + 10
+    assert all(batch.records < 100 + 10 for batch in sink.written)
+
+
+async def test_adaptive_batches_are_bounded_by_bytes(kafka_bootstrap, topics):
+    sink, name = Sink(), group()
+    sink.gate = asyncio.Event()
+    sent = [f"{i:0100d}".encode() for i in range(200)]  # 100 bytes each
+    opts = adaptive(kafka_bootstrap, topics.raw_logs, name, batch_size=10_000, batch_max_bytes=1_000,
+                    batch_timeout_seconds=300, max_poll_records=5, max_batches_in_flight=1)
+    async with running(opts, sink) as consumer:
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, sent, PARTITIONS)
+        await wait_for(lambda: consumer.stats.paused)  # one write held, 1,000 bytes waiting: full
+        assert consumer.buffered <= 5 + (1_000 + 5 * 100) // 100
+        sink.gate.set()
+        await wait_for(lambda: len(sink.values) == 200, timeout=60)
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 200), timeout=10)
+    assert sorted(sink.values) == sorted(sent)
+    for batch, written in zip(sink.written, sink.batches):
+        assert batch.bytes == sum(len(value) for value in written)  # the engine counts what it holds
+        assert batch.bytes < 1_000 + 5 * 100  # the bound, plus at most one poll's bytes
+    assert consumer.stats.cuts.get("bytes", 0) >= 1
+    assert max(batch.records for batch in sink.written) >= 10  # grew past a poll, to the byte bound
+
+
+async def test_a_lone_record_is_written_at_once_and_one_behind_a_busy_writer_within_the_latency_target(
+        kafka_bootstrap, topics):
+    sink, name = Sink(), group()
+    sink.permits = asyncio.Semaphore(0)
+    opts = adaptive(kafka_bootstrap, topics.raw_logs, name, batch_size=10_000, batch_timeout_seconds=1.0,
+                    max_batches_in_flight=2)
+    async with running(opts, sink) as consumer:
+        await wait_for(lambda: len(consumer.stats.assigned_partitions) == PARTITIONS, timeout=30)
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, [b"lone"], PARTITIONS)
+        await wait_for(lambda: sink.attempts == 1)
+        lone = consumer._in_flight[0].batch
+        # Cut by the free writer at the poll that brought it, not by the 1 s target.
+        assert lone.cut_reason == "idle" and lone.records == 1
+        assert lone.waited_seconds < opts.batch_timeout_seconds
+        # The writer is now busy: the next record waits for the latency target, then is cut.
+        await produce_to_every_partition(kafka_bootstrap, topics.raw_logs, [b"behind"], PARTITIONS)
+        await wait_for(lambda: consumer.stats.cuts.get("latency") == 1)
+        behind = consumer._in_flight[1].batch
+        assert behind.records == 1 and behind.waited_seconds >= opts.batch_timeout_seconds
+        sink.permits.release()
+        sink.permits.release()
+        await wait_for(lambda: len(sink.values) == 2)
+        await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 2), timeout=10)
+    assert sink.values == [b"lone", b"behind"]

@@ -194,7 +194,7 @@ async def test_each_malformed_class_goes_to_the_dlq_with_its_reason(kafka_bootst
 
 async def test_stats_and_flush_endpoints(kafka_bootstrap, topics, topic_prefix, clickhouse):
     async with running_ingest(kafka_bootstrap, topic_prefix, clickhouse, batch_size=100_000,
-                              batch_timeout_seconds=300) as app:
+                              batch_timeout_seconds=300, batch_mode="fixed") as app:
         await produce(kafka_bootstrap, topics.raw_logs, [encode(r) for r in LogFactory(seed=3).batch(50)])
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
@@ -272,3 +272,23 @@ async def test_two_replicas_share_partitions_and_store_each_log_once(kafka_boots
             assert second.state.ingestor.consumer.stats.consumed > 0  # it did get partitions
     assert count(clickhouse) == 4000
     assert clickhouse.query(f"SELECT uniqExact(record_id) FROM {clickhouse.table('logs')}")[0][0] == 4000
+
+
+async def test_with_the_shipped_batching_a_lone_log_is_stored_without_waiting_for_a_batch(
+        kafka_bootstrap, topics, topic_prefix, clickhouse):
+    from logpipe.ingest.settings import Settings
+
+    shipped = {name: Settings.model_fields[name].default
+               for name in ("batch_mode", "batch_size", "batch_max_bytes", "batch_timeout_seconds")}
+    async with running_ingest(kafka_bootstrap, topic_prefix, clickhouse, **shipped) as app:
+        ingestor = app.state.ingestor
+        await wait_for(lambda: ingestor.consumer.stats.assigned_partitions, timeout=30)
+        await produce(kafka_bootstrap, topics.raw_logs, [encode(LogFactory(seed=9).one())])
+        await wait_for(lambda: count(clickhouse) == 1)
+        await wait_for(lambda: ingestor.stats.written == 1)  # counted once the write stage returns
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+            stats = (await client.get("/stats")).json()
+        # Cut because the pipeline was free, not because a batch filled or the latency target passed.
+        assert stats["cuts"] == {"idle": 1} and stats["last_batch_records"] == 1
+        assert stats["last_batch_waited_seconds"] < shipped["batch_timeout_seconds"]

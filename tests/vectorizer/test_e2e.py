@@ -147,7 +147,7 @@ async def test_process_flushes_now_through_the_http_embedder(kafka_bootstrap, to
     await wait_for(lambda: server.started, timeout=60)
     try:
         async with running_vectorizer(kafka_bootstrap, topics, tmp_path / "v", embedder_url=f"http://127.0.0.1:{port}",
-                                      batch_size=1000, batch_timeout_seconds=120) as (app, http, _):
+                                      batch_size=1000, batch_timeout_seconds=120, batch_mode="fixed") as (app, http, _):
             await produce(kafka_bootstrap, topics.vectorization_queue, [forwarded(i, f"slow path {i % 2}") for i in range(3)])
             await wait_for(lambda: app.state.vectorizer.buffered == 3, timeout=30)
             assert app.state.vector_store.dimension() is None  # nothing processed yet

@@ -3,8 +3,20 @@
     consumer = BatchConsumer(options, decode=..., write=..., prepare=...)
     consumer.start(); ...; await consumer.stop()
 
-It buffers what it consumes, cuts a batch at `batch_size` records or once the oldest buffered
-record is `batch_timeout_seconds` old, and hands each batch to the caller's async `write`.
+It buffers what it consumes, cuts batches, and hands each to the caller's async `write`. Two
+ways to cut (`adaptive`):
+
+- adaptive (what the services ship): a batch is cut as soon as the pipeline has a free place
+  (fewer than `adaptive_in_flight` batches preparing or writing) and anything is buffered, so a
+  lone record goes out at the next poll; while the writer is busy the buffer grows, which makes
+  batches as large as the incoming rate needs, up to `batch_size` records or `batch_max_bytes`
+  bytes, or until the oldest buffered record is `batch_timeout_seconds` old (the latency target);
+- fixed: a batch is cut at `batch_size` records (or `batch_max_bytes`) or once the oldest
+  buffered record is `batch_timeout_seconds` old, whatever the writer does.
+
+Each batch records why it was cut (`Batch.cut_reason`: idle, records, bytes, latency, flush)
+and how long its oldest record waited in the buffer (`Batch.waited_seconds`); `stats.cuts`
+counts the reasons.
 Offsets are committed only after `write` returned, exactly those of the batch written (never
 the consumer's position: records fetched since belong to later batches). A failing `write` is
 retried with backoff and commits nothing meanwhile; consumption pauses once the buffer is full
@@ -65,8 +77,16 @@ class ConsumerOptions:
     bootstrap_servers: str
     topics: Sequence[str]
     group_id: str
+    # Records per batch: the size (fixed) or the upper bound (adaptive).
     batch_size: int
+    # The time cut (fixed), or the latency target: the longest a buffered record waits (adaptive).
     batch_timeout_seconds: float
+    adaptive: bool = False
+    # Bytes (record values) per batch at most; 0: no byte bound.
+    batch_max_bytes: int = 0
+    # Adaptive: cut while fewer batches than this are preparing or writing (default: one per
+    # prepare worker, so the writer always has the next batch being prepared).
+    adaptive_in_flight: int | None = None
     auto_offset_reset: str = "earliest"
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
@@ -110,6 +130,8 @@ class ConsumerOptions:
         options = dict(
             bootstrap_servers=settings.kafka_bootstrap_servers, topics=list(topics), group_id=settings.group_id,
             batch_size=settings.batch_size, batch_timeout_seconds=settings.batch_timeout_seconds,
+            adaptive=getattr(settings, "batch_mode", "fixed") == "adaptive",
+            batch_max_bytes=getattr(settings, "batch_max_bytes", 0),
             auto_offset_reset=settings.auto_offset_reset, session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms, check_crcs=settings.kafka_check_crcs)
@@ -135,6 +157,11 @@ class ConsumerStats:
     assigned_partitions: list[str] = field(default_factory=list)
     # Per partition, the next offset this consumer committed.
     committed: dict[str, int] = field(default_factory=dict)
+    # Batches cut, per reason (idle, records, bytes, latency, flush), and the last batch's shape.
+    cuts: dict[str, int] = field(default_factory=dict)
+    last_batch_records: int = 0
+    last_batch_bytes: int = 0
+    last_batch_waited_seconds: float = 0.0
 
 
 @dataclass
@@ -146,6 +173,11 @@ class Batch(Generic[C]):
     offsets: dict[TopicPartition, int]
     prepared: Any = None
     started: float = field(default_factory=time.perf_counter)
+    # The record values' bytes, why the batch was cut, and how long its oldest record had
+    # waited in the buffer by then (time.monotonic seconds).
+    bytes: int = 0
+    cut_reason: str = ""
+    waited_seconds: float = 0.0
 
 
 @dataclass
@@ -174,7 +206,14 @@ class BatchConsumer(Generic[C]):
         self._consumer = None
         self._buffer: list[C] = []
         self._buffered = 0
+        self._buffered_bytes = 0
         self._buffer_since: float | None = None
+        self._polled_bytes = 0
+        # Batches cut and not yet written (in_flight also holds written ones awaiting their commit,
+        # which can wait a poll): the adaptive cut asks whether the writer is free, not the commit.
+        self._unwritten = 0
+        self._adaptive_in_flight = max(1, options.adaptive_in_flight
+                                       or (options.prepare_workers if prepare is not None else 1))
         self._in_flight: deque[_Pending] = deque()
         self._to_write: asyncio.Queue[_Pending] | None = None
         self._prepare_slots: asyncio.Semaphore | None = None
@@ -235,6 +274,7 @@ class BatchConsumer(Generic[C]):
     # -- polling (the consumer's thread) -----------------------------------------------------------
     def _poll(self, max_records: int, pause: bool | None) -> C | None:
         consumer = self._consumer
+        self._polled_bytes = 0
         if pause is not None:
             assignment = consumer.assignment()
             if assignment:
@@ -255,7 +295,10 @@ class BatchConsumer(Generic[C]):
         # Decoded here, before the event loop sees them: the Message objects die within the poll
         # (thousands waiting as tracked objects made the cyclic GC cost seconds).
         try:
-            return self._decode(good)
+            chunk = self._decode(good)
+            # len(Message) is its value's length, counted in C: the byte bound costs no Python loop.
+            self._polled_bytes = sum(map(len, good))
+            return chunk
         except Exception:
             # These records were fetched but are held nowhere: rewind, so the next poll reads them
             # again, instead of a later batch committing past them.
@@ -314,25 +357,46 @@ class BatchConsumer(Generic[C]):
             if chunk is None or not len(chunk):
                 continue
             self.stats.consumed += len(chunk)
+            polled_bytes = self._polled_bytes
             async with self._cut_lock:
                 if not self._buffer:
                     self._buffer_since = time.monotonic()
                 self._buffer.append(chunk)
                 self._buffered += len(chunk)
-                if self._buffered >= self.options.batch_size and self._has_room():
-                    self._cut_locked()
+                self._buffered_bytes += polled_bytes
+                self._cut_if_due()
 
     def _has_room(self) -> bool:
         return len(self._in_flight) < self.options.max_batches_in_flight
 
+    def _bound_reached(self) -> str | None:
+        if self._buffered >= self.options.batch_size:
+            return "records"
+        if self.options.batch_max_bytes and self._buffered_bytes >= self.options.batch_max_bytes:
+            return "bytes"
+        return None
+
     def _full(self) -> bool:
         """Back-pressure: every batch slot taken and a whole batch waiting in the buffer."""
-        return not self._has_room() and self._buffered >= self.options.batch_size
+        return not self._has_room() and self._bound_reached() is not None
+
+    def _cut_if_due(self) -> None:
+        """Cut the buffer if a bound, the latency target or (adaptive) a free writer says so.
+        Called with the cut lock held."""
+        if self._buffer_since is None or not self._has_room():
+            return
+        reason = self._bound_reached()
+        if reason is None and time.monotonic() - self._buffer_since >= self.options.batch_timeout_seconds:
+            reason = "latency"
+        if reason is None and self.options.adaptive and self._unwritten < self._adaptive_in_flight:
+            reason = "idle"
+        if reason is not None:
+            self._cut_locked(reason)
 
     # -- batches -------------------------------------------------------------------------------
-    def _cut_locked(self) -> _Pending | None:
-        chunks, records = self._buffer, self._buffered
-        self._buffer, self._buffered, self._buffer_since = [], 0, None
+    def _cut_locked(self, reason: str) -> _Pending | None:
+        chunks, records, size, since = self._buffer, self._buffered, self._buffered_bytes, self._buffer_since
+        self._buffer, self._buffered, self._buffered_bytes, self._buffer_since = [], 0, 0, None
         if not chunks:
             return None
         offsets: dict[TopicPartition, int] = {}
@@ -340,10 +404,16 @@ class BatchConsumer(Generic[C]):
             for key, offset in chunk.next_offsets().items():
                 if offset > offsets.get(key, -1):
                     offsets[key] = offset
-        pending = _Pending(Batch(chunks, records, offsets), self._loop.create_future())
+        waited = time.monotonic() - since if since is not None else 0.0
+        pending = _Pending(Batch(chunks, records, offsets, bytes=size, cut_reason=reason, waited_seconds=waited),
+                           self._loop.create_future())
+        self.stats.cuts[reason] = self.stats.cuts.get(reason, 0) + 1
+        self.stats.last_batch_records, self.stats.last_batch_bytes = records, size
+        self.stats.last_batch_waited_seconds = round(waited, 3)
         if self._prepare is not None:
             pending.prepared = asyncio.create_task(self._prepare_one(pending.batch))
         self._in_flight.append(pending)
+        self._unwritten += 1
         self._to_write.put_nowait(pending)
         return pending
 
@@ -358,15 +428,14 @@ class BatchConsumer(Generic[C]):
             since = self._buffer_since
             if since is not None and time.monotonic() - since >= timeout and self._has_room():
                 async with self._cut_lock:
-                    if self._buffer_since is not None and self._has_room():
-                        self._cut_locked()
+                    self._cut_if_due()
 
     async def flush(self) -> list[Any]:
         """Write (and commit) everything consumed so far; the results of those writes, in order."""
         if self._closed:
             return []
         async with self._cut_lock:
-            self._cut_locked()
+            self._cut_locked("flush")
             waiting = [p.done for p in self._in_flight]
         # Shielded: a caller giving up (a timeout) must not cancel the batches themselves.
         return list(await asyncio.gather(*(asyncio.shield(done) for done in waiting)))
@@ -379,6 +448,7 @@ class BatchConsumer(Generic[C]):
                     await pending.prepared
                 result = await self._retry("write", lambda: self._write(pending.batch))
             except BaseException as exc:
+                self._unwritten -= 1
                 if pending in self._in_flight:
                     self._in_flight.remove(pending)
                 if not pending.done.done():
@@ -393,6 +463,10 @@ class BatchConsumer(Generic[C]):
             finishing = asyncio.create_task(self._finish(pending, result))
             self._finishing.add(finishing)
             finishing.add_done_callback(self._finishing.discard)
+            self._unwritten -= 1
+            if self.options.adaptive and self._buffer_since is not None:
+                async with self._cut_lock:
+                    self._cut_if_due()  # the writer is free: what grew meanwhile is the next batch
 
     async def _finish(self, pending: _Pending, result: Any) -> None:
         try:
@@ -409,12 +483,9 @@ class BatchConsumer(Generic[C]):
         await self._cut_waiting()
 
     async def _cut_waiting(self) -> None:
-        """A slot came free: cut what waited for one."""
+        """A slot came free (and, adaptive, the writer): cut what waited for one."""
         async with self._cut_lock:
-            timed_out = (self._buffer_since is not None
-                         and time.monotonic() - self._buffer_since >= self.options.batch_timeout_seconds)
-            if self._has_room() and (self._buffered >= self.options.batch_size or timed_out):
-                self._cut_locked()
+            self._cut_if_due()
 
     async def _retry(self, what: str, action: Callable[[], Awaitable[Any]]) -> Any:
         """Nothing after this batch moves on until it succeeded (ordering and offsets depend on it)."""

@@ -1,6 +1,6 @@
 """ingest's batch handler (on the shared consumer, `core/consumer.py`) and HTTP routes.
 
-Delivery: records are buffered until BATCH_SIZE or BATCH_TIMEOUT_SECONDS, then one flush
+Delivery: the consumer cuts batches as the pipeline frees up (BATCH_MODE, core/consumer.py); one flush
 (1) builds rows, (2) publishes dead letters and forwards WARN/ERROR/FATAL, (3) inserts into
 ClickHouse, (4) commits offsets. A crash anywhere before (4) replays the batch; rows already
 stored are recognised by their Kafka offsets (`ingest_offsets`) and skipped, so nothing is

@@ -1,6 +1,6 @@
 """vectorizer's batch handler (on the shared consumer, `core/consumer.py`) and HTTP routes.
 
-Delivery: records are buffered until BATCH_SIZE or BATCH_TIMEOUT_SECONDS; one write embeds,
+Delivery: the consumer cuts batches as the writer frees up (BATCH_MODE, core/consumer.py); one write embeds,
 upserts into Qdrant, publishes dead letters and novel errors, and only then does the consumer
 commit the offsets. A failed write is retried and commits nothing; a crash before the commit
 replays the batch, and the replay overwrites the same points (ids derive from record ids):

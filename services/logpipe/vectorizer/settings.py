@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -12,8 +14,11 @@ class Settings(ServiceSettings, EmbeddingSettings):
     # Empty: embed in this process (the model is shared with an embedder in the same process).
     embedder_url: str = ""
     embedder_timeout_seconds: float = Field(30.0, gt=0)
-    batch_size: int = Field(10, ge=1, le=100_000)
-    batch_timeout_seconds: float = Field(5.0, gt=0, le=300)
+    # As ingest's (INGEST_BATCH_MODE): adaptive batches grow while the previous one embeds.
+    batch_mode: Literal["adaptive", "fixed"] = "adaptive"
+    batch_size: int = Field(256, ge=1, le=100_000)
+    batch_max_bytes: int = Field(4 << 20, ge=0)
+    batch_timeout_seconds: float = Field(1.0, gt=0, le=300)
     group_id: str = "logpipe-vectorizer"
     auto_offset_reset: str = "earliest"
     session_timeout_ms: int = 10_000
