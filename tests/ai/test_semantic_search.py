@@ -279,3 +279,30 @@ def test_keywords_spell_out_what_logs_abbreviate():
     assert context == ("sql timeout exception; 502 bad gateway; GET /api/v1/orders/{id}; db.pool; "
                        "at zaxxer hikari pool hikari pool get connection")
     assert record_context({"message": "only a message"}) == ""
+
+
+async def test_hybrid_search_with_text_embeddings_inference(tei_server, tmp_path):
+    """The production embedding path: the vectorizer and the search both embed through TEI."""
+    import orjson
+
+    from logpipe.ai.embeddings import TeiBackend
+    from logpipe.generator.service import LogFactory
+    from logpipe.patterns.masking import mask_many
+    from logpipe.vectorizer.service import QueueMessage, VectorizerPipeline
+
+    embedder = Embedder(TeiBackend(tei_server["url"], batch_size=32), MemoryCache())
+    store = EdgeVectorStore(tmp_path, "tei_logs")
+    factory = LogFactory(seed=9)
+    records = [factory.one(moment=T0, service=service, family=family) for _ in range(10) for service, family in FAMILIES]
+    pipeline = VectorizerPipeline(embedder.embed, store, mask=mask_many)
+    try:
+        outcome = await pipeline.process([QueueMessage(orjson.dumps(r), "q", 0, i) for i, r in enumerate(records)])
+        assert outcome.upserted == len(records) and tei_server["requests"]
+        embedded = [text for body in tei_server["requests"] for text in body["inputs"]]
+        assert any("(sql timeout exception; db.pool" in text for text in embedded)
+        families = {r["record_id"]: r["attributes"]["family"] for r in records}
+        hits = await semantic_search("x509 certificate not valid anymore", embedder, store, top_k=10)
+        assert [families[hit["record_id"]] for hit in hits] == ["tls_expired"] * 10
+        assert tei_server["requests"][-1]["inputs"] == ["x509 certificate not valid anymore"]
+    finally:
+        store.close()
