@@ -34,6 +34,11 @@ async def test_semantic_search_finds_errors_by_meaning_and_filters(kafka_bootstr
         "timestamp": "2026-11-25T10:00:00.000Z"}, keyword_vector(f"{message} {service}"))
         for (record_id, service, level, message, pattern_id), vector in zip(LOGS, vectors)])
 
+    # The pattern catalogue knows the first database error's template (ingest writes it there).
+    from logpipe.patterns.store import PatternStore
+
+    PatternStore(clickhouse).save([(11, "could not connect to <*>: connection refused")], {})
+
     embedder = embedder_service(tmp_path)
     settings = gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path, embedder_url=embedder.url)
     gateway, server = start_gateway(settings)
@@ -54,6 +59,9 @@ async def test_semantic_search_finds_errors_by_meaning_and_filters(kafka_bootstr
             # Each hit says its pattern and how it matched: by meaning, by shared words, or both.
             patterns = {record_id: pattern_id for record_id, *_, pattern_id in LOGS}
             assert all(hit["pattern_id"] == patterns[hit["record_id"]] for hit in results)
+            templates = {hit["record_id"]: hit["template"] for hit in results}
+            assert templates.pop("db1") == "could not connect to <*>: connection refused"
+            assert set(templates.values()) == {None}
             # "database" is no word of these logs, but "postgres" and "SQL" are: spelled out as one.
             both = {hit["record_id"] for hit in results if hit["match"] == "both"}
             assert both == {"db1", "db2"} and {hit["match"] for hit in results} == {"both", "vector"}, results
