@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -124,3 +125,184 @@ async def test_a_new_kind_of_error_is_novel_and_a_known_one_is_not(indexed):
     verdicts = judge_novelty(vectors, ["new-1", "new-2"], nearest, threshold=0.75)
     assert [v.novel for v in verdicts] == [False, True]
     assert nearest[0].payload["level"] in ("ERROR", "FATAL")
+
+
+# -- issue #22: questions in a person's words, hybrid search, hits that explain themselves ---
+
+# (service, generator family): the generator's error families with their error types,
+# loggers, routes, statuses and stack traces, as ingest forwards them.
+FAMILIES = [("order-service", "db_timeout"), ("api-gateway", "http_5xx"), ("payment-service", "payment_declined"),
+            ("user-service", "out_of_memory"), ("order-service", "null_pointer"),
+            ("notification-service", "kafka_publish_failed"), ("auth-service", "auth_failed"),
+            ("order-service", "tls_expired"), ("inventory-service", "disk_full"),
+            ("inventory-service", "memory_high"), ("api-gateway", "retrying")]
+# Worded without the log's words: a status's name for its number, the product behind a
+# component, an abbreviation, the symptom for the cause.
+PARAPHRASES = [
+    ("bad gateway errors from a backend", "http_5xx"),
+    ("the kernel killed the JVM for using too much RAM", "out_of_memory"),
+    ("customers' cards rejected at checkout", "payment_declined"),
+    ("x509 certificate not valid anymore", "tls_expired"),
+    ("DB conn hangs then fails", "db_timeout"),
+    ("no free space on the data partition", "disk_full"),
+]
+
+
+@pytest.fixture(scope="module")
+def vectorized(embedding_backend, tmp_path_factory):
+    """Generated error logs through the vectorizer's pipeline (real model, real embedded Qdrant)."""
+    import orjson
+
+    from logpipe.generator.service import LogFactory
+    from logpipe.patterns.masking import mask_many
+    from logpipe.vectorizer.service import QueueMessage, VectorizerPipeline
+
+    factory = LogFactory(seed=22)
+    records = [factory.one(moment=T0 + timedelta(seconds=index), service=service, family=family)
+               for index in range(25) for service, family in FAMILIES]
+    for record in records:
+        record["pattern_id"] = 1000 + [family for _, family in FAMILIES].index(record["attributes"]["family"])
+    embedder = Embedder(embedding_backend, MemoryCache())
+    store = EdgeVectorStore(tmp_path_factory.mktemp("hybrid"), "hybrid_logs")
+    pipeline = VectorizerPipeline(embedder.embed, store, mask=mask_many)
+    # Built once for the module, in its own event loop (each test then gets a fresh embedder).
+    outcome = asyncio.run(pipeline.process([QueueMessage(orjson.dumps(r), "q", 0, i) for i, r in enumerate(records)]))
+    assert outcome.upserted == len(records) and not outcome.dead_letters
+    yield store, {r["record_id"]: r["attributes"]["family"] for r in records}
+    store.close()
+
+
+@pytest.mark.parametrize("question, family", PARAPHRASES)
+async def test_a_question_in_other_words_finds_its_error_family(vectorized, embedding_backend, question, family):
+    store, families = vectorized
+    embedder = Embedder(embedding_backend, MemoryCache())
+    hits = await semantic_search(question, embedder, store, top_k=10)
+    found = [families[hit["record_id"]] for hit in hits]
+    # 25 logs of the family exist: the first hit and at least 9 of the top 10 are of it.
+    assert found[0] == family and found.count(family) >= 9, (found, [h["payload"]["message"] for h in hits[:3]])
+
+
+async def test_hits_say_their_score_pattern_and_why_they_matched(vectorized, embedding_backend):
+    store, families = vectorized
+    embedder = Embedder(embedding_backend, MemoryCache())
+    question = "bad gateway errors from a backend"
+    query_vector = (await embedder.embed([question]))[0]
+    hybrid = await semantic_search(question, embedder, store, top_k=40)
+    assert {hit["match"] for hit in hybrid} <= {"vector", "keyword", "both"}
+    assert "both" in {hit["match"] for hit in hybrid}
+    stored = {item["payload"]["record_id"]: item for item in store.retrieve(
+        [hit["record_id"] for hit in hybrid], with_vectors=True)}
+    for hit in hybrid:
+        # `score` is the cosine similarity whichever side found the hit.
+        assert hit["score"] == pytest.approx(float(np.dot(stored[hit["record_id"]]["vector"], query_vector)), abs=1e-4)
+        assert hit["pattern_id"] == hit["payload"]["pattern_id"] == 1000 + [f for _, f in FAMILIES].index(
+            families[hit["record_id"]])
+        assert (hit["keyword_score"] is not None) == (hit["match"] in ("keyword", "both"))
+    fused = [hit["fused_score"] for hit in hybrid]
+    assert fused == sorted(fused, reverse=True) and [hit["rank"] for hit in hybrid] == list(range(1, 41))
+
+    keyword = await semantic_search(question, embedder, store, top_k=10, method="keyword")
+    assert {hit["match"] for hit in keyword} == {"keyword"} and all(hit["keyword_score"] > 0 for hit in keyword)
+    assert {families[hit["record_id"]] for hit in keyword} == {"http_5xx"}
+    vector = await semantic_search(question, embedder, store, top_k=10, method="vector")
+    assert {hit["match"] for hit in vector} == {"vector"} and all(hit["keyword_score"] is None for hit in vector)
+    with pytest.raises(SearchError, match="method"):
+        await semantic_search(question, embedder, store, method="fuzzy")
+
+
+async def test_a_collection_from_before_keywords_still_answers_by_vector(embedding_backend, tmp_path):
+    import qdrant_edge as qe
+
+    embedder = Embedder(embedding_backend, MemoryCache())
+    # What an older logpipe created: the dense vector only.
+    path = tmp_path / "qdrant" / "old_logs"
+    path.mkdir(parents=True)
+    old = qe.EdgeShard.create(str(path), qe.EdgeConfig(vectors=qe.EdgeVectorParams(
+        size=embedder.dimension, distance=qe.Distance.Cosine)))
+    old.close()
+    store = EdgeVectorStore(tmp_path, "old_logs")
+    try:
+        store.ensure_collection(embedder.dimension)
+        assert not store.has_keywords()
+        logs = generated_logs()
+        vectors = await embedder.embed([log["message"] for log in logs])
+        from logpipe.ai.search import keyword_vector
+
+        store.upsert([VectorPoint(log["record_id"], vector, {"message": log["message"], "level": log["level"]},
+                                  keyword_vector(log["message"])) for log, vector in zip(logs, vectors)])
+        hits = await semantic_search("database connection timeout", embedder, store, top_k=10)
+        assert len(hits) == 10 and {hit["match"] for hit in hits} == {"vector"}
+        assert all("database" in hit["payload"]["message"].lower() or "sql" in hit["payload"]["message"].lower()
+                   for hit in hits)
+        assert await semantic_search("database connection timeout", embedder, store, method="keyword") == []
+    finally:
+        store.close()
+
+
+async def test_hybrid_search_on_a_qdrant_server_collection(embedding_backend):
+    """The production store (qdrant-client; its local mode stands in for the server here)."""
+    from qdrant_client import QdrantClient
+
+    from logpipe.ai.search import keyword_vector, record_context
+    from logpipe.generator.service import LogFactory
+    from logpipe.stores.vectors import ServerVectorStore
+
+    embedder = Embedder(embedding_backend, MemoryCache())
+    store = ServerVectorStore(client=QdrantClient(":memory:"), collection="server_logs")
+    store.ensure_collection(embedder.dimension)
+    assert store.has_keywords()
+    factory = LogFactory(seed=5)
+    records = [factory.one(moment=T0, service=service, family=family) for _ in range(10) for service, family in FAMILIES]
+    # As the vectorizer does by default: the message and its context, embedded and as keywords.
+    texts = [f"{r['message']} {record_context(r)} {r['service']}" for r in records]
+    vectors = await embedder.embed([f"{r['message']} ({record_context(r, route=False)})" for r in records])
+    store.upsert([VectorPoint(r["record_id"], vector, {"message": r["message"], "service": r["service"]},
+                              keyword_vector(text)) for r, vector, text in zip(records, vectors, texts)])
+    families = {r["record_id"]: r["attributes"]["family"] for r in records}
+    hits = await semantic_search("the kernel killed the JVM for using too much RAM", embedder, store, top_k=10)
+    assert [families[hit["record_id"]] for hit in hits] == ["out_of_memory"] * 10
+    assert {hit["match"] for hit in hits} == {"both"}
+    keyword = await semantic_search("NPE", embedder, store, top_k=10, method="keyword")
+    assert [families[hit["record_id"]] for hit in keyword] == ["null_pointer"] * 10
+
+
+def test_keywords_spell_out_what_logs_abbreviate():
+    from logpipe.ai.search import keyword_terms, record_context
+
+    assert keyword_terms("DB conn timed out") == keyword_terms("database connection timed out")
+    assert {"sql", "timeout", "exception"} <= set(keyword_terms("java.sql.SQLTimeoutException"))
+    assert "502" in keyword_terms("HTTP 502 from upstream") and "12345" not in keyword_terms("order 12345")
+    context = record_context({
+        "error_type": "SQLTimeoutException", "http_status": 502, "http_method": "GET",
+        "http_path": "/api/v1/orders/12345?x=1", "logger": "db.pool",
+        "stack_trace": "java.sql.SQLTimeoutException: boom\n    at com.zaxxer.hikari.pool.HikariPool.getConnection(X:1)"})
+    assert context == ("sql timeout exception; 502 bad gateway; GET /api/v1/orders/{id}; db.pool; "
+                       "at zaxxer hikari pool hikari pool get connection")
+    assert record_context({"message": "only a message"}) == ""
+
+
+async def test_hybrid_search_with_text_embeddings_inference(tei_server, tmp_path):
+    """The production embedding path: the vectorizer and the search both embed through TEI."""
+    import orjson
+
+    from logpipe.ai.embeddings import TeiBackend
+    from logpipe.generator.service import LogFactory
+    from logpipe.patterns.masking import mask_many
+    from logpipe.vectorizer.service import QueueMessage, VectorizerPipeline
+
+    embedder = Embedder(TeiBackend(tei_server["url"], batch_size=32), MemoryCache())
+    store = EdgeVectorStore(tmp_path, "tei_logs")
+    factory = LogFactory(seed=9)
+    records = [factory.one(moment=T0, service=service, family=family) for _ in range(10) for service, family in FAMILIES]
+    pipeline = VectorizerPipeline(embedder.embed, store, mask=mask_many)
+    try:
+        outcome = await pipeline.process([QueueMessage(orjson.dumps(r), "q", 0, i) for i, r in enumerate(records)])
+        assert outcome.upserted == len(records) and tei_server["requests"]
+        embedded = [text for body in tei_server["requests"] for text in body["inputs"]]
+        assert any("(sql timeout exception; db.pool" in text for text in embedded)
+        families = {r["record_id"]: r["attributes"]["family"] for r in records}
+        hits = await semantic_search("x509 certificate not valid anymore", embedder, store, top_k=10)
+        assert [families[hit["record_id"]] for hit in hits] == ["tls_expired"] * 10
+        assert tei_server["requests"][-1]["inputs"] == ["x509 certificate not valid anymore"]
+    finally:
+        store.close()

@@ -23,6 +23,7 @@ DATABASE = {"db1", "db2", "db3"}
 
 async def test_semantic_search_finds_errors_by_meaning_and_filters(kafka_bootstrap, topics, clickhouse, tmp_path,
                                                                   embedding_backend):
+    from logpipe.ai.search import keyword_vector
     from logpipe.stores.vectors import VectorPoint, open_vector_store
 
     store = open_vector_store("", "log_embeddings", tmp_path)
@@ -30,8 +31,13 @@ async def test_semantic_search_finds_errors_by_meaning_and_filters(kafka_bootstr
     vectors = embedding_backend.embed([message for _, _, _, message, _ in LOGS])
     store.upsert([VectorPoint(record_id, vector, {
         "service": service, "level": level, "message": message, "pattern_id": pattern_id,
-        "timestamp": "2026-11-25T10:00:00.000Z"}) for (record_id, service, level, message, pattern_id), vector
-        in zip(LOGS, vectors)])
+        "timestamp": "2026-11-25T10:00:00.000Z"}, keyword_vector(f"{message} {service}"))
+        for (record_id, service, level, message, pattern_id), vector in zip(LOGS, vectors)])
+
+    # The pattern catalogue knows the first database error's template (ingest writes it there).
+    from logpipe.patterns.store import PatternStore
+
+    PatternStore(clickhouse).save([(11, "could not connect to <*>: connection refused")], {})
 
     embedder = embedder_service(tmp_path)
     settings = gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path, embedder_url=embedder.url)
@@ -50,6 +56,22 @@ async def test_semantic_search_finds_errors_by_meaning_and_filters(kafka_bootstr
             stored = {record_id: (service, message) for record_id, service, _, message, _ in LOGS}
             assert all((hit["payload"]["service"], hit["payload"]["message"]) == stored[hit["record_id"]]
                        for hit in results)
+            # Each hit says its pattern and how it matched: by meaning, by shared words, or both.
+            patterns = {record_id: pattern_id for record_id, *_, pattern_id in LOGS}
+            assert all(hit["pattern_id"] == patterns[hit["record_id"]] for hit in results)
+            templates = {hit["record_id"]: hit["template"] for hit in results}
+            assert templates.pop("db1") == "could not connect to <*>: connection refused"
+            assert set(templates.values()) == {None}
+            # "database" is no word of these logs, but "postgres" and "SQL" are: spelled out as one.
+            both = {hit["record_id"] for hit in results if hit["match"] == "both"}
+            assert both == {"db1", "db2"} and {hit["match"] for hit in results} == {"both", "vector"}, results
+            assert all((hit["keyword_score"] is None) == (hit["match"] == "vector") for hit in results)
+
+            response = await client.post("/api/search/semantic", json={"query": "DB connection pool", "top_k": 3})
+            hits = response.json()["results"]
+            assert response.status_code == 200 and hits[0]["record_id"] == "db2", hits
+            assert hits[0]["match"] == "both" and hits[0]["keyword_score"] > 0 and hits[0]["fused_score"] > 0
+            assert hits[0]["score"] == hits[0]["vector_score"] and 0 < hits[0]["score"] <= 1
 
             response = await client.post("/api/search/semantic", json={
                 "query": "the database is unreachable", "top_k": 5, "filters": {"service": "payments"}})

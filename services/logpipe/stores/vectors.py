@@ -32,6 +32,9 @@ POINT_ID_NAMESPACE = uuid.UUID("2b0e4f7c-51d4-4a3c-8f0e-7d2c5a9b1e63")
 PAYLOAD_INDEXES = {"service": "keyword", "level": "keyword", "timestamp": "datetime",
                    "pattern_id": "integer", "novelty": "keyword"}
 _INT64_LIMIT = 1 << 63
+# The named sparse vector that holds a point's keywords (hashed terms, BM25-like weights); the
+# dense embedding stays the unnamed default vector, so collections made before keep working.
+KEYWORDS = "keywords"
 
 
 class VectorStoreError(RuntimeError):
@@ -78,10 +81,19 @@ class VectorFilter:
 
 
 @dataclass
+class KeywordVector:
+    """A sparse vector: term indices (ascending) and their weights."""
+
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
 class VectorPoint:
     record_id: str
     vector: np.ndarray | Sequence[float]
     payload: dict[str, Any]
+    keywords: KeywordVector | None = None
 
 
 @dataclass
@@ -138,6 +150,14 @@ class VectorStore:
                      score_threshold: float | None = None) -> list[list[VectorHit]]:
         raise NotImplementedError
 
+    def search_keywords(self, keywords: KeywordVector, limit: int = 20, filters: VectorFilter | None = None,
+                        score_threshold: float | None = None) -> list[VectorHit]:
+        """Points sharing the query's keywords, by BM25-like score; [] for a collection without them."""
+        raise NotImplementedError
+
+    def has_keywords(self) -> bool:
+        return False
+
     def count(self, filters: VectorFilter | None = None) -> int:
         raise NotImplementedError
 
@@ -170,6 +190,10 @@ class VectorStore:
     async def asearch_batch(self, vectors: Sequence, limit: int = 20, filters: VectorFilter | None = None,
                             score_threshold: float | None = None) -> list[list[VectorHit]]:
         return await asyncio.to_thread(self.search_batch, vectors, limit, filters, score_threshold)
+
+    async def asearch_keywords(self, keywords: KeywordVector, limit: int = 20, filters: VectorFilter | None = None,
+                               score_threshold: float | None = None) -> list[VectorHit]:
+        return await asyncio.to_thread(self.search_keywords, keywords, limit, filters, score_threshold)
 
     async def acount(self, filters: VectorFilter | None = None) -> int:
         return await asyncio.to_thread(self.count, filters)
@@ -237,11 +261,12 @@ class EdgeVectorStore(VectorStore):
             raise VectorStoreError(f"collection {self.collection!r} is not open; call ensure_collection first")
         return entry[0]
 
-    def _config(self, dimension: int):
+    def _config(self, dimension: int, keywords: bool = True):
         import qdrant_edge as qe
 
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine),
+            sparse_vectors={KEYWORDS: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if keywords else None,
             hnsw_config=qe.HnswIndexConfig(m=self.hnsw_m, ef_construct=self.hnsw_ef_construct,
                                            full_scan_threshold=10_000, max_indexing_threads=0),
             max_search_threads=self.search_threads,
@@ -257,7 +282,7 @@ class EdgeVectorStore(VectorStore):
                 if self.path.exists() and any(self.path.iterdir()):
                     try:
                         # Loading with our config makes the engine check the stored vectors' size.
-                        shard = qe.EdgeShard.load(str(self.path), self._config(dimension))
+                        shard = _load_edge(self.path, self._config(dimension), self._config(dimension, False))
                     except Exception as exc:
                         raise VectorStoreError(
                             f"collection {self.collection!r} at {self.path} does not fit {dimension}-dimensional "
@@ -267,12 +292,12 @@ class EdgeVectorStore(VectorStore):
                     self.path.mkdir(parents=True, exist_ok=True)
                     shard = qe.EdgeShard.create(str(self.path), self._config(dimension))
                     created = True
-                entry = _shards[str(self.path)] = [shard, dimension, 0]
+                entry = _shards[str(self.path)] = [shard, dimension, 0, _edge_has_keywords(self.path)]
             if not self._opened:
                 # Services in one process share the shard; the last one to close it closes it.
                 entry[2] += 1
                 self._opened = True
-        shard, existing, _ = entry
+        shard, existing = entry[0], entry[1]
         if existing != dimension:
             raise VectorStoreError(
                 f"collection {self.collection!r} at {self.path} holds {existing}-dimensional vectors, "
@@ -290,14 +315,44 @@ class EdgeVectorStore(VectorStore):
             entry = _shards.get(str(self.path))
         return entry[1] if entry else None
 
+    def has_keywords(self) -> bool:
+        with _shards_lock:
+            entry = _shards.get(str(self.path))
+        return bool(entry and entry[3])
+
     @tracing.traced("qdrant upsert", **{"db.system": "qdrant"})
     def upsert(self, points: Sequence[VectorPoint]) -> None:
         import qdrant_edge as qe
 
         if not points:
             return
-        edge_points = [qe.Point(point_id(p.record_id), _as_list(p.vector), _payload_in(p)) for p in points]
+        keywords = self.has_keywords()
+        # Copies of one error share their keyword vector: convert each object once.
+        converted: dict[int, Any] = {}
+
+        def vector(p: VectorPoint):
+            if not keywords or p.keywords is None:
+                return _as_list(p.vector)
+            sparse = converted.get(id(p.keywords))
+            if sparse is None:
+                sparse = converted[id(p.keywords)] = qe.SparseVector(p.keywords.indices, p.keywords.values)
+            return {"": _as_list(p.vector), KEYWORDS: sparse}
+
+        edge_points = [qe.Point(point_id(p.record_id), vector(p), _payload_in(p)) for p in points]
         self.shard.update(qe.UpdateOperation.upsert_points(edge_points))
+
+    @tracing.traced("qdrant keyword search", **{"db.system": "qdrant"})
+    def search_keywords(self, keywords: KeywordVector, limit: int = 20, filters: VectorFilter | None = None,
+                        score_threshold: float | None = None) -> list[VectorHit]:
+        import qdrant_edge as qe
+
+        if not self.has_keywords() or not keywords.indices:
+            return []
+        hits = self.shard.query(qe.QueryRequest(
+            limit=limit, query=qe.Query.Nearest(qe.SparseVector(keywords.indices, keywords.values), using=KEYWORDS),
+            filter=_edge_filter(filters), with_payload=True, score_threshold=score_threshold))
+        return [VectorHit(record_id=str((hit.payload or {}).get("record_id", "")), score=float(hit.score),
+                          payload=_payload_out(hit.payload), point_id=str(hit.id)) for hit in hits]
 
     @tracing.traced("qdrant search", **{"db.system": "qdrant"})
     def search_batch(self, vectors: Sequence, limit: int = 20, filters: VectorFilter | None = None,
@@ -332,7 +387,7 @@ class EdgeVectorStore(VectorStore):
             item = {"point_id": str(record.id), "payload": _payload_out(record.payload)}
             if with_vectors:
                 vector = record.vector
-                item["vector"] = next(iter(vector.values())) if isinstance(vector, dict) else vector
+                item["vector"] = vector.get("", next(iter(vector.values()))) if isinstance(vector, dict) else vector
             out.append(item)
         return out
 
@@ -367,6 +422,30 @@ class EdgeVectorStore(VectorStore):
             del _shards[str(self.path)]
         entry[0].flush()
         entry[0].close()
+
+
+def _load_edge(path: Path, config, dense_only_config):
+    """Open a stored shard; one made before keyword vectors existed opens without them."""
+    import qdrant_edge as qe
+
+    try:
+        return qe.EdgeShard.load(str(path), config)
+    except Exception as exc:
+        if KEYWORDS not in str(exc):
+            raise
+        log.warning("collection at %s has no keyword vectors (made by an older logpipe): searches use "
+                    "vectors only; remove the directory and replay to get hybrid search", path)
+        shard = qe.EdgeShard.load(str(path), dense_only_config)
+        _without_keywords.add(str(path))
+        return shard
+
+
+# Shards opened without keyword vectors (the engine does not report its sparse config).
+_without_keywords: set[str] = set()
+
+
+def _edge_has_keywords(path: Path) -> bool:
+    return str(path) not in _without_keywords
 
 
 # -- production: Qdrant server --------------------------------------------------------------
@@ -410,6 +489,7 @@ class ServerVectorStore(VectorStore):
         self.collection = collection
         self.url = url
         self.client = client or QdrantClient(url=url, api_key=api_key or None, timeout=timeout_s)
+        self._has_keywords: bool | None = None
 
     def ensure_collection(self, dimension: int) -> bool:
         from qdrant_client import models
@@ -420,6 +500,7 @@ class ServerVectorStore(VectorStore):
                 self.client.create_collection(
                     self.collection,
                     vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                    sparse_vectors_config={KEYWORDS: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                 )
                 created = True
             except Exception:
@@ -439,6 +520,12 @@ class ServerVectorStore(VectorStore):
                 self.client.create_payload_index(self.collection, name, field_schema=types[kind], wait=True)
         return created
 
+    def has_keywords(self) -> bool:
+        if self._has_keywords is None:
+            sparse = self.client.get_collection(self.collection).config.params.sparse_vectors or {}
+            self._has_keywords = KEYWORDS in sparse
+        return self._has_keywords
+
     def dimension(self) -> int | None:
         vectors = self.client.get_collection(self.collection).config.params.vectors
         size = getattr(vectors, "size", None)
@@ -452,9 +539,31 @@ class ServerVectorStore(VectorStore):
 
         if not points:
             return
+        keywords = self.has_keywords()
+
+        def vector(p: VectorPoint):
+            if not keywords or p.keywords is None:
+                return _as_list(p.vector)
+            return {"": _as_list(p.vector),
+                    KEYWORDS: models.SparseVector(indices=p.keywords.indices, values=p.keywords.values)}
+
         self.client.upsert(self.collection, wait=True, points=[
-            models.PointStruct(id=point_id(p.record_id), vector=_as_list(p.vector), payload=_payload_in(p))
+            models.PointStruct(id=point_id(p.record_id), vector=vector(p), payload=_payload_in(p))
             for p in points])
+
+    @tracing.traced("qdrant keyword search", **{"db.system": "qdrant"})
+    def search_keywords(self, keywords: KeywordVector, limit: int = 20, filters: VectorFilter | None = None,
+                        score_threshold: float | None = None) -> list[VectorHit]:
+        from qdrant_client import models
+
+        if not self.has_keywords() or not keywords.indices:
+            return []
+        response = self.client.query_points(
+            self.collection, query=models.SparseVector(indices=keywords.indices, values=keywords.values),
+            using=KEYWORDS, limit=limit, query_filter=_server_filter(filters), with_payload=True,
+            score_threshold=score_threshold)
+        return [VectorHit(record_id=str((hit.payload or {}).get("record_id", "")), score=float(hit.score),
+                          payload=_payload_out(hit.payload), point_id=str(hit.id)) for hit in response.points]
 
     @tracing.traced("qdrant search", **{"db.system": "qdrant"})
     def search_batch(self, vectors: Sequence, limit: int = 20, filters: VectorFilter | None = None,
@@ -483,7 +592,8 @@ class ServerVectorStore(VectorStore):
         for record in records:
             item = {"point_id": str(record.id), "payload": _payload_out(record.payload)}
             if with_vectors:
-                item["vector"] = record.vector
+                vector = record.vector
+                item["vector"] = vector.get("") if isinstance(vector, dict) else vector
             out.append(item)
         return out
 

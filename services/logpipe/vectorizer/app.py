@@ -44,7 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pipeline = VectorizerPipeline(
             embedder.embed, store, novelty_enabled=settings.novelty_enabled,
             novelty_threshold=settings.novelty_threshold, retry_attempts=settings.retry_attempts,
-            retry_base_seconds=settings.retry_base_seconds, mask=_masker(settings))
+            retry_base_seconds=settings.retry_base_seconds, mask=_masker(settings),
+            embed_context=settings.embed_context, keywords=settings.keywords)
         if not settings.embedder_url:
             await store.aensure_collection(embedder.dimension)
             pipeline.collection_ready = True

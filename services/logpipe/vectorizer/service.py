@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import numpy as np
 import orjson
 
-from logpipe.ai.search import NOVELTY_LEVELS, judge_novelty, nearest_earlier_errors
+from logpipe.ai.search import NOVELTY_LEVELS, judge_novelty, keyword_vector, nearest_earlier_errors, record_context
 from logpipe.core.dlq import dead_letter
 from logpipe.core.record import Level, format_timestamp, normalize_level
 from logpipe.stores.vectors import VectorPoint
@@ -155,7 +155,8 @@ class VectorizerPipeline:
     def __init__(self, embed: Callable[[list[str]], Awaitable[np.ndarray]], store: Any, *,
                  novelty_enabled: bool = True, novelty_threshold: float = 0.75, retry_attempts: int = 3,
                  retry_base_seconds: float = 0.5, mask: Callable[[list[str]], list[str]] | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, known_texts_limit: int = 100_000) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, known_texts_limit: int = 100_000,
+                 embed_context: bool = True, keywords: bool = True) -> None:
         self.embed = embed
         self.store = store
         self.novelty_enabled = novelty_enabled
@@ -163,6 +164,8 @@ class VectorizerPipeline:
         self.retry_attempts = retry_attempts
         self.retry_base_seconds = retry_base_seconds
         self.mask = mask
+        self.embed_context = embed_context
+        self.keywords = keywords
         self.sleep = sleep
         self.collection_ready = False
         # Texts already stored, with a record that carries them: an exact repeat is never
@@ -189,6 +192,16 @@ class VectorizerPipeline:
         items, outcome.dead_letters = decode(messages, self.mask)
         if not items:
             return outcome
+        # The error type, HTTP status, route, logger and first frame say what failed in the
+        # words a person searches with; the message alone often does not (docs/vectors.md).
+        keyword_texts = [f"{item.text} {record_context(item.record)} {item.record.get('service') or ''}"
+                         if self.keywords else "" for item in items]
+        if self.embed_context:
+            for item in items:
+                # Without the route: copies of one error keep sharing one embedding.
+                context = record_context(item.record, route=False)
+                if context:
+                    item.text = f"{item.text} ({context})"
         texts = list(dict.fromkeys(item.text for item in items))
         outcome.distinct_texts = len(texts)
         outcome.reused = len(items) - len(texts)
@@ -213,8 +226,14 @@ class VectorizerPipeline:
                 outcome.novelty_error = _describe(exc)
         # One Python list per distinct text, shared by its copies: converting is the costly part.
         as_lists = {text: vector.tolist() for text, vector in by_text.items()}
-        points = [VectorPoint(item.record["record_id"], as_lists[item.text], payload)
-                  for item, payload in zip(items, payloads)]
+        # Copies of one error share one keyword vector (computed once, converted once).
+        keywords: dict[str, Any] = {}
+        if self.keywords:
+            for text in keyword_texts:
+                if text not in keywords:
+                    keywords[text] = keyword_vector(text)
+        points = [VectorPoint(item.record["record_id"], as_lists[item.text], payload, keywords.get(text))
+                  for item, payload, text in zip(items, payloads, keyword_texts)]
         try:
             await self._retry("upsert", lambda: self.store.aupsert(points), outcome)
         except Exception as exc:  # noqa: BLE001 - every store failure ends in the DLQ

@@ -35,6 +35,14 @@ class Settings(ServiceSettings, EmbeddingSettings):
     # Embed messages with numbers, ids and paths masked: copies of one error that differ only
     # in values share one embedding (and one cache entry).
     mask_variables: bool = True
+    # Store each log's keywords (message, error type in words, HTTP status and route, logger,
+    # first stack frame, service) as a sparse vector: searches fuse a keyword ranking with the
+    # vector ranking (hybrid search). Off: vector search only.
+    keywords: bool = True
+    # Also embed that context (without the route) with the message: the best hybrid on
+    # bench/search_quality.py's questions, for about 2x the model calls on a cold cache, since
+    # copies of one error then differ by logger, status and frame (docs/vectors.md).
+    embed_context: bool = True
     # Embedded Qdrant only: build the HNSW index after this many new points (0 = never).
     # Off by default: qdrant-edge-py 0.9 holds the Python GIL while it builds (about 45 s for
     # 24k points on 2 cores), which freezes every service in the process. Filtered searches

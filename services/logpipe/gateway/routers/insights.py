@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from logpipe.gateway.responses import AnomalyList, PatternList, Report, ReportLi
 from logpipe.gateway.schemas import AnalyzeRequest, SemanticSearchRequest
 from logpipe.gateway.service import check_pipeline_access, effective_pipeline, split_values
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["insights"])
 
 
@@ -196,7 +198,24 @@ async def semantic_search(
         raise QueryError(str(exc)) from None
     except EmbeddingError as exc:
         raise HTTPException(503, f"the embedder is not available: {exc}") from None
+    await _add_templates(request.app.state, results)
     return {"query": body.query, "top_k": body.top_k, "results": results}
+
+
+async def _add_templates(state: Any, results: list[dict[str, Any]]) -> None:
+    """Each hit's pattern template (null when unknown): what the dashboard shows beside `match`."""
+    ids = sorted({int(hit["pattern_id"]) for hit in results if hit.get("pattern_id")})
+    templates: dict[int, str] = {}
+    store = getattr(state, "store", None)
+    if ids and store is not None:
+        try:
+            from logpipe.patterns.query import _templates
+
+            templates = await asyncio.to_thread(_templates, store, ids)
+        except Exception:  # noqa: BLE001 - the hits stand without their templates
+            log.warning("pattern templates unavailable for semantic search hits", exc_info=True)
+    for hit in results:
+        hit["template"] = templates.get(int(hit.get("pattern_id") or 0))
 
 
 def _filter_time(value: Any, name: str) -> datetime | None:

@@ -1,0 +1,305 @@
+"""Retrieval quality of semantic search on questions worded the way a person on call types them.
+
+    .venv/bin/python bench/search_quality.py [--per-family 120] [--search-points 100000] [--optimize]
+
+1. Logs: the generator's error and warning families (13, with error types, loggers, HTTP
+   routes and statuses, stack traces on some) from every service that emits them, spread
+   over three days, each given its pattern id by the pattern miner as ingest does.
+2. Each method's collection is filled by the vectorizer's own batch pipeline
+   (`VectorizerPipeline.process`: decode, mask, embed each distinct text once through a cold
+   cache, novelty, upsert into embedded Qdrant), timed: that is the speed printed beside it.
+3. Questions (below) are written in other words than the logs: synonyms, the thing behind an
+   abbreviation, the product behind a component, the symptom rather than the cause. A hit is
+   relevant when its log belongs to the question's family. TUNE was looked at while the method
+   was chosen; HELD_OUT was written at the same time and not looked at while tuning.
+4. Every question runs through `semantic_search`, the function behind
+   `POST /api/search/semantic` (the route only parses filters and serialises the hits; the
+   route itself is covered by tests/gateway/test_gateway_search.py). In process because the
+   embedded Qdrant engine belongs to one process, as in `logpipe run all`.
+5. Speed goals: the vectorizer's logs/s on --throughput-logs generator records of which 80 %
+   repeat an earlier one, message-only (before) and the default, alternating, with their ratio;
+   search p50/p95 of vector and hybrid search at --search-points points (the chosen collection
+   padded with jittered copies of its points), without and (--optimize) with the HNSW index.
+
+Prints one JSON object: per method P@10, MRR, nDCG@10 (tune, held-out) with vectorized logs/s;
+logs/s at 80 % duplicates before issue #22 and now (alternating runs, with their ratio); search
+latency at --search-points points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import orjson
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from logpipe.ai.embeddings import Embedder, local_backend  # noqa: E402
+from logpipe.ai.search import semantic_search  # noqa: E402
+from logpipe.generator.service import INCIDENT_ONLY, SERVICE_FAMILIES, LogFactory  # noqa: E402
+from logpipe.patterns import build_miner  # noqa: E402
+from logpipe.patterns.masking import mask_many  # noqa: E402
+from logpipe.stores.cache import MemoryCache  # noqa: E402
+from logpipe.stores.vectors import EdgeVectorStore, VectorPoint  # noqa: E402
+from logpipe.vectorizer.service import QueueMessage, VectorizerPipeline  # noqa: E402
+
+T0 = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)
+INCIDENT_SERVICES = {"tls_expired": ["order-service", "payment-service"],
+                     "disk_full": ["inventory-service", "notification-service"]}
+
+# (question, family). Worded as a person would, avoiding the words of the log line.
+TUNE = [
+    ("postgres stopped answering and the pool gives up waiting", "db_timeout"),
+    ("DB conn hangs then fails", "db_timeout"),
+    ("queries on the database taking forever", "slow_query"),
+    ("calls to another service being sent again after a pause", "retrying"),
+    ("pod getting close to its RAM limit", "memory_high"),
+    ("one client hammering us with too many calls per minute", "rate_limit"),
+    ("users cannot log in, wrong password", "auth_failed"),
+    ("bad gateway errors from a backend", "http_5xx"),
+    ("customers' cards rejected at checkout", "payment_declined"),
+    ("NPE in the order processing code", "null_pointer"),
+    ("cannot send messages to the message queue, broker down", "kafka_publish_failed"),
+    ("process got OOM killed", "out_of_memory"),
+    ("SSL cert expired on the database connection", "tls_expired"),
+    ("volume ran out of storage space", "disk_full"),
+    ("upstream service returning internal server errors", "http_5xx"),
+    ("event bus publishing broken", "kafka_publish_failed"),
+]
+HELD_OUT = [
+    ("can't reach the SQL server in time", "db_timeout"),
+    ("sluggish SQL statements over the latency budget", "slow_query"),
+    ("memory pressure warning on a container", "memory_high"),
+    ("sign-in rejected because of bad creds", "auth_failed"),
+    ("gateway timeout from a downstream microservice", "http_5xx"),
+    ("transactions refused by the card processor", "payment_declined"),
+    ("code dereferenced a null object and crashed", "null_pointer"),
+    ("producer cannot deliver to kafka", "kafka_publish_failed"),
+    ("the kernel killed the JVM for using too much RAM", "out_of_memory"),
+    ("x509 certificate not valid anymore", "tls_expired"),
+    ("no free space on the data partition", "disk_full"),
+    ("throttling kicking in for a noisy IP", "rate_limit"),
+    ("flaky dependency, the request is attempted once more", "retrying"),
+]
+
+# name -> (vectorizer options, search method). "message vector" is logpipe before issue #22.
+METHODS = {
+    "message vector": (dict(embed_context=False, keywords=False), "vector"),
+    "message+context vector": (dict(embed_context=True, keywords=True), "vector"),
+    "message+context keyword": (dict(embed_context=True, keywords=True), "keyword"),
+    "hybrid: message vector + message+context keyword (RRF)": (dict(embed_context=False, keywords=True), "hybrid"),
+    "hybrid: message+context vector + keyword (RRF)": (dict(embed_context=True, keywords=True), "hybrid"),
+}
+CHOSEN = "hybrid: message+context vector + keyword (RRF)"
+
+
+def generate_logs(per_family: int, seed: int) -> tuple[list[bytes], dict[str, str]]:
+    """Forwarded records as ingest puts them on vectorization-queue, and record id -> family."""
+    factory = LogFactory(seed=seed)
+    rng = random.Random(seed)
+    # Every family a service speaks at WARN or above: what ingest forwards to the vectorizer.
+    pairs = [(service, family) for service, kinds in SERVICE_FAMILIES.items() for family in kinds["ok"] + kinds["error"]
+             if factory.one(service=service, family=family)["level"] in ("WARN", "ERROR", "FATAL")]
+    pairs += [(service, family) for family, services in INCIDENT_SERVICES.items() for service in services]
+    assert {family for _, family in pairs} >= INCIDENT_ONLY
+    records = []
+    for service, family in pairs:
+        for _ in range(per_family):
+            moment = T0 + timedelta(seconds=rng.uniform(0, 3 * 86400))
+            records.append(factory.one(moment=moment, service=service, family=family))
+    records.sort(key=lambda record: record["timestamp"])
+    miner = build_miner()
+    for record, masked in zip(records, mask_many([record["message"] for record in records])):
+        record["pattern_id"] = miner.add(masked).id
+    families = {record["record_id"]: record["attributes"]["family"] for record in records}
+    return [orjson.dumps(record) for record in records], families
+
+
+async def vectorize(values: list[bytes], store: EdgeVectorStore, backend, options: dict, batch_size: int) -> dict:
+    embedder = Embedder(backend, MemoryCache())  # cold cache: every distinct text costs the model once
+    pipeline = VectorizerPipeline(embedder.embed, store, mask=mask_many, **options)
+    messages = [QueueMessage(v, "vectorization-queue", 0, i) for i, v in enumerate(values)]
+    started = time.perf_counter()
+    distinct = 0
+    for start in range(0, len(messages), batch_size):
+        outcome = await pipeline.process(messages[start:start + batch_size])
+        if outcome.dead_letters:
+            raise RuntimeError(f"unexpected dead letters: {outcome.dead_letters[0].error}")
+        pipeline.remember(outcome)
+        distinct += outcome.distinct_texts
+    elapsed = time.perf_counter() - started
+    return {"logs_per_s": round(len(values) / elapsed), "model_texts": distinct}
+
+
+def duplicated_logs(count: int, duplicate_share: float, seed: int) -> list[bytes]:
+    """Generator error records where `duplicate_share` repeat an earlier one (message and
+    context alike, a new record id): the vectorizer's 80 %-duplicates speed goal."""
+    factory = LogFactory(seed=seed)
+    rng = random.Random(seed)
+    pairs = [(service, family) for service, kinds in SERVICE_FAMILIES.items() for family in kinds["error"]]
+    seen: list[dict] = []
+    values = []
+    for index in range(count):
+        if seen and rng.random() < duplicate_share:
+            record = dict(rng.choice(seen), record_id=f"dup-{seed}-{index}")
+        else:
+            service, family = rng.choice(pairs)
+            record = factory.one(moment=T0 + timedelta(milliseconds=index), service=service, family=family)
+            seen.append(record)
+        values.append(orjson.dumps(record))
+    return values
+
+
+async def throughput(backend, data_dir: str, logs: int, batch_size: int, seed: int) -> dict:
+    """logs/s at 80 % duplicates: before issue #22 (message only), the default, and keywords
+    without the embedded context, alternating (best of two each)."""
+    values = duplicated_logs(logs, 0.8, seed)
+    options = {"message vector (before)": dict(embed_context=False, keywords=False), "chosen (defaults)": {},
+               "message vector + keywords": dict(embed_context=False, keywords=True)}
+    runs: dict[str, list[float]] = {name: [] for name in options}
+    for round_ in range(2):
+        for name in runs:
+            store = EdgeVectorStore(data_dir, f"throughput_{round_}_{len(runs[name])}_{name[:7]}")
+            runs[name].append((await vectorize(values, store, backend, options[name], batch_size))["logs_per_s"])
+            store.close()
+    best = {name: max(speeds) for name, speeds in runs.items()}
+    return {"logs": logs, "duplicates": 0.8, "logs_per_s": runs,
+            "ratio_to_before": {name: round(best[name] / best["message vector (before)"], 3) for name in runs}}
+
+
+def scores(ranked_families: list[str], family: str, relevant_total: int) -> tuple[float, float, float]:
+    top = ranked_families[:10]
+    precision = sum(f == family for f in top) / 10
+    reciprocal = next((1 / rank for rank, f in enumerate(ranked_families, start=1) if f == family), 0.0)
+    dcg = sum(1 / math.log2(rank + 1) for rank, f in enumerate(top, start=1) if f == family)
+    ideal = sum(1 / math.log2(rank + 1) for rank in range(1, min(10, relevant_total) + 1))
+    return precision, reciprocal, dcg / ideal if ideal else 0.0
+
+
+async def evaluate(store, embedder, method: str, families: dict[str, str], counts: dict[str, int]) -> dict:
+    out = {}
+    misses = []
+    for name, questions in (("tune", TUNE), ("held_out", HELD_OUT)):
+        rows = []
+        for question, family in questions:
+            hits = await semantic_search(question, embedder, store, 20, method=method)
+            ranked = [families.get(hit["record_id"], "?") for hit in hits]
+            rows.append(scores(ranked, family, counts[family]))
+            if rows[-1][0] < 0.9:
+                misses.append({"question": question, "family": family, "p@10": rows[-1][0],
+                               "top3": ranked[:3]})
+        out[name] = {"p@10": round(float(np.mean([r[0] for r in rows])), 3),
+                     "mrr": round(float(np.mean([r[1] for r in rows])), 3),
+                     "ndcg@10": round(float(np.mean([r[2] for r in rows])), 3), "questions": len(rows)}
+    out["misses"] = misses
+    return out
+
+
+async def search_latency(store: EdgeVectorStore, embedder, target: int, seed: int, optimize: bool) -> dict:
+    """Pad the collection with jittered copies of its points up to `target`, then time searches."""
+    rng = np.random.default_rng(seed)
+    existing = store.count()
+    originals = store.shard.scroll(__import__("qdrant_edge").ScrollRequest(limit=existing, with_payload=True,
+                                                                           with_vector=True))[0]
+    from logpipe.ai.search import keyword_vector
+    copies, made = [], existing
+    started = time.perf_counter()
+    while made < target:
+        record = originals[made % len(originals)]
+        vector = np.asarray(record.vector[""], dtype=np.float32) + rng.normal(0, 0.02, 384).astype(np.float32)
+        payload = dict(record.payload)
+        payload["record_id"] = f"pad-{made}"
+        copies.append(VectorPoint(f"pad-{made}", vector / np.linalg.norm(vector), payload,
+                                  keyword_vector(payload.get("message", ""))))
+        made += 1
+        if len(copies) == 5000 or made == target:
+            await store.aupsert(copies)
+            copies = []
+    pad_s = time.perf_counter() - started
+    questions = [q for q, _ in TUNE + HELD_OUT]
+
+    async def timings() -> dict:
+        out = {}
+        for label, filters in (("no filter", {}), ("service+level filter", {"service": "order-service",
+                                                                            "level": ["ERROR", "FATAL"]})):
+            for method in ("vector", "hybrid"):
+                samples = []
+                for round_ in range(3):  # the query embedding is cached after the first round
+                    for question in questions:
+                        began = time.perf_counter()
+                        await semantic_search(question, embedder, store, 20, method=method, **filters)
+                        samples.append((time.perf_counter() - began) * 1000)
+                out[f"{method}, {label}"] = {"p50_ms": round(float(np.percentile(samples, 50)), 1),
+                                             "p95_ms": round(float(np.percentile(samples, 95)), 1)}
+        return out
+
+    result = {"points": store.count(), "pad_s": round(pad_s, 1), "semantic_search": await timings()}
+    if optimize:
+        began = time.perf_counter()
+        store.optimize()
+        result["hnsw_build_s"] = round(time.perf_counter() - began, 1)
+        result["semantic_search_after_hnsw"] = await timings()
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--per-family", type=int, default=120, help="logs per (service, family)")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--search-points", type=int, default=100_000, help="0 skips the latency part")
+    parser.add_argument("--seed", type=int, default=22)
+    parser.add_argument("--throughput-logs", type=int, default=20_000, help="0 skips the 80 %%-duplicates run")
+    parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument("--optimize", action="store_true",
+                        help="also time searches after building the HNSW index (minutes at 100k points)")
+    args = parser.parse_args()
+
+    values, families = generate_logs(args.per_family, args.seed)
+    counts: dict[str, int] = {}
+    for family in families.values():
+        counts[family] = counts.get(family, 0) + 1
+    result = {"logs": len(values), "families": len(counts), "questions": {"tune": len(TUNE), "held_out": len(HELD_OUT)},
+              "methods": {}}
+    with tempfile.TemporaryDirectory(prefix="logpipe-search-quality-") as data_dir:
+        # The ONNX export is cached under LOGPIPE_DATA_DIR/models when that is set.
+        backend = local_backend(os.environ.get("LOGPIPE_DATA_DIR") or data_dir, prefer="onnx", threads=2)
+        query_embedder = Embedder(backend, MemoryCache())
+        stores: dict[str, tuple[EdgeVectorStore, dict]] = {}
+        for name, (options, method) in METHODS.items():
+            key = json.dumps(options, sort_keys=True)
+            if key not in stores:
+                store = EdgeVectorStore(data_dir, f"quality_{len(stores)}")
+                speed = await vectorize(values, store, backend, options, args.batch_size)
+                stores[key] = (store, speed)
+            store, speed = stores[key]
+            quality = await evaluate(store, query_embedder, method, families, counts)
+            misses = quality.pop("misses")
+            result["methods"][name] = {**quality, "vectorized_logs_per_s": speed["logs_per_s"],
+                                       "model_texts": speed["model_texts"]}
+            if args.show_misses:
+                result["methods"][name]["misses"] = misses
+        if args.throughput_logs:
+            result["vectorize_80pct_duplicates"] = await throughput(backend, data_dir, args.throughput_logs,
+                                                                    args.batch_size, args.seed)
+        if args.search_points:
+            hybrid_store = stores[json.dumps(METHODS[CHOSEN][0], sort_keys=True)][0]
+            result["latency"] = await search_latency(hybrid_store, query_embedder, args.search_points, args.seed,
+                                                     args.optimize)
+        for store, _ in stores.values():
+            store.close()
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
