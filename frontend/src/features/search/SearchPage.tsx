@@ -16,6 +16,14 @@ function aroundTime(timestamp: string) {
   return { start: new Date(time - 60_000).toISOString(), end: new Date(time + 60_000).toISOString() };
 }
 
+// Why a hit matched (the search fuses a vector ranking and a keyword ranking).
+const MATCH_LABELS = { vector: "by meaning", keyword: "by words", both: "by meaning and words" } as const;
+const MATCH_TITLES = {
+  vector: "found by the embedding search (similar meaning)",
+  keyword: "found by the keyword search (shared words, abbreviations spelled out)",
+  both: "found by both the embedding and the keyword search",
+} as const;
+
 export function SearchPage() {
   const [params, update] = useUrlState();
   const q = params.get("q") ?? "";
@@ -96,11 +104,21 @@ export function SearchPage() {
                       <span className="score" title={hit.score === null ? "found by its words" : "cosine similarity"}>
                         {hit.score === null ? "text match" : `${(hit.score * 100).toFixed(1)}%`}
                       </span>
+                      {hit.match ? (
+                        <span className={`match match-${hit.match}`} title={MATCH_TITLES[hit.match]}>
+                          {MATCH_LABELS[hit.match]}
+                        </span>
+                      ) : null}
                       <LevelBadge level={String(hit.payload.level ?? "")} />
                       <span>{String(hit.payload.service ?? "")}</span>
                       <span className="muted right">{hit.payload.timestamp ? formatTimestamp(String(hit.payload.timestamp)) : ""}</span>
                     </div>
                     <p className="mono">{String(hit.payload.message ?? "")}</p>
+                    {hit.template ? (
+                      <p className="muted hit-pattern">
+                        Pattern: <span className="mono">{hit.template}</span>
+                      </p>
+                    ) : null}
                     <div className="card-links">
                       <Link
                         to={linkTo("/explore", { service: String(hit.payload.service ?? ""), ...aroundTime(String(hit.payload.timestamp ?? "")) })}
