@@ -21,12 +21,11 @@ CREATED = 1_780_000_000.25  # a fixed moment, so the clock column is known
 
 @pytest.fixture(autouse=True)
 def restore_logging():
-    """configure_logging rewires the root logger (and FastStream's): put back pytest's."""
+    """configure_logging rewires the root logger: put back pytest's."""
     root = logging.getLogger()
     saved = {name: (logger.handlers[:], logger.level, logger.propagate)
              for name, logger in [("", root)] + [(n, logging.getLogger(n)) for n in
-                                                 ("faststream", "faststream.access.kafka",
-                                                  "faststream.access.confluent", "aiokafka", "uvicorn.access",
+                                                 ("aiokafka", "uvicorn.access",
                                                   "httpx", "httpcore", "kafka")]}
     yield
     for name, (handlers, level, propagate) in saved.items():
@@ -174,20 +173,6 @@ def test_an_unknown_log_format_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("LOG_FORMAT", "xml")
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         CommonSettings()
-
-
-def test_faststream_logs_go_through_ours_at_warning_and_above():
-    from faststream._internal.logger.logging import get_logger
-
-    stream = io.StringIO()
-    configure_logging("logpipe", "INFO", "text", stream=stream)
-    # What FastStream does when a broker starts: its own coloured stdout handler unless one exists.
-    logger = get_logger("faststream.access.confluent", logging.DEBUG, sys.stdout, "%(message)s")
-    logger.debug("message consumed")
-    logger.info("Consumer assigned to partitions")
-    logger.warning("commit failed")
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 1 and lines[0].endswith(" WARN  faststream commit failed")
 
 
 def test_periodic_count_logs_the_first_event_then_a_count_per_interval():

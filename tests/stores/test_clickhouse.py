@@ -97,7 +97,7 @@ def test_in_place_insert_stores_what_the_client_insert_stores(chdb_dsn):
         # Times are UTC whatever the process's time zone, to the millisecond.
         assert in_place.query(f"SELECT toString(timestamp) FROM {in_place.table('logs')} "
                               "WHERE message = 'fluent'") == [("2026-11-25 08:00:00.123",)]
-        assert in_place.query(f"SELECT message, http_status, attributes['attributes.n'] FROM {in_place.table('logs')} "
+        assert in_place.query(f"SELECT message, http_status, attributes['n'] FROM {in_place.table('logs')} "
                               "WHERE message LIKE 'plain text%' OR message = 'no level' ORDER BY message") == [
             ("no level", None, "3"), ("plain text line, naïve café ERROR: ünïcødé 💥", None, "")]
     finally:

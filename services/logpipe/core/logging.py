@@ -25,11 +25,7 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 # uvicorn repeats its message with ANSI codes in this extra; the message itself is enough.
 _HIDDEN_EXTRAS = {"color_message"}
 _LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "FATAL"}
-_NOISY_LIBRARIES = ("aiokafka", "kafka", "uvicorn.access", "faststream", "httpx", "httpcore")
-# FastStream gives these loggers a coloured stdout handler of its own and stops propagation,
-# unless a StreamHandler on stdout is already there: _ToRootHandlers is one, and passes the
-# records on to ours.
-_FASTSTREAM_LOGGERS = ("faststream", "faststream.access.kafka", "faststream.access.confluent")
+_NOISY_LIBRARIES = ("aiokafka", "kafka", "uvicorn.access", "httpx", "httpcore")
 
 
 def _level(record: logging.LogRecord) -> str:
@@ -135,15 +131,6 @@ def human_output(fmt: str, stream: IO[str]) -> bool:
     return fmt == "text" or (fmt == "auto" and is_terminal(stream))
 
 
-class _ToRootHandlers(logging.StreamHandler):
-    def __init__(self, level: int) -> None:
-        super().__init__(sys.stdout)
-        self.setLevel(level)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        logging.getLogger().handle(record)
-
-
 def configure_logging(service: str, level: str = "INFO", fmt: str = "auto", stream: IO[str] | None = None) -> None:
     stream = stream if stream is not None else sys.stderr
     human = human_output(fmt, stream)
@@ -163,12 +150,6 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto", stre
     quiet = max(logging.WARNING, root.level)
     for noisy in _NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(quiet)
-    for name in _FASTSTREAM_LOGGERS:
-        logger = logging.getLogger(name)
-        for old in list(logger.handlers):
-            if isinstance(old, logging.StreamHandler) and old.stream in (sys.stdout, sys.__stdout__):
-                logger.removeHandler(old)
-        logger.addHandler(_ToRootHandlers(quiet))
 
 
 class PeriodicCount:
