@@ -90,7 +90,10 @@ class AnalysisQueries:
     def patterns(self, limit: int) -> dict[str, dict[str, Any]]:
         rows = self._query(
             f"SELECT toString({PATTERN_ID}) AS spid, count() AS n, arraySort(groupUniqArray(service)), "
-            "min(timestamp), max(timestamp), countIf(level = 'FATAL'), countIf(level = 'ERROR'), any(message), "
+            # The example is the pattern's first message (not any()): a rerun of a window must
+            # write the same report text.
+            "min(timestamp), max(timestamp), countIf(level = 'FATAL'), countIf(level = 'ERROR'), "
+            "argMin(message, (timestamp, message)), "
             "arraySort(groupUniqArray(5)(version)) "
             f"FROM {self.errors} GROUP BY spid ORDER BY n DESC, spid LIMIT {int(limit)}")
         patterns = {}
@@ -182,7 +185,8 @@ class AnalysisQueries:
                  "AND l.timestamp >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC') "
                  f"AND l.timestamp < fromUnixTimestamp64Milli({{start_ms:Int64}}, 'UTC') AND l.{_ERRORS}")
         rows = self.store.query(
-            f"SELECT toString(pid) AS spid, any(message), countIf(level = 'FATAL'), countIf(level = 'ERROR'), "
+            f"SELECT toString(pid) AS spid, argMin(message, (timestamp, message)), countIf(level = 'FATAL'), "
+            "countIf(level = 'ERROR'), "
             f"max(timestamp), min(timestamp) FROM {_source(self.store, where)} WHERE spid IN {{pids:Array(String)}} "
             "GROUP BY spid",
             {"pipeline": self.params["pipeline"], "from_ms": _ms(self.start - timedelta(days=days)),
