@@ -13,6 +13,7 @@ from logpipe.ai.llm import NoLLM, OllamaLLM, OpenAICompatibleLLM
 from logpipe.analyzer.baselines import VOLUME
 from logpipe.analyzer.llm_report import REPORT_SCHEMA
 from logpipe.analyzer.runner import Analyzer
+from logpipe.analyzer.windows import iso
 from logpipe.stores import sql
 from logpipe.stores.sql import Anomaly, Baseline, ErrorPattern, NightlyReport
 
@@ -295,3 +296,61 @@ def test_the_same_window_twice_gives_the_same_incidents_and_a_new_pattern_stays_
     assert row.start.hour == 14 and row.end.hour == 16 and row.peak == row.bucket
     assert row.excess == pytest.approx(spike["excess"], abs=0.01)
     assert stored[("service_quiet", "shipping")].ongoing is True
+
+
+@pytest.fixture
+def fresh_store(chdb_dsn):
+    """A pipeline whose first log arrived inside the analysed window: no history at all."""
+    import uuid
+
+    from logpipe.stores.clickhouse import ClickHouseStore
+
+    store = ClickHouseStore(chdb_dsn, database=f"fresh_{uuid.uuid4().hex[:10]}")
+    store.apply_schema(ttl_days=3650)
+    yield store
+    store.command(f"DROP DATABASE IF EXISTS {store.database} SYNC")
+
+
+def fresh_scenario(start, hours, incidents=()):
+    from logpipe.analyzer import synthetic as syn
+
+    timeout = syn.PatternSpec("payments", "Timeout calling payment-provider after {n} ms", "ERROR", 12)
+    patterns = [timeout, syn.PatternSpec("checkout", "Cart validation failed for item {n}", "WARN", 25)]
+    return timeout, syn.Scenario(start=start, hours=hours, patterns=patterns, seed=11,
+                                 volume_per_hour={"checkout": 300, "payments": 250},
+                                 incidents=[syn.Incident(timeout, **kw) for kw in incidents])
+
+
+def test_a_fresh_platform_is_not_a_spike_over_the_hours_before_it_existed(fresh_store, sqlite_engine,
+                                                                           analyzer_settings):
+    """The first analysis after `make dev` used to flag every service's volume as a spike
+    "expected about 0": the hours before the first log were taken for silence."""
+    from logpipe.analyzer import synthetic as syn
+
+    end = syn.start_of_day() + timedelta(hours=12)
+    _, scenario = fresh_scenario(end - timedelta(hours=2), 2)
+    fresh_store.insert_arrow("logs", syn.build(scenario))
+    row = Analyzer(analyzer_settings, fresh_store, sqlite_engine, None, NoLLM()).run(24, end=end)
+    assert row.status == "completed", row.error
+    assert row.report["totals"]["logs"] > 1000
+    assert row.report["anomalies"] == [], [a["description"] for a in row.report["anomalies"]]
+    assert row.report["has_history"] is False
+    assert row.report["judged_from"] == iso(end - timedelta(hours=1))
+    assert "judged only from" in row.markdown
+
+
+def test_a_fresh_platform_still_finds_a_spike_once_it_has_hours_to_compare(fresh_store, sqlite_engine,
+                                                                         analyzer_settings):
+    from logpipe.analyzer import synthetic as syn
+
+    end = syn.start_of_day() + timedelta(hours=20)
+    timeout, scenario = fresh_scenario(end - timedelta(hours=9), 9,
+                                       [{"start_hour": 6, "hours": 1, "factor": 15}])
+    fresh_store.insert_arrow("logs", syn.build(scenario))
+    row = Analyzer(analyzer_settings, fresh_store, sqlite_engine, None, NoLLM()).run(24, end=end)
+    assert row.status == "completed", row.error
+    found = {(a["kind"], a["service"], a["pattern_id"]) for a in row.report["anomalies"]}
+    assert ("pattern_spike", "payments", str(timeout.pattern_id)) in found, row.report["anomalies"]
+    # Nothing about the quiet hours before the first log, nor a volume spike over them.
+    assert not {kind for kind, *_ in found} & {"service_quiet", "volume_drop", "pattern_drop"}
+    assert all(a["start"] >= row.report["judged_from"] for a in row.report["anomalies"])

@@ -1014,6 +1014,11 @@ export interface components {
             insights?: {
                 [key: string]: unknown;
             }[] | null;
+            /**
+             * Judged From
+             * @description set when the pipeline had no logs before the window: hours before this time were not judged (a fresh platform)
+             */
+            judged_from?: string | null;
             /** Llm */
             llm?: {
                 [key: string]: unknown;

@@ -32,6 +32,7 @@ SUSTAINED_HOURS = 3
 # A pattern's drop is only visible, and only worth a line, where it is busy.
 PATTERN_DROP_MIN_FACTOR = 3
 COLD_START_WIDENING = 1.5
+COLD_START_MIN_HOURS = 3
 
 
 class ExpectationSource(Protocol):
@@ -107,13 +108,16 @@ class AnomalyFinding:
                 "ongoing": self.ongoing, "related_group": self.related_group}
 
 
-def _reference(counts: dict[datetime, float], buckets: Sequence[tuple[datetime, bool]]) -> tuple[float, float]:
-    """Median and robust spread (1.4826 x MAD) of the complete hours of the window: the
-    cold-start reference. Robust, so a two-hour incident neither hides itself by inflating
-    the spread it is judged against nor needs leaving out."""
-    values = [counts.get(b, 0) for b, complete in buckets if complete]
-    if len(values) < 3:
-        return 0.0, 0.0
+def _reference(counts: dict[datetime, float], buckets: Sequence[tuple[datetime, bool]],
+               known_from: datetime | None = None) -> tuple[float, float] | None:
+    """Median and robust spread (1.4826 x MAD) of the complete hours of the window since the
+    pipeline had logs: the cold-start reference, or None with fewer than three such hours.
+    Robust, so a two-hour incident neither hides itself by inflating the spread it is judged
+    against nor needs leaving out."""
+    values = [counts.get(b, 0) for b, complete in buckets
+              if complete and (known_from is None or b >= known_from)]
+    if len(values) < COLD_START_MIN_HOURS:
+        return None
     array = np.asarray(values, dtype=float)
     median = float(np.median(array))
     return median, float(1.4826 * np.median(np.abs(array - median)))
@@ -151,9 +155,15 @@ def bucket_fractions(buckets: Sequence[tuple[datetime, bool]], start: datetime |
 
 
 def judge_series(service: str, pattern: str, counts: dict[datetime, float], source: ExpectationSource,
-                 buckets: Sequence[tuple[datetime, bool]], fractions: dict[datetime, float]) -> list[HourJudgement]:
-    """Each hour of the window with its count, what was expected, and how far off it is."""
-    cold: tuple[float, float] | None = None
+                 buckets: Sequence[tuple[datetime, bool]], fractions: dict[datetime, float],
+                 known_from: datetime | None = None) -> list[HourJudgement]:
+    """Each hour of the window with its count, what was expected, and how far off it is.
+
+    Without history, an hour is judged against the other complete hours of the window since
+    `known_from` (the first whole hour the pipeline had logs): the hours before the platform
+    received anything are unknown, not zero, and with fewer than three known hours nothing is
+    judged at all (z 0) rather than against an expectation of nothing."""
+    cold: tuple[float, float] | None | bool = False
     judged = []
     for bucket, whole in buckets:
         count = float(counts.get(bucket, 0))
@@ -165,8 +175,11 @@ def judge_series(service: str, pattern: str, counts: dict[datetime, float], sour
             std = _spread(mean, stat.stddev * fraction) * math.sqrt(1 + 1 / stat.samples)
             known = True
         else:
-            if cold is None:
-                cold = _reference(counts, buckets)
+            if cold is False:
+                cold = _reference(counts, buckets, known_from)
+            if cold is None or (known_from is not None and bucket + HOUR <= known_from):
+                judged.append(HourJudgement(bucket, whole, count, count, _spread(count, 0.0), 0.0, False))
+                continue
             # Other hours of one day mix the daily rhythm with noise and know nothing of other days.
             mean = cold[0] * fraction
             std = _spread(mean, cold[1] * fraction) * COLD_START_WIDENING
@@ -280,8 +293,11 @@ def find_anomalies(hourly: dict[tuple[str, str], dict[datetime, int]],
                    thresholds: Thresholds = Thresholds(),
                    services: Iterable[str] | None = None,
                    templates: dict[str, str] | None = None,
-                   window: tuple[datetime, datetime] | None = None) -> list[AnomalyFinding]:
-    """Incidents of every kind in the window, most severe first, in a stable order."""
+                   window: tuple[datetime, datetime] | None = None,
+                   known_from: datetime | None = None) -> list[AnomalyFinding]:
+    """Incidents of every kind in the window, most severe first, in a stable order.
+    `known_from`: the first whole hour of the pipeline's logs, when it began inside the window
+    (a fresh platform); hours before it are not compared with anything."""
     templates = templates or {}
     allowed = set(services) if services else None
     source = baselines if not isinstance(baselines, dict) else _Learnt(baselines, thresholds.min_baseline_samples)
@@ -297,7 +313,8 @@ def find_anomalies(hourly: dict[tuple[str, str], dict[datetime, int]],
     for service, pattern in sorted(error_series):
         if pattern in new_patterns or not wanted(service):
             continue  # a new pattern is reported once as new, not as a spike over nothing
-        judged = judge_series(service, pattern, hourly.get((service, pattern), {}), source, buckets, fractions)
+        judged = judge_series(service, pattern, hourly.get((service, pattern), {}), source, buckets, fractions,
+                              known_from)
         label = _label(templates, pattern)
         for stretch in rises(judged, thresholds):
             found = _finding("pattern_spike", service, pattern, stretch, thresholds,
@@ -318,7 +335,7 @@ def find_anomalies(hourly: dict[tuple[str, str], dict[datetime, int]],
         if not wanted(service):
             continue
         counts = volume.get(service, {})
-        judged = judge_series(service, VOLUME, counts, source, buckets, fractions)
+        judged = judge_series(service, VOLUME, counts, source, buckets, fractions, known_from)
         for stretch in rises(judged, thresholds):
             found = _finding("volume_spike", service, VOLUME, stretch, thresholds,
                              f"{service} wrote {{observed}} logs {{span}}, expected about {{expected}} "
@@ -347,7 +364,7 @@ def find_anomalies(hourly: dict[tuple[str, str], dict[datetime, int]],
                 findings.append(found)
                 silent_found = silent_found or silence
         if not silent_found:
-            quiet = _cold_quiet(service, counts, judged, buckets, thresholds, window_end)
+            quiet = _cold_quiet(service, counts, judged, buckets, thresholds, window_end, known_from)
             if quiet:
                 findings.append(quiet)
 
@@ -412,10 +429,10 @@ def _new_pattern(pattern: str, info: dict[str, Any], hourly: dict[tuple[str, str
 
 def _cold_quiet(service: str, counts: dict[datetime, int], judged: Sequence[HourJudgement],
                 buckets: Sequence[tuple[datetime, bool]], thresholds: Thresholds,
-                window_end: datetime | None) -> AnomalyFinding | None:
+                window_end: datetime | None, known_from: datetime | None = None) -> AnomalyFinding | None:
     """Without history: a service whose last `quiet_hours` complete hours (and any partial
     hour after) are empty, judged against what it did earlier in this window."""
-    complete = [b for b, whole in buckets if whole]
+    complete = [b for b, whole in buckets if whole and (known_from is None or b >= known_from)]
     if len(complete) < thresholds.quiet_hours or any(h.known for h in judged):
         return None
     if any(counts.get(b, 0) for b, whole in buckets if not whole and b > complete[-1]):

@@ -25,6 +25,10 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"| {totals['logs']} | {totals['errors']} | {totals['fatal']} | {totals['error']} | {totals['warn']} | "
               f"{totals['patterns']} | {totals['error_services']} |", ""]
     lines += ["## Incidents", ""]
+    if report.get("judged_from"):
+        lines += [f"_No logs before this window: hours were judged only from {format_time(report['judged_from'])} "
+                  f"on, against each other, and not at all until three whole hours had passed since the first "
+                  f"log._", ""]
     if report["anomalies"]:
         lines += ["| severity | kind | service | pattern | when | observed | expected | excess | z | group | what |",
                   "|---|---|---|---|---|---:|---:|---:|---:|---|---|"]

@@ -28,7 +28,7 @@ from logpipe.analyzer.novelty import summarize_novel_errors
 from logpipe.analyzer.report import assemble_report
 from logpipe.analyzer.trends import gone_patterns
 from logpipe.analyzer.thresholds import SEVERITY_RANK, Thresholds
-from logpipe.analyzer.windows import iso, parse_time, utc, window_buckets
+from logpipe.analyzer.windows import HOUR, iso, parse_time, utc, window_buckets
 from logpipe.analyzer.novelty_reader import NovelErrors, read_novel_errors
 from logpipe.analyzer.queries import AnalysisQueries
 from logpipe.analyzer.settings import Settings
@@ -197,10 +197,17 @@ class Analyzer:
         expectations = Expectations(
             History(past, covered_from, start, buckets, settings.baseline_days, thresholds.min_baseline_samples),
             baselines, start, thresholds.min_baseline_samples)
+        # A pipeline with nothing before this window began inside it: the hours before its first
+        # log are unknown, not zero (a fresh platform is not a volume spike over nothing).
+        known_from = None
+        if covered_from is None:
+            first = [hour for counts in data.volume.values() for hour, count in counts.items() if count]
+            known_from = min(first) + HOUR if first else None
         query_seconds = time.perf_counter() - started
 
         anomalies = find_anomalies(data.hourly, data.volume, expectations, buckets, new_patterns, thresholds,
-                                   services or None, {p: i["template"] for p, i in patterns.items()}, (start, end))
+                                   services or None, {p: i["template"] for p, i in patterns.items()}, (start, end),
+                                   known_from)
         gone = gone_patterns(expectations, pattern_ids, buckets, fractions, thresholds, services or None)
         if gone:
             gone_ids = sorted(gone, key=lambda p: (-gone[p]["expected"], p))[:settings.top_patterns]
@@ -244,6 +251,10 @@ class Analyzer:
         if clusters_error:
             report["clusters_error"] = clusters_error
         report["has_history"] = history
+        if known_from is not None:
+            # Shown with the anomalies: the window was judged only from here on, and not at all
+            # with fewer than three whole hours since.
+            report["judged_from"] = iso(max(known_from, start))
 
         # Learn this window only after judging it against what was known before.
         skip = {(a.service, a.pattern_id, hour.bucket) for a in anomalies if a.kind != "new_pattern"

@@ -284,6 +284,8 @@ class ReportBody(Open):
     models: dict[str, Any] | None = None
     timings: dict[str, Any] | None = None
     has_history: bool | None = None
+    judged_from: str | None = Field(None, description="set when the pipeline had no logs before the window: "
+                                    "hours before this time were not judged (a fresh platform)")
     llm: dict[str, Any] | None = None
 
 
