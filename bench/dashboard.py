@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +34,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from query import Server, percentile  # noqa: E402 - bench/ is not a package
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ["checkout", "payments", "cart", "search", "auth", "inventory", "shipping", "email", "gateway",
@@ -79,34 +81,6 @@ def fill(store, logs: int, hours: float, seed: int = 7) -> float:
     store.insert_rows("patterns", [[index + 1, template.replace("{n}", "<*>")] for index, template in enumerate(TEMPLATES)],
                       ["pattern_id", "template"])
     return time.perf_counter() - started
-
-
-class Server:
-    def __init__(self, app, port: int) -> None:
-        import uvicorn
-
-        self.port = port
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                                    access_log=False, lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "Server":
-        self.thread.start()
-        deadline = time.monotonic() + 120
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def summary(values: list[float]) -> dict[str, float]:

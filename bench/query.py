@@ -115,9 +115,10 @@ class Server:
 
     def __enter__(self) -> "Server":
         self.thread.start()
+        deadline = time.monotonic() + 120
         while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("gateway did not start")
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the gateway did not start")
             time.sleep(0.05)
         return self
 
