@@ -216,6 +216,28 @@ await check("an injected <script> message shows as text and never runs", async (
   assert.equal(await page.locator("main img").count(), 0, "no <img> made from the message");
 });
 
+await check("Explore: several services picked at once show exactly their logs", async () => {
+  const tag = `multi-${MARKER}`;
+  const picked = [`multi-a-${MARKER}`, `multi-b-${MARKER}`];
+  await ingest([...picked, `multi-c-${MARKER}`].map((service) => ({ service, level: "ERROR", message: `${tag} from ${service}` })));
+  const deadline = Date.now() + 60000;
+  while ((await api(`/api/logs?contains=${tag}&since=15m&limit=1`)).total < 3) {
+    assert.ok(Date.now() < deadline, "the three probe logs were not stored");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  await page.goto(BASE + `/explore?since=15m&contains=${tag}`);
+  await page.getByTestId("log-row").nth(2).waitFor({ timeout: 30000 });
+  await page.getByText("Service: All services", { exact: true }).click();
+  for (const service of picked) await page.getByRole("checkbox", { name: service }).check();
+  await page.getByText(`Service: ${picked.join(", ")}`, { exact: true }).waitFor({ timeout: 10000 });
+  await page.waitForFunction(() => document.querySelector('[data-testid="logs-total"]')?.textContent === "2", null, { timeout: 30000 });
+  const messages = (await page.getByTestId("log-message").allTextContents()).sort();
+  assert.deepEqual(messages, picked.map((service) => `${tag} from ${service}`).sort());
+  assert.equal(new URL(page.url()).searchParams.get("service"), picked.slice().sort().join(","));
+  await axeCheck(page, "explore service menu");
+  await page.screenshot({ path: path.join(ARTIFACTS, "explore-services.png") });
+});
+
 await check("live tail shows a log produced during the test, with pause and a rate", async () => {
   const liveMarker = `live-${MARKER}`;
   await page.goto(BASE + `/explore?live=1&contains=${liveMarker}`);

@@ -80,6 +80,33 @@ describe("ExplorePage", () => {
     await waitFor(() => expect(screen.getByTestId("location").textContent).toBe("/explore?since=15m&contains=timeout"));
   });
 
+  it("filters by several services at once, and clears back to all", async () => {
+    const calls = mockFetch({
+      "/api/logs": () => ({ body: page }),
+      "/api/logs/histogram": () => ({ body: histogram }),
+      "/api/services": () => ({
+        body: { window_minutes: 1440, pipeline: null, services: ["payments", "checkout", "cart"].map((service) => ({ service })) },
+      }),
+    });
+    render(renderWithProviders(<ExplorePage />, { route: "/explore?service=checkout&since=15m" }));
+    expect(await screen.findByText("card declined")).toBeTruthy();
+    expect(screen.getByText("Service: checkout")).toBeTruthy();
+    fireEvent.click(await screen.findByRole("checkbox", { name: "payments" }));
+    await waitFor(() => expect(screen.getByTestId("location").textContent).toBe("/explore?service=checkout%2Cpayments&since=15m"));
+    await waitFor(() =>
+      expect(calls.filter((call) => call.url.pathname === "/api/logs").at(-1)!.url.searchParams.get("service")).toBe("checkout,payments"),
+    );
+    expect(screen.getByText("Service: checkout, payments")).toBeTruthy();
+    expect((screen.getByRole("checkbox", { name: "cart" }) as HTMLInputElement).checked).toBe(false);
+    const menu = screen.getByText("Service: checkout, payments").closest("details")!;
+    menu.open = true;
+    fireEvent.keyDown(document, { key: "Escape" });
+    expect(menu.open).toBe(false);
+    fireEvent.click(screen.getByRole("button", { name: "Clear: all services" }));
+    await waitFor(() => expect(screen.getByTestId("location").textContent).toBe("/explore?since=15m"));
+    expect(screen.getByText("Service: All services")).toBeTruthy();
+  });
+
   it("shows the API's message, not a stack trace, when a query fails", async () => {
     mockFetch({
       "/api/logs": () => ({ status: 400, body: { detail: "start must be before end" } }),

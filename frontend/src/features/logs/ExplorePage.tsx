@@ -2,7 +2,7 @@ import { useCallback, useMemo } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { apiGet } from "../../api/client";
 import { useServiceNames } from "../../api/useServiceNames";
-import { LevelFilter, ServiceSelect, TextFilter } from "../../components/FilterBar";
+import { LevelFilter, ServiceMultiSelect, TextFilter } from "../../components/FilterBar";
 import { Empty, ErrorState, Loading } from "../../components/States";
 import { TimeRangePicker } from "../../components/TimeRangePicker";
 import { formatCount } from "../../lib/time";
@@ -62,7 +62,11 @@ export function ExplorePage() {
         </div>
       </div>
       <div className="filters">
-        <ServiceSelect value={filters.service[0] ?? ""} services={services} onChange={(service) => update({ service })} />
+        <ServiceMultiSelect
+          selected={filters.service}
+          services={services}
+          onChange={(service) => update({ service: service.join(",") })}
+        />
         <LevelFilter selected={filters.level} onChange={(level) => update({ level: level.join(",") })} />
         <TextFilter
           id="contains-filter"
