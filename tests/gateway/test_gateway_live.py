@@ -229,3 +229,37 @@ def test_live_records_keep_flowing_when_the_pattern_state_is_unreadable():
     message = [RawMessage(b'{"message": "queue depth 17 over limit"}', 1_764_064_800_000, "raw-logs", 0, 0)]
     assert [record["pattern_id"] for record in live.records(message)] == [0]
     assert live.records(message)[0]["pattern_id"] != 0 and len(attempts) == 2
+
+
+async def test_past_novel_errors_are_listed_for_a_range_newest_first(gateway, kafka_bootstrap, topics):
+    """What /ws/events showed while nobody watched: read back from the novel-errors topic."""
+    now = datetime.now(timezone.utc)
+
+    def event(record_id: str, minutes_ago: int, service: str) -> bytes:
+        moment = datetime.fromtimestamp(now.timestamp() - minutes_ago * 60, timezone.utc)
+        return orjson.dumps({"type": "novel_error", "record_id": record_id, "service": service, "level": "ERROR",
+                             "timestamp": moment.isoformat().replace("+00:00", "Z"),
+                             "message": f"never seen before {record_id}", "similarity": 0.41, "threshold": 0.75,
+                             "nearest": {"record_id": "old", "score": 0.41, "message": "x", "service": service}})
+
+    await produce(kafka_bootstrap, topics.novel_errors, [
+        event("n-old", 3 * 60, "checkout"), event("n-1", 30, "checkout"), event("n-2", 5, "payments"), b"not json"])
+    async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read"), timeout=30) as client:
+        since = datetime.fromtimestamp(now.timestamp() - 3600, timezone.utc).isoformat()
+        response = await client.get("/api/novel-errors", params={"start": since})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert [e["record_id"] for e in body["novel_errors"]] == ["n-2", "n-1"]
+        assert body["total"] == 2 and body["truncated"] is False and body["error"] == ""
+        assert body["novel_errors"][0]["similarity"] == 0.41 and body["novel_errors"][0]["nearest"]["record_id"] == "old"
+
+        only = (await client.get("/api/novel-errors", params={"start": since, "service": "checkout"})).json()
+        assert [e["record_id"] for e in only["novel_errors"]] == ["n-1"]
+        every = (await client.get("/api/novel-errors", params={"limit": 1})).json()  # default: the last 24 h
+        assert every["total"] == 3 and [e["record_id"] for e in every["novel_errors"]] == ["n-2"]
+        bad = await client.get("/api/novel-errors", params={"start": now.isoformat(), "end": since})
+        assert bad.status_code == 400 and "before" in bad.json()["detail"]
+
+        other = await client.get("/api/novel-errors", headers=gateway.headers("bound"))
+        assert other.status_code == 403, other.text
+        assert (await client.get("/api/novel-errors", headers={"Authorization": ""})).status_code == 401

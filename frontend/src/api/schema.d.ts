@@ -105,6 +105,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/novel-errors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Novel errors of a time range (errors unlike any earlier one), newest first
+         * @description What the live stream (`/ws/events`) showed while nobody watched: the vectorizer's
+         *     novel-error events of the range, read back from the pipeline's novel-errors topic.
+         */
+        get: operations["list_novel_errors_api_novel_errors_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/patterns": {
         parameters: {
             query?: never;
@@ -798,6 +819,71 @@ export interface components {
              * @description rows matching the filters (all pages); null when total=false
              */
             total?: number | null;
+        };
+        /**
+         * NovelError
+         * @description An error unlike any earlier one, as the vectorizer published it on the novel-errors topic.
+         */
+        NovelError: {
+            /** Detected At */
+            detected_at?: string | null;
+            /** Level */
+            level?: string | null;
+            /** Message */
+            message?: string | null;
+            /**
+             * Nearest
+             * @description the nearest earlier error: record_id, score, message, service
+             */
+            nearest?: {
+                [key: string]: unknown;
+            } | null;
+            /** Pattern Id */
+            pattern_id?: number | string | null;
+            /** Record Id */
+            record_id: string;
+            /** Service */
+            service?: string | null;
+            /**
+             * Similarity
+             * @description cosine similarity to the nearest earlier error
+             */
+            similarity?: number | null;
+            /**
+             * Threshold
+             * @description novel when the similarity was below this
+             */
+            threshold?: number | null;
+            /** Timestamp */
+            timestamp?: string | null;
+            /** Trace Id */
+            trace_id?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** NovelErrorList */
+        NovelErrorList: {
+            /**
+             * Error
+             * @description why the topic could not be read (the list is then empty)
+             * @default
+             */
+            error: string;
+            /**
+             * Novel Errors
+             * @description newest first
+             */
+            novel_errors: components["schemas"]["NovelError"][];
+            /**
+             * Total
+             * @description how many the window holds (before the limit)
+             */
+            total: number;
+            /**
+             * Truncated
+             * @description the window held more than the reader's bound; the oldest are missing
+             */
+            truncated: boolean;
         };
         /** PartitionEnd */
         PartitionEnd: {
@@ -1628,6 +1714,43 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_novel_errors_api_novel_errors_get: {
+        parameters: {
+            query?: {
+                /** @description default: now */
+                end?: string | null;
+                limit?: number;
+                /** @description service names (repeat or comma-separate) */
+                service?: string[];
+                /** @description default: 24 hours before end */
+                start?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NovelErrorList"];
                 };
             };
             /** @description Validation Error */

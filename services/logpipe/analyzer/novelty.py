@@ -1,4 +1,4 @@
-"""Novel errors of a window (the vectorizer's events, read by novelty_reader.py), grouped by pattern."""
+"""Novel errors of a window (the vectorizer's events, read by core/novel_errors.py), grouped by pattern."""
 
 from __future__ import annotations
 

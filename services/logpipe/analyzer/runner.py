@@ -29,7 +29,7 @@ from logpipe.analyzer.report import assemble_report
 from logpipe.analyzer.trends import gone_patterns
 from logpipe.analyzer.thresholds import SEVERITY_RANK, Thresholds
 from logpipe.analyzer.windows import HOUR, iso, parse_time, utc, window_buckets
-from logpipe.analyzer.novelty_reader import NovelErrors, read_novel_errors
+from logpipe.core.novel_errors import NovelErrors, read_novel_errors
 from logpipe.analyzer.queries import AnalysisQueries
 from logpipe.analyzer.settings import Settings
 from logpipe.core import tracing

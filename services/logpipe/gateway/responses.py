@@ -197,6 +197,30 @@ class AnomalyList(BaseModel):
     total: int
 
 
+class NovelError(Open):
+    """An error unlike any earlier one, as the vectorizer published it on the novel-errors topic."""
+
+    record_id: str
+    timestamp: str | None = None
+    service: str | None = None
+    level: str | None = None
+    message: str | None = None
+    trace_id: str | None = None
+    pattern_id: int | str | None = None
+    similarity: float | None = Field(None, description="cosine similarity to the nearest earlier error")
+    threshold: float | None = Field(None, description="novel when the similarity was below this")
+    nearest: dict[str, Any] | None = Field(None, description="the nearest earlier error: record_id, score, "
+                                           "message, service")
+    detected_at: str | None = None
+
+
+class NovelErrorList(BaseModel):
+    novel_errors: list[NovelError] = Field(description="newest first")
+    total: int = Field(description="how many the window holds (before the limit)")
+    truncated: bool = Field(description="the window held more than the reader's bound; the oldest are missing")
+    error: str = Field("", description="why the topic could not be read (the list is then empty)")
+
+
 ReportStatus = Literal["pending", "running", "completed", "failed"]
 
 

@@ -1,4 +1,4 @@
-import { render, screen, within } from "@testing-library/react";
+import { act, render, screen, within } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { mockFetch, renderWithProviders } from "../../test/utils";
 import type { Anomaly, Histogram } from "../../api/types";
@@ -54,6 +54,7 @@ describe("AnomaliesPage", () => {
     mockFetch({
       "/api/anomalies": () => ({ body: { anomalies, total: anomalies.length } }),
       "/api/logs/histogram": () => ({ body: histogram }),
+      "/api/novel-errors": () => ({ body: { novel_errors: [], total: 0, truncated: false, error: "" } }),
     });
     render(renderWithProviders(<AnomaliesPage />, { route: "/anomalies?since=24h" }));
 
@@ -86,5 +87,46 @@ describe("AnomaliesPage", () => {
       { time: at("2026-12-06T05:00:00Z"), end: at("2026-12-06T07:00:00Z") },
       { time: at("2026-12-06T04:00:00Z"), end: undefined },
     ]);
+  });
+
+  it("lists the range's earlier novel errors under the live ones, each once, with how unlike they were", async () => {
+    const sockets: LiveSocket[] = [];
+    class LiveSocket extends SilentSocket {
+      constructor() {
+        super();
+        sockets.push(this);
+      }
+    }
+    vi.stubGlobal("WebSocket", LiveSocket);
+    const novel = (record_id: string, service: string, timestamp: string) => ({
+      type: "novel_error", record_id, service, level: "ERROR", timestamp, message: `unlike anything ${record_id}`,
+      similarity: 0.41, threshold: 0.75, nearest: { record_id: "old", score: 0.41 },
+    });
+    const calls = mockFetch({
+      "/api/anomalies": () => ({ body: { anomalies: [], total: 0 } }),
+      "/api/logs/histogram": () => ({ body: histogram }),
+      "/api/novel-errors": () => ({
+        body: { novel_errors: [novel("n-2", "payments", "2026-12-06T12:00:00Z"), novel("n-1", "checkout", "2026-12-06T11:00:00Z")],
+                total: 2, truncated: false, error: "" },
+      }),
+    });
+    render(renderWithProviders(<AnomaliesPage />, { route: "/anomalies?since=24h" }));
+    expect(await screen.findByText("unlike anything n-1")).toBeTruthy();
+    const range = calls.find((call) => call.url.pathname === "/api/novel-errors")!.url.searchParams;
+    expect(range.get("start")).toBeTruthy();
+    expect(range.get("end")).toBeTruthy();
+    // The live stream brings n-2 again (it was read back as well) and a new n-3.
+    await act(async () => {
+      for (const id of ["n-2", "n-3"]) {
+        sockets[0]!.onmessage?.({ data: JSON.stringify({ type: "novel_error", data: novel(id, "cart", "2026-12-06T13:00:00Z") }) } as MessageEvent);
+      }
+    });
+    const cards = screen.getAllByTestId("novel-error");
+    expect(cards.map((card) => within(card).getByText(/unlike anything/).textContent)).toEqual([
+      "unlike anything n-3", "unlike anything n-2", "unlike anything n-1"]);
+    expect(within(cards[0]!).getByText("new")).toBeTruthy();
+    expect(within(cards[2]!).queryByText("new")).toBeNull();
+    expect(within(cards[2]!).getByTestId("novel-similarity").textContent).toBe(
+      "Closest earlier error 0.41 similar (novel below 0.75)");
   });
 });

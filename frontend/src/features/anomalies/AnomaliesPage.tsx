@@ -190,6 +190,15 @@ function useNovelErrors() {
   return { events, connected };
 }
 
+/** Live events first (newest on top), then the range's earlier ones the live stream did not bring. */
+export function mergeNovel(live: NovelError[], past: ReadonlyArray<Record<string, unknown> & { record_id: string }>) {
+  const seen = new Set(live.map((event) => text(event.data.record_id)));
+  const earlier = past
+    .filter((event) => !seen.has(event.record_id))
+    .map((event) => ({ key: `past-${event.record_id}`, received: 0, data: event as NovelError["data"] }));
+  return [...live, ...earlier];
+}
+
 function text(value: unknown): string {
   return value === null || value === undefined ? "" : String(value);
 }
@@ -211,6 +220,12 @@ export function AnomaliesPage() {
     placeholderData: (previous) => previous,
   });
   const novel = useNovelErrors();
+  const past = useQuery({
+    queryKey: ["novel-errors", window],
+    queryFn: ({ signal }) => apiGet("/api/novel-errors", { ...window, limit: 100 }, { signal }),
+    placeholderData: (previous) => previous,
+  });
+  const novelErrors = useMemo(() => mergeNovel(novel.events, past.data?.novel_errors ?? []), [novel.events, past.data]);
   const theme = useTheme();
   const sorted = useMemo(() => bySeverity(anomalies.data?.anomalies ?? []), [anomalies.data]);
   const grouped = useMemo(() => groupByRootCause(sorted), [sorted]);
@@ -295,25 +310,37 @@ export function AnomaliesPage() {
             )}
           </QueryState>
         </section>
-        <section className="panel" aria-label="Novel errors, live">
+        <section className="panel" aria-label="Novel errors">
           <div className="panel-head">
             <h2>Novel errors</h2>
             <span className="muted">{novel.connected ? "live" : "connecting…"}</span>
           </div>
-          {novel.events.length === 0 ? (
+          {past.data?.error || past.isError ? (
+            <p className="muted" role="status">
+              Earlier novel errors could not be read: {past.data?.error || (past.error as Error | null)?.message}
+            </p>
+          ) : null}
+          {past.data?.truncated ? <p className="muted">The range holds more novel errors than are read; the oldest are missing.</p> : null}
+          {novelErrors.length === 0 ? (
             <div className="state state-empty" role="status">
-              <strong>No novel error since this page opened</strong>
+              <strong>No novel error in this range</strong>
               <div className="state-hint">An error unlike any seen before appears here the moment it is vectorized.</div>
             </div>
           ) : (
             <ul className="card-list">
-              {novel.events.map((event) => (
+              {novelErrors.map((event) => (
                 <li key={event.key} className="card" data-testid="novel-error">
                   <div className="card-head">
                     <strong>{text(event.data.service)}</strong>
+                    {event.received ? <span className="badge badge-new">new</span> : null}
                     <span className="muted right">{event.data.timestamp ? formatTimestamp(text(event.data.timestamp)) : ""}</span>
                   </div>
                   <p className="mono">{text(event.data.message)}</p>
+                  {typeof event.data.similarity === "number" ? (
+                    <p className="muted" data-testid="novel-similarity">
+                      {`Closest earlier error ${Number(event.data.similarity).toFixed(2)} similar (novel below ${Number(event.data.threshold ?? 0).toFixed(2)})`}
+                    </p>
+                  ) : null}
                   {event.data.trace_id ? (
                     <Link to={linkTo("/explore", { trace_id: text(event.data.trace_id), since: "24h" })}>Logs of this trace</Link>
                   ) : null}

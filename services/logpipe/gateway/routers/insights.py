@@ -14,15 +14,20 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from logpipe.gateway.query import QueryError
+from logpipe.core.novel_errors import read_novel_errors
 from logpipe.core.record import MAX_TIMESTAMP, MIN_TIMESTAMP, to_utc_ms
+from logpipe.core.topics import Topics
 from logpipe.gateway import insights
 from logpipe.gateway.auth import Principal, require
-from logpipe.gateway.responses import AnomalyList, PatternList, Report, ReportList, SearchResponse
+from logpipe.gateway.responses import (AnomalyList, NovelErrorList, PatternList, Report, ReportList,
+                                        SearchResponse)
 from logpipe.gateway.schemas import AnalyzeRequest, SemanticSearchRequest
 from logpipe.gateway.service import check_pipeline_access, effective_pipeline, split_values
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["insights"])
+# Novel errors are rare by design; a range holding more is read up to this many (flagged truncated).
+NOVEL_ERRORS_READ = 5_000
 
 
 def _clamp(moment: datetime | None) -> datetime | None:
@@ -137,6 +142,33 @@ async def list_anomalies(
         insights.list_anomalies, request.app.state.sql_engine,
         pipeline=effective_pipeline(principal.pipeline, pipeline), severities=severities,
         services=split_values(service), start=start, end=end, limit=limit, offset=offset)
+
+
+@router.get("/api/novel-errors", response_model=NovelErrorList, response_model_exclude_unset=True,
+            summary="Novel errors of a time range (errors unlike any earlier one), newest first")
+async def list_novel_errors(
+    request: Request,
+    principal: Principal = Depends(require("read")),
+    service: list[str] = Query([], description="service names (repeat or comma-separate)"),
+    start: datetime | None = Query(None, description="default: 24 hours before end"),
+    end: datetime | None = Query(None, description="default: now"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """What the live stream (`/ws/events`) showed while nobody watched: the vectorizer's
+    novel-error events of the range, read back from the pipeline's novel-errors topic."""
+    settings = request.app.state.settings
+    check_pipeline_access(principal.pipeline, settings.pipeline)
+    end = _clamp(end) or datetime.now(timezone.utc)
+    start = _clamp(start) or end - timedelta(hours=24)
+    if start >= end:
+        raise QueryError("start must be before end")
+    read = await read_novel_errors(settings.kafka_bootstrap_servers, Topics(settings.topic_prefix).novel_errors,
+                                   start, end, max_events=NOVEL_ERRORS_READ, timeout_s=settings.pipeline_timeout_s)
+    services = set(split_values(service))
+    events = [event for event in read.events if not services or event.get("service") in services]
+    events = [event for event in events if isinstance(event.get("record_id"), str)]
+    events.sort(key=lambda event: str(event.get("timestamp") or ""), reverse=True)
+    return {"novel_errors": events[:limit], "total": len(events), "truncated": read.truncated, "error": read.error}
 
 
 @router.post("/api/analyze", status_code=202, summary="Start an analysis run now (admin)")

@@ -1,7 +1,8 @@
 """Novel errors of a window, read back from the `novel-errors` topic the vectorizer writes
 (errors unlike any earlier error by embedding similarity).
 
-The topic is the only record of them, so a run reads it from the first offset at or after
+The topic is the only record of them (the analyzer and the gateway's `/api/novel-errors` read
+it here), so a reader reads it from the first offset at or after
 the window start (by Kafka timestamp) to the current end, and keeps the events whose log
 timestamp lies in the window. Novel errors are rare by design; `max_events` bounds a run
 anyway. Any failure (no broker, no topic) is reported, never fatal: the report goes on.
