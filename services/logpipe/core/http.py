@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from logpipe import __version__
 from logpipe.core import tracing
 from logpipe.core.health import Health
+from logpipe.core.logging import protect_server_logs
 from logpipe.core.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 # Probes and scrapes are not requests anyone made; they stay out of request metrics.
@@ -105,6 +106,7 @@ def create_service_app(service: str, health: Health, lifespan: Lifespan | None =
     app = FastAPI(title=f"logpipe {service}", version=__version__, lifespan=_lifespan, **fastapi_kwargs)
     app.state.health = health
     app.state.service_guard = guard
+    protect_server_logs()
 
     app.add_middleware(_Meter, service=service, health=health)
     tracing.instrument_app(app)

@@ -104,18 +104,10 @@ class AnonymousLimit:
                                 status_code=429, headers={"Retry-After": retry_after(wait)})
         if scope["type"] == "http":
             await response(scope, receive, send)
-        elif "websocket.http.response" in scope.get("extensions", {}):
-            await receive()  # websocket.connect
-            await response(scope, receive, _as_denial(send))
         else:
-            await receive()
-            await send({"type": "websocket.close", "code": 4429, "reason": "rate limited"})
-
-
-def _as_denial(send):
-    """A WebSocket refused with an HTTP response (the ASGI denial-response extension)."""
-
-    async def denial(message) -> None:
-        await send({**message, "type": "websocket." + message["type"]})
-
-    return denial
+            await receive()  # websocket.connect
+            if "websocket.http.response" in scope.get("extensions", {}):
+                # The handshake is refused with this HTTP response (Starlette prefixes `websocket.`).
+                await response(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 4429, "reason": "rate limited"})
