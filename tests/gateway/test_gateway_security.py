@@ -87,6 +87,9 @@ async def test_requests_without_a_valid_token_are_limited_per_client_address(
                     pass
             assert refused.value.response.status_code == 429
             assert refused.value.response.headers["retry-after"]
+            # A token, even a valid one, buys no way round the limit where no token is needed.
+            assert (await client.get("/health", headers=gateway.headers("read"))).status_code == 429
+            assert (await client.get("/openapi.json", headers={"Authorization": "Bearer junk"})).status_code == 429
             # A valid token is not held back by the address' anonymous budget.
             whoami = await client.get("/api/whoami", headers=gateway.headers("read"))
             assert whoami.status_code == 200 and whoami.json()["name"] == "reader"

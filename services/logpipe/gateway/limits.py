@@ -83,16 +83,22 @@ def _has_credentials(scope) -> bool:
     return b"token=" in query and bool(parse_qs(query.decode("latin-1")).get("token"))
 
 
+# Paths where a token is checked; everything else answers without one.
+TOKEN_PATHS = ("/api/", "/ws/", "/v1/", "/loki/")
+
+
 class AnonymousLimit:
-    """ASGI middleware: a request or WebSocket without any credential (health, the dashboard
-    and its token prompt, the OpenAPI document, an API call without a token) takes from its
-    client address' bucket. Requests with a token are limited where the token is checked."""
+    """ASGI middleware: what answers without a token (health, metrics, the OpenAPI document, the
+    dashboard and its token prompt) takes from the client address' bucket whatever it is sent
+    (a made-up token must not buy a way round), and so does an API call or WebSocket without
+    any credential. An API call with a token is limited where the token is checked."""
 
     def __init__(self, app, limiter: RateLimiter) -> None:
         self.app, self.limiter = app, limiter
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.limiter.enabled or _has_credentials(scope):
+        if (scope["type"] not in ("http", "websocket") or not self.limiter.enabled
+                or (scope["path"].startswith(TOKEN_PATHS) and _has_credentials(scope))):
             await self.app(scope, receive, send)
             return
         wait = self.limiter.take(client_address(scope))
