@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from logpipe.core.http import bearer_token as token_from_headers  # noqa: F401  (auth.token_from_headers)
+from logpipe.core.http import bearer_token as token_from_headers
 from logpipe.gateway.limits import RateLimiter, client_address, too_many
 from logpipe.tokens import (  # noqa: F401  (re-exported: the routers and tests use auth.*)
     SCOPES,
