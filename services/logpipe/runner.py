@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import secrets
 import signal
 from typing import Any, Callable
 
@@ -86,6 +87,16 @@ async def serve(apps: list[tuple[str, Any, Any]], stop: asyncio.Event | None = N
         raise SystemExit(f"could not start: {', '.join(failed)} (see the log above)")
 
 
+def shared_service_token(names: list[str]) -> dict[str, str]:
+    """Services in one process call each other with one service token; without a configured one
+    they share a fresh random one, so `run all` keeps working wherever it listens."""
+    from logpipe.core.settings import ServiceSettings
+
+    if len(names) > 1 and not ServiceSettings().service_token.get_secret_value():
+        return {"service_token": secrets.token_urlsafe(32)}
+    return {}
+
+
 def run_services(names: list[str], overrides: dict[str, dict[str, Any]] | None = None,
                  on_started: Callable[[], None] | None = None) -> None:
     from logpipe.core import tracing
@@ -96,10 +107,11 @@ def run_services(names: list[str], overrides: dict[str, dict[str, Any]] | None =
     process_name = "logpipe" if len(names) > 1 else names[0]
     configure_logging(process_name, common.log_level, common.log_format)
     tracing.configure(process_name)
+    shared_token = shared_service_token(names)
     apps = []
     for name in names:
         create_app, settings_cls = load_service(name)
-        settings = settings_cls(**(overrides or {}).get(name, {}))
+        settings = settings_cls(**{**shared_token, **(overrides or {}).get(name, {})})
         apps.append((name, create_app(settings), settings))
     try:
         asyncio.run(serve(apps, on_started=on_started))

@@ -6,15 +6,24 @@ entropy, so a fast hash is enough (no password stretching needed, unlike human p
 
 The token store is shared: the gateway checks tokens, `logpipe tokens` and `logpipe dev`
 create them, and the operator will bind them to pipelines. HTTP concerns live in
-`logpipe.gateway.auth`.
+`logpipe.gateway.auth` (the public API) and `logpipe.core.http` (the services' own ports,
+checked by `ServiceGuard` below).
+
+A presented token is never compared as text: its SHA-256 is compared with a stored or cached
+SHA-256 by `hmac.compare_digest`, and caches are keyed by the public id, not by the secret.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import ipaddress
+import logging
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
@@ -24,6 +33,8 @@ from sqlmodel import Session, select
 
 from logpipe.stores import sql
 from logpipe.stores.sql import ApiToken
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("read", "ingest", "admin")
 TOKEN_PREFIX = "lpt_"
@@ -110,6 +121,12 @@ def revoke_token(engine: Engine, token_id: str) -> bool:
         return True
 
 
+def token_id(token: str) -> str | None:
+    """The public id of a well-formed token (what logs and rate limits may name), else None."""
+    match = _TOKEN_SHAPE.match(token)
+    return match.group(1) if match else None
+
+
 def verify_token(engine: Engine, token: str) -> Principal | None:
     match = _TOKEN_SHAPE.match(token)
     if not match:
@@ -121,6 +138,114 @@ def verify_token(engine: Engine, token: str) -> Principal | None:
     if not hmac.compare_digest(hash_token(token), expected) or row is None or row.revoked_at is not None:
         return None
     return Principal(row.id, row.name, frozenset(row.scopes.split(",")), row.pipeline)
+
+
+class TokenVerifier:
+    """`verify_token` with each answer cached for `cache_s` seconds (a revoke takes effect
+    within that time).
+
+    The cache is keyed by the token's public id and keeps the SHA-256 of the token that was
+    checked; a later call is answered from it only when `hmac.compare_digest` finds the same
+    hash, so a guessed secret for a known id always goes to the store.
+    """
+
+    max_entries = 10_000
+
+    def __init__(self, engine: Engine, cache_s: float = 5.0) -> None:
+        self.engine = engine
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, str, Principal | None]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, token: str) -> tuple[bool, Principal | None]:
+        key = token_id(token)
+        if key is None:
+            return True, None  # malformed: no store lookup can make it valid
+        with self._lock:
+            entry = self._cache.get(key)
+        if entry and entry[0] > time.monotonic() and hmac.compare_digest(hash_token(token), entry[1]):
+            return True, entry[2]
+        return False, None
+
+    def verify(self, token: str) -> Principal | None:
+        found, principal = self.cached(token)
+        if found:
+            return principal
+        principal = verify_token(self.engine, token)
+        key = token_id(token)
+        if self.cache_s > 0 and key is not None:
+            with self._lock:
+                if len(self._cache) >= self.max_entries:
+                    self._cache.clear()
+                current = self._cache.get(key)
+                # A wrong secret for an id must not evict the right token's entry.
+                if principal is not None or current is None or current[2] is None:
+                    self._cache[key] = (time.monotonic() + self.cache_s, hash_token(token), principal)
+        return principal
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+
+SERVICE_AUTH_MODES = ("auto", "on", "off")
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ServiceGuard:
+    """The check in front of a service's own routes that change state or cost compute
+    (the generator's `/control`, the analyzer's `/analyze`, the embedder's `/embed`, ...).
+
+    `LOGPIPE_SERVICE_AUTH=auto` (the default) asks for a token only when the service listens
+    on more than loopback; `on` always, `off` never. Two credentials pass: the service token
+    (`LOGPIPE_SERVICE_TOKEN`, what services send each other; it stands for every scope), or an
+    API token from the shared store with the route's scope, bound to no pipeline or to this one.
+    Both are compared as SHA-256 hashes with `hmac.compare_digest`.
+    """
+
+    def __init__(self, settings) -> None:
+        mode = getattr(settings, "service_auth", "auto")
+        self.required = mode == "on" or (mode == "auto" and not is_loopback(settings.host))
+        secret = settings.service_token.get_secret_value() if getattr(settings, "service_token", None) else ""
+        self._service_hash = hash_token(secret) if secret else None
+        self._settings = settings
+        self._verifier: TokenVerifier | None = None
+        self._lock = threading.Lock()
+        if mode == "off" and not is_loopback(settings.host):
+            log.warning("LOGPIPE_SERVICE_AUTH=off: state-changing routes answer anyone who reaches %s",
+                        settings.host)
+
+    def _verify_api_token(self, token: str) -> Principal | None:
+        with self._lock:
+            if self._verifier is None:
+                self._verifier = TokenVerifier(open_engine(self._settings))
+        return self._verifier.verify(token)
+
+    async def authenticate(self, token: str | None, scope: str) -> tuple[int, str] | None:
+        """None when the caller may go on, else the (status, reason) to answer."""
+        if not self.required:
+            return None
+        if not token:
+            return 401, "missing token: send `Authorization: Bearer <token>` (an API token or the service token)"
+        if self._service_hash is not None and hmac.compare_digest(hash_token(token), self._service_hash):
+            return None
+        principal = await asyncio.to_thread(self._verify_api_token, token) if token_id(token) else None
+        if principal is None:
+            return 401, "invalid or revoked token"
+        if not principal.allows(scope):
+            return 403, f"this token lacks the {scope!r} scope"
+        served = self._settings.pipeline
+        if principal.pipeline and principal.pipeline != served:
+            return 403, f"this token is bound to pipeline {principal.pipeline!r}; this service serves {served!r}"
+        return None
 
 
 def ensure_bootstrap_token(settings) -> str | None:

@@ -158,7 +158,8 @@ def test_no_secret_is_rendered_with_a_literal_value():
     assert list(secrets) == ["logpipe-credentials"]
     data = secrets["logpipe-credentials"]["data"]
     again = by_kind(second, "Secret")["logpipe-credentials"]["data"]
-    assert set(data) == {"clickhouse-password", "qdrant-api-key", "postgres-password", "redis-password"}
+    assert set(data) == {"clickhouse-password", "qdrant-api-key", "postgres-password", "redis-password",
+                         "service-token"}
     for key, value in data.items():
         # Generated at install (random each render: nothing fixed in values or templates).
         assert value != again[key], key
@@ -295,3 +296,57 @@ def test_chart_crds_are_the_top_level_crds():
     assert chart == top, "charts/logpipe/crds differs from crds/: run scripts/sync-crds.sh"
     with helm_python.Chart.load(CHART) as loaded:
         assert loaded.crds  # Helm installs them before the templates
+
+
+# Who may call each service's port (besides Prometheus' scrape): the chart's intent, one place.
+CALLERS = {"generator": {"gateway", "operator"}, "ingest": {"gateway", "operator"},
+           "vectorizer": {"gateway", "operator"}, "analyzer": {"gateway", "operator"},
+           "embedder": {"gateway", "operator", "vectorizer", "analyzer"}}
+
+
+@pytest.mark.parametrize("values", [{}, EVERY_OPTION], ids=["defaults", "every-option"])
+def test_service_ports_ask_for_the_generated_service_token(values):
+    """Services listen on every interface in their pods, so their own state-changing routes ask
+    for a token (LOGPIPE_SERVICE_AUTH auto): every pod gets the generated service token."""
+    documents = render({**values, "generator": {"enabled": True}})
+    data = by_kind(documents, "Secret")["logpipe-credentials"]["data"]
+    assert len(base64.b64decode(data["service-token"])) >= 32
+    deployments = by_kind(documents, "Deployment")
+    for name in SERVICES:
+        container = deployments[f"logpipe-{name}"]["spec"]["template"]["spec"]["containers"][0]
+        env = {item["name"]: item for item in container["env"]}
+        assert env[f"{name.upper()}_HOST"]["value"] == "0.0.0.0", name
+        assert env["LOGPIPE_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"] == \
+            {"name": "logpipe-credentials", "key": "service-token"}, name
+        assert env.get("LOGPIPE_SERVICE_AUTH", {}).get("value", "auto") == "auto", name
+
+
+def test_network_policies_let_only_the_gateway_the_operator_and_prometheus_reach_services():
+    prometheus = {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    values = {**EVERY_OPTION, "networkPolicy": {**EVERY_OPTION["networkPolicy"], "metricsPodSelector": prometheus}}
+    for rendered, scrape_peer in ((render(values), {"namespaceSelector": monitoring, "podSelector": prometheus}),
+                                  (render(), {"namespaceSelector": {}})):
+        policies = by_kind(rendered, "NetworkPolicy")
+        for name, callers in CALLERS.items():
+            if f"logpipe-{name}" not in by_kind(rendered, "Deployment"):
+                continue
+            spec = policies[f"logpipe-{name}"]["spec"]
+            assert spec["policyTypes"] == ["Ingress"]
+            assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == name
+            reached_by, scrapers = set(), []
+            for rule in spec["ingress"]:
+                assert rule["ports"] == [{"port": "http", "protocol": "TCP"}], name
+                for peer in rule["from"]:
+                    if "namespaceSelector" in peer:
+                        scrapers.append(peer)
+                    else:
+                        # A bare podSelector: pods of this release in this namespace only.
+                        assert set(peer) == {"podSelector"}, (name, peer)
+                        labels = peer["podSelector"]["matchLabels"]
+                        assert labels["app.kubernetes.io/instance"] == "logpipe", (name, peer)
+                        reached_by.add(labels["app.kubernetes.io/component"])
+            assert reached_by == callers, name
+            assert scrapers == [scrape_peer], name
+        operator = policies["logpipe-operator"]["spec"]["ingress"]
+        assert [rule["ports"] for rule in operator] == [[{"port": "metrics", "protocol": "TCP"}]]

@@ -99,6 +99,13 @@ seccompProfile:
   value: {{ .Values.config.logLevel | quote }}
 - name: LOG_FORMAT
   value: json
+{{- /* Services listen beyond loopback here, so their state-changing routes ask for a token:
+     this one is what they send each other (logpipe.tokens.ServiceGuard). */}}
+- name: LOGPIPE_SERVICE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "logpipe.secretName" $root }}
+      key: service-token
 {{- /* Credentials first: Kubernetes expands $(VAR) only from variables defined earlier. */}}
 {{- range $variable, $backend := dict "CLICKHOUSE_PASSWORD" "clickhouse" "QDRANT_API_KEY" "qdrant" "DATABASE_PASSWORD" "postgresql" "REDIS_PASSWORD" "redis" }}
 {{- if or (index $root.Values $backend).enabled $root.Values.secrets.existingSecret }}

@@ -449,11 +449,12 @@ class HttpEmbedder:
 
     max_batch = 100
 
-    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 30.0, headers: dict[str, str] | None = None) -> None:
         import httpx
 
         self.url = url.rstrip("/")
-        self.client = httpx.AsyncClient(base_url=self.url, timeout=timeout_s)
+        # `headers` carries the service token where the embedder asks for one (ServiceGuard).
+        self.client = httpx.AsyncClient(base_url=self.url, timeout=timeout_s, headers=headers)
         self.model = ""
         self.dimension = 0
         self.stats = EmbedderStats()

@@ -20,6 +20,7 @@ from logpipe.core.http import create_service_app
 from logpipe.stores import sql
 from logpipe.stores.clickhouse import ClickHouseStore
 from logpipe.stores.sql import NightlyReport
+from logpipe.tokens import ServiceGuard
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None, *, store: ClickHouseStore | Non
             if store is None:  # ours: the caller's store is the caller's to close
                 await asyncio.to_thread(clickhouse.close)
 
-    app = create_service_app("analyzer", health, lifespan)
+    app = create_service_app("analyzer", health, lifespan, guard=ServiceGuard(settings))
     app.include_router(router)
     return app
 

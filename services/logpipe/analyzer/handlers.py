@@ -7,13 +7,18 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
+from logpipe.core.http import requires_token
 from logpipe.stores.sql import NightlyReport
 
 router = APIRouter()
+# Reports hold every pipeline's findings and a run costs minutes of compute: on a port beyond
+# loopback both take a token (logpipe.tokens.ServiceGuard).
+READ = [Depends(requires_token("read"))]
+ADMIN = [Depends(requires_token("admin"))]
 
 
 class AnalyzeRequest(BaseModel):
@@ -75,7 +80,7 @@ def _completed(row: NightlyReport) -> NightlyReport:
     return row
 
 
-@router.post("/analyze", status_code=202, response_model=AnalyzeAccepted, tags=["analysis"])
+@router.post("/analyze", status_code=202, response_model=AnalyzeAccepted, tags=["analysis"], dependencies=ADMIN)
 async def analyze(request: Request, body: AnalyzeRequest | None = None) -> AnalyzeAccepted:
     """Start an analysis run in the background; poll GET /reports/{report_id}."""
     body = body or AnalyzeRequest()
@@ -83,7 +88,7 @@ async def analyze(request: Request, body: AnalyzeRequest | None = None) -> Analy
     return AnalyzeAccepted(report_id=row.id, status=row.status)
 
 
-@router.get("/reports/latest", tags=["analysis"])
+@router.get("/reports/latest", tags=["analysis"], dependencies=READ)
 async def latest_report(request: Request) -> dict[str, Any]:
     row = await asyncio.to_thread(request.app.state.analyzer.latest)
     if row is None:
@@ -91,7 +96,7 @@ async def latest_report(request: Request) -> dict[str, Any]:
     return _body(row)
 
 
-@router.get("/reports", tags=["analysis"])
+@router.get("/reports", tags=["analysis"], dependencies=READ)
 async def list_reports(request: Request,
                        date_from: Annotated[date | None, Query(description="first day (UTC) the window ends on, inclusive")] = None,
                        date_to: Annotated[date | None, Query(description="last day (UTC) the window ends on, inclusive")] = None,
@@ -104,20 +109,20 @@ async def list_reports(request: Request,
     return {"reports": [_summary(row) for row in rows], "count": len(rows)}
 
 
-@router.get("/reports/{report_id}.md", tags=["analysis"], response_class=PlainTextResponse)
+@router.get("/reports/{report_id}.md", tags=["analysis"], response_class=PlainTextResponse, dependencies=READ)
 async def report_markdown(request: Request, report_id: str) -> Response:
     row = _completed(await _found(request, report_id))
     return Response(row.markdown, media_type="text/markdown; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="logpipe-report-{row.id}.md"'})
 
 
-@router.get("/reports/{report_id}.json", tags=["analysis"])
+@router.get("/reports/{report_id}.json", tags=["analysis"], dependencies=READ)
 async def report_json(request: Request, report_id: str) -> Response:
     row = _completed(await _found(request, report_id))
     return Response(orjson.dumps(row.report, option=orjson.OPT_INDENT_2), media_type="application/json",
                     headers={"Content-Disposition": f'attachment; filename="logpipe-report-{row.id}.json"'})
 
 
-@router.get("/reports/{report_id}", tags=["analysis"])
+@router.get("/reports/{report_id}", tags=["analysis"], dependencies=READ)
 async def get_report(request: Request, report_id: str) -> dict[str, Any]:
     return _body(await _found(request, report_id))

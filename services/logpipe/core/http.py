@@ -1,18 +1,21 @@
-"""The HTTP side every service shares: `/health`, `/metrics`, request metrics, JSON errors."""
+"""The HTTP side every service shares: `/health`, `/metrics`, request metrics, JSON errors,
+and the token check in front of a service's own state-changing routes."""
 
 from __future__ import annotations
 
+import base64
 import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from logpipe import __version__
 from logpipe.core import tracing
 from logpipe.core.health import Health
+from logpipe.core.logging import protect_server_logs
 from logpipe.core.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 # Probes and scrapes are not requests anyone made; they stay out of request metrics.
@@ -53,9 +56,44 @@ class _Meter:
             HTTP_SECONDS.labels(self.service, route_path).observe(time.perf_counter() - started)
 
 
+def bearer_token(headers) -> str | None:
+    """Bearer tokens, or HTTP Basic with the token as password (what Loki clients send)."""
+    value = headers.get("authorization")
+    if not value:
+        return headers.get("x-api-token") or None
+    kind, _, credentials = value.partition(" ")
+    kind = kind.lower()
+    credentials = credentials.strip()
+    if kind == "bearer":
+        return credentials or None
+    if kind == "basic":
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        user, _, password = decoded.partition(":")
+        return password or user or None
+    return None
+
+
+def requires_token(scope: str):
+    """A route dependency of a service's own port: the app's guard (`logpipe.tokens.ServiceGuard`,
+    given to `create_service_app`) decides; a refusal is 401 or 403 with the reason."""
+
+    async def dependency(request: Request) -> None:
+        refused = await request.app.state.service_guard.authenticate(bearer_token(request.headers), scope)
+        if refused is not None:
+            status, detail = refused
+            raise HTTPException(status, detail, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
+
+    dependency.__name__ = f"requires_{scope}_token"
+    return dependency
+
+
 def create_service_app(service: str, health: Health, lifespan: Lifespan | None = None,
-                       **fastapi_kwargs) -> FastAPI:
-    """A FastAPI app with the shared endpoints; `lifespan` opens and closes the service's stores."""
+                       guard: Any = None, **fastapi_kwargs) -> FastAPI:
+    """A FastAPI app with the shared endpoints; `lifespan` opens and closes the service's stores;
+    `guard` checks the tokens of routes that depend on `requires_token`."""
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI):
@@ -67,6 +105,8 @@ def create_service_app(service: str, health: Health, lifespan: Lifespan | None =
 
     app = FastAPI(title=f"logpipe {service}", version=__version__, lifespan=_lifespan, **fastapi_kwargs)
     app.state.health = health
+    app.state.service_guard = guard
+    protect_server_logs()
 
     app.add_middleware(_Meter, service=service, health=health)
     tracing.instrument_app(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -131,6 +132,36 @@ def human_output(fmt: str, stream: IO[str]) -> bool:
     return fmt == "text" or (fmt == "auto" and is_terminal(stream))
 
 
+# An API token in a URL (`?token=`: what browsers' WebSockets send, and what uvicorn logs with
+# the path) or anywhere in a message; the public id of an `lpt_` token stays readable.
+_SECRETS = re.compile(r"((?:[?&]|\b)token=)[^&\s\"']+|(lpt_[0-9a-f]{12}_)[A-Za-z0-9_-]{43}")
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub(lambda match: (match.group(1) or match.group(2)) + "[redacted]", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Takes tokens out of a record's message before any handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+            record.__dict__.pop("color_message", None)
+        return True
+
+
+def protect_server_logs() -> None:
+    """uvicorn logs each WebSocket's path with its query string (and, when on, each request's in
+    the access log): redact them at the source, whatever handlers are configured."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, RedactSecrets) for existing in logger.filters):
+            logger.addFilter(RedactSecrets())
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "auto", stream: IO[str] | None = None) -> None:
     stream = stream if stream is not None else sys.stderr
     human = human_output(fmt, stream)
@@ -143,6 +174,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto", stre
         handler.setFormatter(HumanFormatter(service, colour=is_terminal(stream) and not os.environ.get("NO_COLOR")))
     else:
         handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(RedactSecrets())
     root.addHandler(handler)
     root.setLevel(level.upper())
     # A library logger with a lower level of its own still must not reach the output below ours.

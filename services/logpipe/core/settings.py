@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,7 +69,26 @@ class CommonSettings(BaseSettings):
 
 
 class ServiceSettings(CommonSettings):
-    """Base of every service's settings: where it listens."""
+    """Base of every service's settings: where it listens, and who may change it."""
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # A service's own routes that change state or cost compute (`/control`, `/analyze`,
+    # `/embed`, ...): auto asks for a token when the service listens on more than loopback,
+    # on always, off never (logpipe.tokens.ServiceGuard).
+    service_auth: Literal["auto", "on", "off"] = shared("auto", "LOGPIPE_SERVICE_AUTH")
+    # What services send each other on those routes (the chart generates one); an API token
+    # with the route's scope works too. At least 32 characters; empty: none.
+    service_token: SecretStr = shared(SecretStr(""), "LOGPIPE_SERVICE_TOKEN")
+
+    @field_validator("service_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and len(value.get_secret_value()) < 32:
+            raise ValueError("LOGPIPE_SERVICE_TOKEN must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    def service_headers(self) -> dict[str, str]:
+        """What this service sends to another one's guarded routes."""
+        secret = self.service_token.get_secret_value()
+        return {"Authorization": f"Bearer {secret}"} if secret else {}

@@ -12,6 +12,7 @@ from logpipe.core.health import Health
 from logpipe.core.http import create_service_app
 from logpipe.embedder import handlers
 from logpipe.embedder.settings import Settings
+from logpipe.tokens import ServiceGuard
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await embedder.close()
 
-    app = create_service_app("embedder", health, lifespan)
+    app = create_service_app("embedder", health, lifespan, guard=ServiceGuard(settings))
     app.state.settings = settings
 
     @app.middleware("http")

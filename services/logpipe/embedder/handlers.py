@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from logpipe.ai.embeddings import Embedder, EmbeddingError
 from logpipe.core import metrics
+from logpipe.core.http import requires_token
 from logpipe.embedder.service import EmbedBatchRequest, EmbedRequest, RequestRejected, check_texts, stats_view
 
 TEXTS = metrics.counter("logpipe_embedder_texts_total", "Texts embedded (cache hits included)")
@@ -46,7 +47,7 @@ def _refusal(exc: Exception) -> JSONResponse:
     return JSONResponse({"error": f"embedding failed: {exc}"}, status_code=503)
 
 
-@router.post("/embed")
+@router.post("/embed", dependencies=[Depends(requires_token("read"))])
 async def embed(body: EmbedRequest, request: Request) -> Response:
     try:
         embedder, vectors = await _embed(request, [body.text])
@@ -55,7 +56,7 @@ async def embed(body: EmbedRequest, request: Request) -> Response:
     return _json({"embedding": vectors[0], "model": embedder.model, "dimension": embedder.dimension})
 
 
-@router.post("/embed/batch")
+@router.post("/embed/batch", dependencies=[Depends(requires_token("read"))])
 async def embed_batch(body: EmbedBatchRequest, request: Request) -> Response:
     try:
         embedder, vectors = await _embed(request, body.texts)
@@ -77,7 +78,7 @@ async def stats(request: Request) -> dict:
                       cache_entries=entries)
 
 
-@router.post("/cache/clear")
+@router.post("/cache/clear", dependencies=[Depends(requires_token("admin"))])
 async def clear_cache(request: Request) -> JSONResponse:
     embedder: Embedder = request.app.state.embedder
     if embedder.cache is None:

@@ -19,6 +19,7 @@ from logpipe.core.topics import Topics
 from logpipe.gateway import routers
 from logpipe.gateway.auth import Authenticator, open_engine
 from logpipe.gateway.insights import LazySemanticSearcher
+from logpipe.gateway.limits import AnonymousLimit, RateLimiter
 from logpipe.gateway.pipeline import PipelineInspector
 from logpipe.gateway.protocols import ProtocolError
 from logpipe.gateway.service import Fanout, ScopeError
@@ -41,6 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     health = Health("gateway")
     topics = Topics(settings.topic_prefix)
+    # One bucket per client address for everything without a valid token, one per token for ingest.
+    anonymous = RateLimiter(settings.rate_limit_anonymous_per_s, settings.rate_limit_anonymous_burst, "anonymous")
+    ingest = RateLimiter(settings.rate_limit_ingest_per_s, settings.rate_limit_ingest_burst, "ingest")
 
     async def lifespan(app: FastAPI):
         store = ClickHouseStore(settings.clickhouse_dsn, settings.clickhouse_database)
@@ -65,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            timeout_s=settings.pipeline_timeout_s, sample_s=settings.lag_sample_s,
                                            retention_s=settings.lag_history_s)
         state.pipeline.start()
-        state.authenticator = Authenticator(engine, settings.token_cache_s)
+        state.authenticator = Authenticator(engine, settings.token_cache_s, failures=anonymous, ingest=ingest)
         state.anomaly_poller = None
         state.semantic = LazySemanticSearcher(settings)
         health.add("clickhouse", store.aping)
@@ -113,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in routers.ALL:
         app.include_router(router)
+    app.add_middleware(AnonymousLimit, limiter=anonymous)
 
     mount_dashboard(app, Path(settings.frontend_dir))
     return app
@@ -127,6 +132,10 @@ DASHBOARD_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    # No other site's window keeps a handle on the dashboard, nor embeds its files.
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 }
 # Vite names every built asset after its content hash, so a changed file is a new URL.
 IMMUTABLE = "public, max-age=31536000, immutable"

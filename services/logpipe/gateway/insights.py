@@ -204,7 +204,8 @@ class LazySemanticSearcher:
 
                 store = await asyncio.to_thread(open_vector_store, self.settings.qdrant_url,
                                                 self.settings.qdrant_collection, self.settings.data_dir)
-                self._searcher = SemanticSearcher(HttpEmbedder(self.settings.embedder_url), store)
+                self._searcher = SemanticSearcher(
+                    HttpEmbedder(self.settings.embedder_url, headers=self.settings.service_headers()), store)
             return self._searcher
 
     async def close(self) -> None:

@@ -53,6 +53,15 @@ class Settings(ServiceSettings):
     # Verified tokens are cached this long, so a revoke takes effect within this time.
     token_cache_s: float = Field(5.0, ge=0)
 
+    # Rate limits (token buckets; 429 with Retry-After; a rate of 0 turns one off). Ingest
+    # routes: requests per second per API token, with bursts of up to `burst` requests.
+    rate_limit_ingest_per_s: float = Field(200.0, ge=0)
+    rate_limit_ingest_burst: int = Field(1000, ge=1)
+    # Requests without a token (health, metrics, the dashboard and its token prompt, the
+    # OpenAPI document) and requests with a wrong token, per client address.
+    rate_limit_anonymous_per_s: float = Field(10.0, ge=0)
+    rate_limit_anonymous_burst: int = Field(100, ge=1)
+
     # The embedder service that turns a semantic-search query into a vector.
     embedder_url: str = "http://127.0.0.1:8003"
     # Where the analyzer service answers POST /analyze (the gateway forwards to it).

@@ -11,6 +11,7 @@ from logpipe.core.kafka import new_producer, reachable
 from logpipe.core.topics import Topics
 from logpipe.generator import handlers
 from logpipe.generator.settings import Settings
+from logpipe.tokens import ServiceGuard
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await generator.stop()
             await producer.stop()
 
-    app = create_service_app("generator", health, lifespan)
+    app = create_service_app("generator", health, lifespan, guard=ServiceGuard(settings))
     app.include_router(handlers.router)
     return app
 

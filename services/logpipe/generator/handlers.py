@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from logpipe.core import metrics
+from logpipe.core.http import requires_token
 from logpipe.core.kafka import send_values
 from logpipe.generator.service import FAMILIES, Incident, LogFactory, default_incidents, encode
 from logpipe.generator.settings import Settings
@@ -154,21 +155,21 @@ def _generator(request: Request) -> Generator:
     return request.app.state.generator
 
 
-@router.post("/start")
+@router.post("/start", dependencies=[Depends(requires_token("admin"))])
 async def start(request: Request) -> dict:
     generator = _generator(request)
     generator.start()
     return {"running": True, "rate_per_second": generator.rate}
 
 
-@router.post("/stop")
+@router.post("/stop", dependencies=[Depends(requires_token("admin"))])
 async def stop(request: Request) -> dict:
     generator = _generator(request)
     await generator.stop()
     return {"running": False, "produced": generator.stats.produced}
 
 
-@router.put("/control")
+@router.put("/control", dependencies=[Depends(requires_token("admin"))])
 async def control(body: Control, request: Request) -> dict:
     if body.rate_per_second is None and body.error_rate_percentage is None:
         raise HTTPException(422, "give rate_per_second and/or error_rate_percentage")

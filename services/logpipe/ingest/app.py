@@ -15,6 +15,7 @@ from logpipe.core.kafka import new_producer, reachable
 from logpipe.ingest import handlers
 from logpipe.ingest.settings import Settings
 from logpipe.stores.clickhouse import ClickHouseStore
+from logpipe.tokens import ServiceGuard
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.to_thread(tagger.close)
             await asyncio.to_thread(store.close)
 
-    app = create_service_app("ingest", health, lifespan)
+    app = create_service_app("ingest", health, lifespan, guard=ServiceGuard(settings))
     app.include_router(handlers.router)
     return app
 

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from logpipe.core import metrics, tracing
 from logpipe.core.consumer import Batch as ConsumedBatch
 from logpipe.core.consumer import BatchConsumer, ConsumerOptions
+from logpipe.core.http import requires_token
 from logpipe.core.kafka import send_values
 from logpipe.core.topics import Topics
 from logpipe.ingest.service import (
@@ -294,7 +295,7 @@ async def stats(request: Request) -> dict:
     return ingestor.stats_view()
 
 
-@router.post("/flush")
+@router.post("/flush", dependencies=[Depends(requires_token("admin"))])
 async def flush(request: Request) -> dict:
     ingestor: Ingestor = request.app.state.ingestor
     return await ingestor.flush()

@@ -12,6 +12,7 @@ from logpipe.core.health import Health
 from logpipe.core.http import create_service_app
 from logpipe.core.kafka import new_producer, reachable
 from logpipe.stores.vectors import open_vector_store
+from logpipe.tokens import ServiceGuard
 from logpipe.vectorizer import handlers
 from logpipe.vectorizer.service import VectorizerPipeline
 from logpipe.vectorizer.settings import Settings
@@ -33,7 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def lifespan(app: FastAPI):
         if settings.embedder_url:
-            embedder = HttpEmbedder(settings.embedder_url, timeout_s=settings.embedder_timeout_seconds)
+            embedder = HttpEmbedder(settings.embedder_url, timeout_s=settings.embedder_timeout_seconds,
+                                    headers=settings.service_headers())
             health.add("embedder", embedder.ping)
         else:
             # In one process (`run all`) this shares the model with the embedder service.
@@ -70,6 +72,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await embedder.close()
             await asyncio.to_thread(store.close)
 
-    app = create_service_app("vectorizer", health, lifespan)
+    app = create_service_app("vectorizer", health, lifespan, guard=ServiceGuard(settings))
     app.include_router(handlers.router)
     return app

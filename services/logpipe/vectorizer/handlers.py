@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from logpipe.core import metrics, tracing
 from logpipe.core.consumer import Batch, BatchConsumer, ConsumerOptions, Messages
+from logpipe.core.http import requires_token
 from logpipe.core.kafka import send_values
 from logpipe.core.topics import Topics
 from logpipe.vectorizer.service import BatchOutcome, QueueMessage, VectorizerPipeline
@@ -210,7 +211,7 @@ async def stats(request: Request) -> dict:
     return data
 
 
-@router.post("/process")
+@router.post("/process", dependencies=[Depends(requires_token("admin"))])
 async def process(request: Request) -> dict:
     """Process what is buffered now, without waiting for the batch size or timeout."""
     vectorizer: Vectorizer = request.app.state.vectorizer

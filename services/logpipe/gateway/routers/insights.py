@@ -18,7 +18,7 @@ from logpipe.core.novel_errors import read_novel_errors
 from logpipe.core.record import MAX_TIMESTAMP, MIN_TIMESTAMP, to_utc_ms
 from logpipe.core.topics import Topics
 from logpipe.gateway import insights
-from logpipe.gateway.auth import Principal, require
+from logpipe.gateway.auth import Principal, require, token_from_headers
 from logpipe.gateway.responses import (AnomalyList, NovelErrorList, PatternList, Report, ReportList,
                                         SearchResponse)
 from logpipe.gateway.schemas import AnalyzeRequest, SemanticSearchRequest
@@ -183,9 +183,12 @@ async def analyze(
     # Only what the caller set: the analyzer applies its own defaults (ANALYZER_WINDOW_HOURS).
     payload = body.model_dump(mode="json", exclude_unset=True) if body else {}
     url = settings.analyzer_url.rstrip("/") + "/analyze"
+    # The analyzer asks for a token when it listens beyond loopback: the service token where one
+    # is set, else the caller's own admin token (valid there when the token store is shared).
+    headers = settings.service_headers() or {"Authorization": f"Bearer {token_from_headers(request.headers)}"}
     try:
         async with httpx.AsyncClient(timeout=30.0) as client:
-            response = await client.post(url, json=payload)
+            response = await client.post(url, json=payload, headers=headers)
     except httpx.HTTPError as exc:
         return JSONResponse({"detail": f"the analyzer at {settings.analyzer_url} is not reachable: {exc}"},
                             status_code=503, headers={"Retry-After": "10"})
@@ -195,6 +198,10 @@ async def analyze(
         answer = {"detail": response.text[:2000]}
     if response.status_code >= 500:
         return JSONResponse({"detail": "the analyzer failed", "analyzer": answer}, status_code=502)
+    if response.status_code in (401, 403):
+        # The caller's token was good here: the gateway itself is not let in (a 401 would say otherwise).
+        return JSONResponse({"detail": "the analyzer refused the gateway's credentials: give both the same "
+                                       "LOGPIPE_SERVICE_TOKEN", "analyzer": answer}, status_code=502)
     return JSONResponse(answer, status_code=response.status_code)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
 from logpipe.gateway.dashboard import service_stats
 from logpipe.gateway.query import log_rates, storage_used
@@ -86,7 +86,10 @@ async def list_tokens(request: Request, principal: Principal = Depends(require("
 
 
 @router.post("/api/tokens", response_model=TokenCreated, status_code=201, summary="Create an API token")
-async def create_token(request: Request, body: TokenCreateRequest, principal: Principal = Depends(require("admin"))):
+async def create_token(request: Request, response: Response, body: TokenCreateRequest,
+                       principal: Principal = Depends(require("admin"))):
+    # The body holds the new secret: no cache (browser or proxy) may keep a copy.
+    response.headers["Cache-Control"] = "no-store"
     try:
         created = await asyncio.to_thread(auth.create_token, request.app.state.sql_engine, body.name,
                                           body.scopes, body.pipeline)
