@@ -504,6 +504,61 @@ def still_ingests(stack: Stack) -> None:
     assert httpx.get(f"{stack.ingest_url}/health", timeout=10).status_code == 200
 
 
+# -- generated input: what the corpus does not think of --------------------------------------
+# (before the corpus test, so they run before its services start: their threads use `random`,
+# which hypothesis would mistake for the strategies using it)
+
+_KEYS = st.sampled_from(sorted({alias for spec in FIELDS for alias in spec.aliases} - {"record_id"})) | \
+    st.text(max_size=6)
+_LEAVES = (st.none() | st.booleans() | st.integers(-(2 ** 63), 2 ** 64 - 1) | st.floats() |
+           st.text(max_size=20) | st.sampled_from(["", "ERROR", "2026-12-06T10:00:00Z", "9999-01-01", "1e400", "\x00"]))
+_VALUES = st.recursive(_LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
+                       max_leaves=40)
+_OBJECTS = st.dictionaries(_KEYS, _VALUES, max_size=8)
+_MESSAGES = st.lists(st.one_of(_OBJECTS.map(orjson.dumps), st.binary(max_size=64),
+                               _OBJECTS.map(lambda obj: orjson.dumps({"resourceLogs": [{"scopeLogs": [
+                                   {"logRecords": [obj]}]}]}))), min_size=1, max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_MESSAGES)
+def test_generated_kafka_messages_end_as_rows_or_dead_letters(values):
+    """Whatever the bytes, ingest's batch build returns: each message is stored or dead-lettered
+    with a reason, never an exception (which the consumer would retry forever on one partition)."""
+    from logpipe.core.shippers import RecordLimits
+    from logpipe.ingest.service import BatchBuilder, RawMessage
+
+    messages = [RawMessage(value, None, "raw-logs", 0, offset) for offset, value in enumerate(values)]
+    batch = BatchBuilder(limits=RecordLimits(max_age_days=90)).build(messages)
+    stored = set(batch.rows["kafka_offset"].to_pylist())
+    dead = {letter.message.offset for letter in batch.dead_letters}
+    assert all(letter.error for letter in batch.dead_letters)
+    assert not stored & dead and stored | dead == set(range(len(values)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_OBJECTS.map(orjson.dumps), st.binary(max_size=64),
+                 _VALUES.map(lambda value: orjson.dumps({"resourceLogs": value})),
+                 _VALUES.map(lambda value: orjson.dumps({"streams": [{"stream": {"app": "a"}, "values": value}]}))))
+def test_generated_bodies_are_decoded_or_refused_with_a_client_error(body):
+    """Every HTTP decoder answers with records or a ProtocolError (a 4xx with the reason), never a 500."""
+    from logpipe.gateway.protocols import ProtocolError, jsonlines, loki, otlp
+
+    now = datetime.now(timezone.utc)
+    limits = {"max_records": 100, "max_record_bytes": 1 << 20}
+    for decode in (lambda: jsonlines.decode(body, now, **limits),
+                   lambda: otlp.decode(body, "application/json", now, **limits),
+                   lambda: otlp.decode(body, "application/x-protobuf", now, **limits),
+                   lambda: loki.decode(body, "application/json", None, now, max_body_bytes=1 << 20, **limits),
+                   lambda: loki.decode(body, "application/x-protobuf", "snappy", now, max_body_bytes=1 << 20, **limits)):
+        try:
+            records = decode()
+        except ProtocolError as exc:
+            assert 400 <= exc.status < 500 and exc.detail
+        else:
+            assert all(isinstance(record.get("message"), str) for record in records)
+
+
 # -- the test ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case,target", [pytest.param(case, target, id=f"{case.name}[{target}]")
@@ -567,55 +622,3 @@ def test_hostile_input(stack, case: Case, target: str):
     if expected != "stored-verbatim":
         still_ingests(stack)
 
-
-# -- generated input: what the corpus does not think of --------------------------------------
-
-_KEYS = st.sampled_from(sorted({alias for spec in FIELDS for alias in spec.aliases} - {"record_id"})) | \
-    st.text(max_size=6)
-_LEAVES = (st.none() | st.booleans() | st.integers(-(2 ** 63), 2 ** 64 - 1) | st.floats() |
-           st.text(max_size=20) | st.sampled_from(["", "ERROR", "2026-12-06T10:00:00Z", "9999-01-01", "1e400", "\x00"]))
-_VALUES = st.recursive(_LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
-                       max_leaves=40)
-_OBJECTS = st.dictionaries(_KEYS, _VALUES, max_size=8)
-_MESSAGES = st.lists(st.one_of(_OBJECTS.map(orjson.dumps), st.binary(max_size=64),
-                               _OBJECTS.map(lambda obj: orjson.dumps({"resourceLogs": [{"scopeLogs": [
-                                   {"logRecords": [obj]}]}]}))), min_size=1, max_size=6)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_MESSAGES)
-def test_generated_kafka_messages_end_as_rows_or_dead_letters(values):
-    """Whatever the bytes, ingest's batch build returns: each message is stored or dead-lettered
-    with a reason, never an exception (which the consumer would retry forever on one partition)."""
-    from logpipe.core.shippers import RecordLimits
-    from logpipe.ingest.service import BatchBuilder, RawMessage
-
-    messages = [RawMessage(value, None, "raw-logs", 0, offset) for offset, value in enumerate(values)]
-    batch = BatchBuilder(limits=RecordLimits(max_age_days=90)).build(messages)
-    stored = set(batch.rows["kafka_offset"].to_pylist())
-    dead = {letter.message.offset for letter in batch.dead_letters}
-    assert all(letter.error for letter in batch.dead_letters)
-    assert not stored & dead and stored | dead == set(range(len(values)))
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(_OBJECTS.map(orjson.dumps), st.binary(max_size=64),
-                 _VALUES.map(lambda value: orjson.dumps({"resourceLogs": value})),
-                 _VALUES.map(lambda value: orjson.dumps({"streams": [{"stream": {"app": "a"}, "values": value}]}))))
-def test_generated_bodies_are_decoded_or_refused_with_a_client_error(body):
-    """Every HTTP decoder answers with records or a ProtocolError (a 4xx with the reason), never a 500."""
-    from logpipe.gateway.protocols import ProtocolError, jsonlines, loki, otlp
-
-    now = datetime.now(timezone.utc)
-    limits = {"max_records": 100, "max_record_bytes": 1 << 20}
-    for decode in (lambda: jsonlines.decode(body, now, **limits),
-                   lambda: otlp.decode(body, "application/json", now, **limits),
-                   lambda: otlp.decode(body, "application/x-protobuf", now, **limits),
-                   lambda: loki.decode(body, "application/json", None, now, max_body_bytes=1 << 20, **limits),
-                   lambda: loki.decode(body, "application/x-protobuf", "snappy", now, max_body_bytes=1 << 20, **limits)):
-        try:
-            records = decode()
-        except ProtocolError as exc:
-            assert 400 <= exc.status < 500 and exc.detail
-        else:
-            assert all(isinstance(record.get("message"), str) for record in records)
