@@ -111,3 +111,29 @@ def test_forwarded_levels_follow_the_builder_on_both_paths():
     assert BatchBuilder(forward_levels=()).build(_raw(values)).forwarded_json() == []
     default = BatchBuilder().build(_raw(values))
     assert [orjson.loads(v)["record_id"] for v in default.forwarded_json()] == ["r0", "r2", "r3"]
+
+
+def test_a_time_far_in_the_future_leaves_the_fast_path_and_is_clamped_to_the_kafka_time():
+    import time
+
+    now_ms = int(time.time()) * 1000
+    ahead = orjson.dumps({"timestamp": "2999-01-01T00:00:00Z", "level": "INFO", "message": "clock bug"})
+    today = orjson.dumps({"timestamp": "2026-11-25T10:00:00Z", "level": "INFO", "message": "fine"})
+    assert BatchBuilder().build(_raw([today], timestamps=[now_ms])).fast_path
+    batch = BatchBuilder().build(_raw([today, ahead], timestamps=[now_ms] * 2))
+    assert not batch.fast_path and not batch.dead_letters
+    rows = batch.rows.to_pylist()
+    assert rows[1]["timestamp"].timestamp() * 1000 == now_ms
+    assert dict(rows[1]["attributes"]) == {"timestamp_original": "2999-01-01T00:00:00Z"}
+
+
+def test_a_time_older_than_the_retention_is_a_dead_letter_on_either_path():
+    from logpipe.core.shippers import RecordLimits
+
+    builder = BatchBuilder(limits=RecordLimits(max_age_days=90))
+    old = orjson.dumps({"timestamp": "2016-01-01T00:00:00Z", "level": "INFO", "message": "too old"})
+    today = orjson.dumps({"timestamp": "2026-11-25T10:00:00Z", "level": "INFO", "message": "fine"})
+    batch = builder.build(_raw([today, old], timestamps=[1_796_000_000_000] * 2))
+    assert not batch.fast_path and batch.rows["message"].to_pylist() == ["fine"]
+    assert [d.message.value for d in batch.dead_letters] == [old]
+    assert "older than the retention (90 days, LOG_TTL_DAYS)" in batch.dead_letters[0].error

@@ -228,7 +228,7 @@ def test_records_the_fast_path_cannot_settle_go_exact_and_bad_ones_to_the_dlq():
                         ({"message": "x", "http_status": 42}, "outside 100..599"),
                         ({"message": "x", "duration_ms": -3.0}, "below 0"),
                         ({"message": "x", "record_id": "r" * 129}, "longer than 128"),
-                        ({"message": "x", "timestamp": "1969-12-31T23:59:59Z"}, "outside 1970..2200")]:
+                        ({"message": "x", "timestamp": "1969-12-31T23:59:59Z"}, "before 1970")]:
         batch = builder.build(_batch([good, _value(bad)], [0, 1]))
         assert not batch.fast_path and batch.rows.num_rows == 1
         assert len(batch.dead_letters) == 1 and reason in batch.dead_letters[0].error

@@ -45,6 +45,12 @@ class CommonSettings(BaseSettings):
     # a table property.
     clickhouse_time_projection: bool = shared(False, "CLICKHOUSE_TIME_PROJECTION")
     log_ttl_days: int = shared(90, "LOG_TTL_DAYS", ge=1, le=36500)
+    # What one log may look like (core/shippers.py RecordLimits; docs/ingest.md "Hostile input"):
+    # deeper or wider logs are refused with the reason, a time this far ahead of the arrival
+    # time is clamped to it.
+    max_nesting_depth: int = shared(20, "LOGPIPE_MAX_NESTING_DEPTH", ge=2, le=200)
+    max_attributes: int = shared(1000, "LOGPIPE_MAX_ATTRIBUTES", ge=1, le=100_000)
+    max_future_skew_s: float = shared(600.0, "LOGPIPE_MAX_FUTURE_SKEW_S", ge=0)
     topic_prefix: str = shared("", "TOPIC_PREFIX")
     pipeline: str = shared("default", "LOGPIPE_PIPELINE")
     qdrant_url: str = shared("", "QDRANT_URL")

@@ -20,7 +20,8 @@ and every other key is kept in `attributes` (null values are left out). Input th
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 import orjson
@@ -44,6 +45,56 @@ from logpipe.core.record import (
 
 class NotALogError(ValueError):
     """The input cannot be a log record; the message says why."""
+
+
+@dataclass(frozen=True)
+class RecordLimits:
+    """What one log may look like before it is refused (the DLQ over Kafka, 400 over HTTP).
+
+    The defaults follow Elasticsearch's mapping limits (`index.mapping.depth.limit` 20,
+    `index.mapping.total_fields.limit` 1000): a log deeper or wider than that is a bug or an
+    attack, and each key would be one more entry in the attributes map of every query.
+    A time further ahead of the arrival time (and the clock) than `max_future_skew_s` is clamped
+    to the arrival time (the original kept as `<key>_original`), as Splunk's MAX_DAYS_HENCE does:
+    a wrong clock must not park a log where no recent query finds it.
+    """
+
+    max_depth: int = 20
+    max_attributes: int = 1000
+    max_future_skew_s: float = 600.0
+    # The retention (LOG_TTL_DAYS): ClickHouse drops a row older than its TTL the moment it is
+    # inserted, so such a log is refused with the reason (Loki's reject_old_samples) instead of
+    # being accepted and silently gone. None: no check (tools that do not store).
+    max_age_days: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "RecordLimits":
+        return cls(settings.max_nesting_depth, settings.max_attributes, settings.max_future_skew_s,
+                   settings.log_ttl_days)
+
+
+DEFAULT_LIMITS = RecordLimits()
+
+
+def check_shape(obj: dict[str, Any], limits: RecordLimits) -> None:
+    """Refuse a record nested deeper than `max_depth` (objects and lists both count), before
+    anything recursive (flattening, JSON encoding of attribute values) touches it."""
+    # Counted up front as well, so a record with 100,000 keys is not flattened first.
+    given = obj.get("attributes")
+    keys = len(obj) + (len(given) if isinstance(given, dict) else 0)
+    if keys > limits.max_attributes + len(FIELDS) + 2:
+        raise NotALogError(f"{keys} keys in one record, over the limit of {limits.max_attributes} "
+                           "attributes (LOGPIPE_MAX_ATTRIBUTES)")
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, (dict, list)) and child:
+                if depth + 1 > limits.max_depth:
+                    raise NotALogError(f"the record is nested deeper than {limits.max_depth} levels "
+                                       "(LOGPIPE_MAX_NESTING_DEPTH)")
+                stack.append((child, depth + 1))
 
 
 # The aliases live in the field table (core/record.py); first present wins.
@@ -110,8 +161,10 @@ def parse_timestamp(value: Any) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     parsed = parsed.astimezone(timezone.utc)
-    if not MIN_TIMESTAMP <= parsed < MAX_TIMESTAMP:
-        raise NotALogError(f"timestamp {value!r} is outside 1970..2200")
+    if parsed < MIN_TIMESTAMP:
+        raise NotALogError(f"timestamp {value!r} is before 1970")
+    # A time past MAX_TIMESTAMP (2200) is returned as it is: the caller clamps any time too far
+    # ahead of the arrival time (RecordLimits.max_future_skew_s).
     return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 
 
@@ -197,11 +250,20 @@ def _pop_level(flat: dict[str, Any], spec: FieldSpec, message: str) -> Level:
     return infer_level(message)
 
 
-def _pop_time(flat: dict[str, Any], spec: FieldSpec, fallback_time: datetime) -> datetime:
+def _pop_time(flat: dict[str, Any], spec: FieldSpec, fallback_time: datetime, limits: RecordLimits) -> datetime:
     key, value = _pop_first(flat, spec.aliases)
     if key is None:
         return fallback_time
     timestamp = parse_timestamp(value)
+    if timestamp is not None:
+        now = datetime.now(timezone.utc)
+        # Ahead of both the arrival time and the clock: a Kafka timestamp may lag (a replay, a
+        # mirrored topic) without making a log from today "the future".
+        if timestamp >= MAX_TIMESTAMP or timestamp - max(fallback_time, now) > timedelta(seconds=limits.max_future_skew_s):
+            timestamp = None
+        elif limits.max_age_days is not None and now - timestamp > timedelta(days=limits.max_age_days):
+            raise NotALogError(f"timestamp {value!r} is older than the retention ({limits.max_age_days:g} days, "
+                               "LOG_TTL_DAYS): it would be deleted on arrival")
     if timestamp is None:
         flat[f"{key}_original"] = value
     return timestamp or fallback_time
@@ -250,12 +312,16 @@ def _flatten_record(obj: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: str) -> dict[str, Any]:
+def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: str,
+                     limits: RecordLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """One JSON object from any shipper to a record dict (the 23 fields, record_id, attributes).
 
     This is the one normaliser: ingest's exact path, the gateway's protocols and its live tail
     call it, and ingest's vectorised fast path applies the same field table (core/record.py).
+    `fallback_time` is the arrival time: the time of a log without one, and the reference for
+    clamping a time too far in the future.
     """
+    check_shape(obj, limits)
     for key in ALIASES["message"]:
         if isinstance(obj.get(key), (dict, list)) and key not in ("log",):
             raise NotALogError(f"message has impossible type {type(obj[key]).__name__}")
@@ -277,7 +343,7 @@ def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: st
         elif step == _MESSAGE:
             record[name] = message
         elif step == _TIME:
-            record[name] = _pop_time(flat, spec, fallback_time)
+            record[name] = _pop_time(flat, spec, fallback_time, limits)
         elif step == _LEVEL:
             record[name] = _pop_level(flat, spec, message)
         else:
@@ -301,6 +367,9 @@ def normalize_object(obj: dict[str, Any], fallback_time: datetime, record_id: st
         if value is None or (value == "" and key in _FIELD_KEYS):
             continue
         merged[key] = value if isinstance(value, str) else attribute_value(value)
+    if len(merged) > limits.max_attributes:
+        raise NotALogError(f"{len(merged)} attributes, over the limit of {limits.max_attributes} "
+                           "(LOGPIPE_MAX_ATTRIBUTES)")
     # In key order, so both ingest paths store the same map whatever order a shipper wrote.
     record["attributes"] = dict(sorted(merged.items()))
     return record
@@ -360,7 +429,8 @@ def otlp_json_records(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def decode_message(value: bytes | None, *, kafka_timestamp_ms: int | None, topic: str,
-                   partition: int, offset: int, max_bytes: int) -> list[dict[str, Any]]:
+                   partition: int, offset: int, max_bytes: int,
+                   limits: RecordLimits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
     """One Kafka message value to its record dicts, or NotALogError with the reason."""
     if value is None or not value.strip():
         raise NotALogError("empty message")
@@ -389,11 +459,17 @@ def decode_message(value: bytes | None, *, kafka_timestamp_ms: int | None, topic
         elif isinstance(parsed, list):
             raise NotALogError("a JSON array is not a log record; send one object per message")
         else:
-            objects = otlp_json_records(parsed) if ("resourceLogs" in parsed or "resource_logs" in parsed) else [parsed]
+            if "resourceLogs" in parsed or "resource_logs" in parsed:
+                try:
+                    objects = otlp_json_records(parsed)
+                except (AttributeError, TypeError, ValueError, KeyError, RecursionError) as exc:
+                    raise NotALogError(f"malformed OTLP logs payload: {type(exc).__name__}: {exc}") from exc
+            else:
+                objects = [parsed]
             if not objects:
                 raise NotALogError("OTLP payload holds no log records")
             return [
-                normalize_object(obj, fallback_time, derived_record_id(topic, partition, offset, index))
+                normalize_object(obj, fallback_time, derived_record_id(topic, partition, offset, index), limits)
                 for index, obj in enumerate(objects)
             ]
     return [text_record(stripped, fallback_time, derived_record_id(topic, partition, offset))]
@@ -407,5 +483,5 @@ def text_record(line: str, timestamp: datetime, record_id: str) -> dict[str, Any
     return record
 
 
-__all__ = ["NotALogError", "decode_message", "normalize_object", "parse_timestamp",
+__all__ = ["NotALogError", "RecordLimits", "DEFAULT_LIMITS", "check_shape", "decode_message", "normalize_object", "parse_timestamp",
            "otlp_json_records", "text_record", "flatten", "Level"]

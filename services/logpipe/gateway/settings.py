@@ -33,6 +33,9 @@ class Settings(ServiceSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_records_per_request: int = Field(10_000, ge=1)
     max_record_bytes: int = Field(1024 * 1024, ge=256)
+    # Loki push: label names per stream (Loki's own max_label_names_per_series is 15; labels are
+    # record fields here, not series, so more are fine, but not without bound).
+    max_labels_per_stream: int = Field(64, ge=1, le=10_000)
     # How long a request waits for Kafka to acknowledge before answering 503.
     produce_timeout_s: float = Field(10.0, gt=0)
     kafka_compression: str = "none"

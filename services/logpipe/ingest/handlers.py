@@ -25,6 +25,7 @@ from logpipe.core.consumer import Batch as ConsumedBatch
 from logpipe.core.consumer import BatchConsumer, ConsumerOptions
 from logpipe.core.http import requires_token
 from logpipe.core.kafka import send_values
+from logpipe.core.shippers import RecordLimits
 from logpipe.core.topics import Topics
 from logpipe.ingest.service import (
     Batch,
@@ -96,7 +97,8 @@ class Ingestor:
         self.producer = producer
         self.tagger = tagger
         self.topics = Topics(settings.topic_prefix)
-        self.builder = BatchBuilder(settings.pipeline, settings.max_record_bytes, settings.vectorize_level_set)
+        self.builder = BatchBuilder(settings.pipeline, settings.max_record_bytes, settings.vectorize_level_set,
+                                    RecordLimits.from_settings(settings))
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.retry_base_seconds,
                                       settings.retry_max_seconds)
         self.stats = Stats()

@@ -38,7 +38,7 @@ from logpipe.core.record import (
     arrow_fields,
     derived_record_id,
 )
-from logpipe.core.shippers import NotALogError, decode_message
+from logpipe.core.shippers import DEFAULT_LIMITS, NotALogError, RecordLimits, decode_message
 
 
 class RawMessage(NamedTuple):
@@ -226,9 +226,10 @@ class BatchBuilder:
     """Turns raw messages into rows; pure apart from the clock."""
 
     def __init__(self, pipeline: str = "default", max_record_bytes: int = 1_048_576,
-                 forward_levels: Iterable[Level] = FORWARDED_LEVELS) -> None:
+                 forward_levels: Iterable[Level] = FORWARDED_LEVELS, limits: RecordLimits = DEFAULT_LIMITS) -> None:
         self.pipeline = pipeline
         self.max_record_bytes = max_record_bytes
+        self.limits = limits
         self.forward_levels = pa.array(sorted({Level(level).value for level in forward_levels}), pa.string())
 
     def build(self, messages: RawBatch | Sequence[RawMessage]) -> Batch:
@@ -284,7 +285,7 @@ class BatchBuilder:
         # record the rules cannot settle here (a level to infer, a time to read another way,
         # a value out of bounds) sends the batch to the exact path, which applies them one by one.
         for spec in FIELDS:
-            column = _fast_column(spec, parsed[spec.name], kafka_ms)
+            column = _fast_column(spec, parsed[spec.name], kafka_ms, self.limits)
             if column is None:
                 return None
             columns[spec.name] = column
@@ -300,7 +301,7 @@ class BatchBuilder:
         columns["record_id"] = record_id
 
         if "attributes" in extra:
-            attributes = _attributes_column(parsed["attributes"])
+            attributes = _attributes_column(parsed["attributes"], self.limits.max_attributes)
             if attributes is None:
                 return None
         else:
@@ -317,7 +318,8 @@ class BatchBuilder:
             try:
                 decoded = decode_message(message.value, kafka_timestamp_ms=message.timestamp,
                                          topic=message.topic, partition=message.partition,
-                                         offset=message.offset, max_bytes=self.max_record_bytes)
+                                         offset=message.offset, max_bytes=self.max_record_bytes,
+                                         limits=self.limits)
             except NotALogError as exc:
                 dead.append(DeadLetter(message, str(exc)))
                 continue
@@ -350,7 +352,8 @@ class BatchBuilder:
         return (table, None) if keep is None else (table.filter(pa.array(keep)), keep)
 
 
-def _fast_column(spec: FieldSpec, column: pa.ChunkedArray, kafka_ms: pa.Array) -> Any:
+def _fast_column(spec: FieldSpec, column: pa.ChunkedArray, kafka_ms: pa.Array,
+                 limits: RecordLimits = DEFAULT_LIMITS) -> Any:
     """One field of a parsed batch under the field table's rule for its kind, or None when a
     record needs the exact path (which then applies the same rule record by record)."""
     kind = spec.kind
@@ -362,6 +365,15 @@ def _fast_column(spec: FieldSpec, column: pa.ChunkedArray, kafka_ms: pa.Array) -
         stamp = pc.coalesce(stamp, pc.cast(kafka_ms, pa.timestamp("ms", tz="UTC")))
         stamp_ms = pc.cast(stamp, pa.int64())
         if pc.min(stamp_ms).as_py() < _MIN_MS or pc.max(stamp_ms).as_py() >= _MAX_MS:
+            return None
+        # A time too far ahead of its Kafka timestamp and the clock is clamped, with the original
+        # kept (core/shippers.py `_pop_time`): the exact path does that.
+        now_ms = int(time.time() * 1000)
+        reference = pc.max_element_wise(pc.cast(kafka_ms, pa.int64()), now_ms)
+        if pc.max(pc.subtract(stamp_ms, reference)).as_py() > limits.max_future_skew_s * 1000:
+            return None
+        # Older than the retention: a dead letter with the reason, decided there.
+        if limits.max_age_days is not None and pc.min(stamp_ms).as_py() < now_ms - limits.max_age_days * 86_400_000:
             return None
         return stamp
     if kind is Kind.LEVEL:
@@ -390,7 +402,7 @@ def _fast_column(spec: FieldSpec, column: pa.ChunkedArray, kafka_ms: pa.Array) -
     return pc.cast(column, LOG_SCHEMA.field(spec.name).type)
 
 
-def _attributes_column(column: pa.ChunkedArray) -> pa.Array | None:
+def _attributes_column(column: pa.ChunkedArray, max_attributes: int = DEFAULT_LIMITS.max_attributes) -> pa.Array | None:
     """An inferred `attributes` object column to map<string, string>, in Arrow (no per-row Python).
 
     A struct of text, integer and boolean fields becomes one map entry per non-null field, in
@@ -401,6 +413,9 @@ def _attributes_column(column: pa.ChunkedArray) -> pa.Array | None:
     rows = len(struct)
     if not pa.types.is_struct(struct.type):
         return None if struct.null_count < rows else pa.array([[]] * rows, map_type)
+    if struct.type.num_fields > max_attributes:
+        # Over the limit in the batch as a whole; the exact path decides record by record.
+        return None
     order = sorted(range(struct.type.num_fields), key=lambda i: struct.type.field(i).name)
     fields = [struct.type.field(i) for i in order]
     if not fields:

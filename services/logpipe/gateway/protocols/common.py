@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import orjson
 from logpipe.core.record import RECORD_ID_NAMESPACE, wire_record
-from logpipe.core.shippers import NotALogError, normalize_object
+from logpipe.core.shippers import DEFAULT_LIMITS, NotALogError, RecordLimits, normalize_object
 
 # Ids of records that arrived over HTTP without one: derived from the content, so a
 # client that retries a request (timeout, 503) sends the same ids and storage folds them.
@@ -93,22 +93,23 @@ def check_count(count: int, max_records: int) -> None:
 
 
 def finish_records(objects: Iterable[dict[str, Any]], fallback_time: datetime, *, max_records: int,
-                   max_record_bytes: int, where: str = "record") -> list[dict[str, Any]]:
+                   max_record_bytes: int, where: str = "record",
+                   limits: RecordLimits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
     """Flat shipper objects to validated canonical records, each with a record_id."""
     out: list[dict[str, Any]] = []
     for index, obj in enumerate(objects):
         if index >= max_records:
             check_count(index + 1, max_records)
-        out.append(finish_record(obj, fallback_time, index, max_record_bytes, f"{where} {index + 1}"))
+        out.append(finish_record(obj, fallback_time, index, max_record_bytes, f"{where} {index + 1}", limits))
     return out
 
 
 def finish_record(obj: dict[str, Any], fallback_time: datetime, index: int, max_record_bytes: int,
-                  label: str) -> dict[str, Any]:
+                  label: str, limits: RecordLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ProtocolError(f"{label}: a log record must be a JSON object, not {type(obj).__name__}")
     try:
-        normalized = normalize_object(obj, fallback_time, "")
+        normalized = normalize_object(obj, fallback_time, "", limits)
     except NotALogError as exc:
         raise ProtocolError(f"{label}: {exc}") from exc
     return validate_record(normalized, index, max_record_bytes, label)

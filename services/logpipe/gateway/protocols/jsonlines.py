@@ -12,11 +12,12 @@ from typing import Any
 
 import orjson
 
-from logpipe.core.shippers import text_record
+from logpipe.core.shippers import DEFAULT_LIMITS, RecordLimits, text_record
 from logpipe.gateway.protocols.common import ProtocolError, check_count, finish_record, validate_record
 
 
-def decode(body: bytes, fallback_time: datetime, *, max_records: int, max_record_bytes: int) -> list[dict[str, Any]]:
+def decode(body: bytes, fallback_time: datetime, *, max_records: int, max_record_bytes: int,
+           limits: RecordLimits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -32,7 +33,7 @@ def decode(body: bytes, fallback_time: datetime, *, max_records: int, max_record
         except orjson.JSONDecodeError as exc:
             raise ProtocolError(f"malformed JSON array: {exc}") from exc
         check_count(len(items), max_records)
-        return [finish_record(item, fallback_time, index, max_record_bytes, f"item {index + 1}")
+        return [finish_record(item, fallback_time, index, max_record_bytes, f"item {index + 1}", limits)
                 for index, item in enumerate(items)]
 
     lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
@@ -46,7 +47,7 @@ def decode(body: bytes, fallback_time: datetime, *, max_records: int, max_record
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 raise ProtocolError(f"{label}: malformed JSON: {exc}") from exc
-            records.append(finish_record(obj, fallback_time, index, max_record_bytes, label))
+            records.append(finish_record(obj, fallback_time, index, max_record_bytes, label, limits))
         else:
             if line.startswith(("[", '"')):
                 raise ProtocolError(f"{label}: a line is a JSON object or plain text, not a JSON "

@@ -18,7 +18,7 @@ import orjson
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError
 
-from logpipe.core.shippers import ALIASES
+from logpipe.core.shippers import ALIASES, DEFAULT_LIMITS, RecordLimits
 from logpipe.gateway.protocols.common import ProtocolError, check_count, finish_records, snappy_decompress
 
 PROTOBUF = "application/x-protobuf"
@@ -112,7 +112,15 @@ def _json_timestamp(value: Any, where: str) -> int:
     return number
 
 
-def json_objects(body: bytes) -> Iterator[dict[str, Any]]:
+def check_labels(labels: dict[str, str], max_labels: int, where: str) -> None:
+    """Loki refuses a stream with more label names than `max_label_names_per_series` (15 there);
+    labels are fields here, not series, so the limit is looser but still there."""
+    if len(labels) > max_labels:
+        raise ProtocolError(f"{where}: {len(labels)} stream labels, over the limit of {max_labels} "
+                            "(GATEWAY_MAX_LABELS_PER_STREAM)")
+
+
+def json_objects(body: bytes, max_labels: int = 64) -> Iterator[dict[str, Any]]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -128,6 +136,7 @@ def json_objects(body: bytes) -> Iterator[dict[str, Any]]:
             labels = parse_labels(labels)
         if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
             raise ProtocolError(f"{where}.stream must be an object of string labels")
+        check_labels(labels, max_labels, f"{where}.stream")
         values = stream.get("values")
         if not isinstance(values, list):
             raise ProtocolError(f"{where}.values must be a list of [timestamp_ns, line] pairs")
@@ -143,14 +152,15 @@ def json_objects(body: bytes) -> Iterator[dict[str, Any]]:
                                 _json_timestamp(entry[0], entry_where), entry[1])
 
 
-def protobuf_objects(body: bytes) -> Iterator[dict[str, Any]]:
+def protobuf_objects(body: bytes, max_labels: int = 64) -> Iterator[dict[str, Any]]:
     request = PushRequest()
     try:
         request.ParseFromString(body)
     except DecodeError as exc:
         raise ProtocolError(f"body is not a Loki PushRequest protobuf: {exc}") from exc
-    for stream in request.streams:
+    for index, stream in enumerate(request.streams):
         labels = parse_labels(stream.labels)
+        check_labels(labels, max_labels, f"streams[{index}]")
         for entry in stream.entries:
             timestamp_ns = entry.timestamp.seconds * 1_000_000_000 + entry.timestamp.nanos
             if timestamp_ns <= 0:
@@ -160,21 +170,22 @@ def protobuf_objects(body: bytes) -> Iterator[dict[str, Any]]:
 
 
 def decode(body: bytes, content_type: str | None, content_encoding: str | None, fallback_time: datetime, *,
-           max_body_bytes: int, max_records: int, max_record_bytes: int) -> list[dict[str, Any]]:
+           max_body_bytes: int, max_records: int, max_record_bytes: int, max_labels: int = 64,
+           limits: RecordLimits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
     kind = (content_type or "").split(";")[0].strip().lower()
     if kind in (PROTOBUF, "application/protobuf"):
         # Loki's protobuf push is snappy-compressed (block format) by every client.
         if (content_encoding or "").strip().lower() != "snappy":
             body = snappy_decompress(body, max_body_bytes)
-        objects = list(protobuf_objects(body))
+        objects = list(protobuf_objects(body, max_labels))
     elif kind == JSON or kind == "":
-        objects = list(json_objects(body))
+        objects = list(json_objects(body, max_labels))
     else:
         raise ProtocolError(f"unsupported Content-Type {content_type!r}; Loki push uses {PROTOBUF} "
                             f"(snappy) or {JSON}", 415)
     check_count(len(objects), max_records)
     return finish_records(objects, fallback_time, max_records=max_records,
-                          max_record_bytes=max_record_bytes, where="entry")
+                          max_record_bytes=max_record_bytes, where="entry", limits=limits)
 
 
 def encode_push_request(streams: list[tuple[str, list[tuple[int, str]]]]) -> bytes:

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
-from logpipe.core.shippers import otlp_json_records
+from logpipe.core.shippers import DEFAULT_LIMITS, RecordLimits, otlp_json_records
 from logpipe.gateway.protocols.common import ProtocolError, check_count, finish_records
 
 PROTOBUF = "application/x-protobuf"
@@ -80,7 +80,7 @@ def json_to_dict(body: bytes) -> dict[str, Any]:
 
 
 def decode(body: bytes, content_type: str | None, fallback_time: datetime, *, max_records: int,
-           max_record_bytes: int) -> list[dict[str, Any]]:
+           max_record_bytes: int, limits: RecordLimits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
     kind = media_type(content_type)
     if kind == PROTOBUF:
         payload = protobuf_to_dict(body)
@@ -91,15 +91,15 @@ def decode(body: bytes, content_type: str | None, fallback_time: datetime, *, ma
                             f"{PROTOBUF} or {JSON}", 415)
     try:
         objects = otlp_json_records(payload)
-    except (AttributeError, TypeError, ValueError, KeyError) as exc:
-        raise ProtocolError(f"malformed OTLP logs request: {exc}") from exc
+    except (AttributeError, TypeError, ValueError, KeyError, RecursionError) as exc:
+        raise ProtocolError(f"malformed OTLP logs request: {type(exc).__name__}: {exc}") from exc
     check_count(len(objects), max_records)
     for obj in objects:
         # OTLP allows a record without a body (an event); it is still a log worth keeping.
         if obj.get("message") in (None, ""):
             obj["message"] = str(obj.get("event.name") or obj.get("event_name") or "(empty body)")
     return finish_records(objects, fallback_time, max_records=max_records,
-                          max_record_bytes=max_record_bytes, where="log record")
+                          max_record_bytes=max_record_bytes, where="log record", limits=limits)
 
 
 def success_body(content_type: str | None) -> tuple[bytes, str]:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from logpipe.core.shippers import RecordLimits
 from logpipe.gateway.auth import Principal, require
 from logpipe.gateway.protocols import ProtocolError, decompress, jsonlines, loki, otlp
 from logpipe.gateway.schemas import IngestResult
@@ -46,6 +47,9 @@ async def accept(request: Request, principal: Principal, protocol: str,
     check_pipeline_access(principal.pipeline, settings.pipeline)
     try:
         body = await read_body(request, settings.max_body_bytes)
+        # Before decompressing: "empty" says more than "not valid snappy" about a blank body.
+        if not body.strip():
+            raise ProtocolError("empty body")
         if not keep_encoding:
             body = decompress(body, request.headers.get("content-encoding"), settings.max_body_bytes)
         if not body.strip():
@@ -74,7 +78,7 @@ async def ingest_json_lines(request: Request, principal: Principal = Depends(req
 
     def decode(body: bytes, now: datetime) -> list[dict[str, Any]]:
         return jsonlines.decode(body, now, max_records=settings.max_records_per_request,
-                                max_record_bytes=settings.max_record_bytes)
+                                max_record_bytes=settings.max_record_bytes, limits=RecordLimits.from_settings(settings))
 
     try:
         accepted = await accept(request, principal, "jsonlines", decode)
@@ -93,7 +97,7 @@ async def ingest_otlp(request: Request, principal: Principal = Depends(require("
 
     def decode(body: bytes, now: datetime) -> list[dict[str, Any]]:
         return otlp.decode(body, content_type, now, max_records=settings.max_records_per_request,
-                           max_record_bytes=settings.max_record_bytes)
+                           max_record_bytes=settings.max_record_bytes, limits=RecordLimits.from_settings(settings))
 
     try:
         await accept(request, principal, "otlp", decode)
@@ -114,7 +118,8 @@ async def ingest_loki(request: Request, principal: Principal = Depends(require("
 
     def decode(body: bytes, now: datetime) -> list[dict[str, Any]]:
         return loki.decode(body, content_type, content_encoding, now, max_body_bytes=settings.max_body_bytes,
-                           max_records=settings.max_records_per_request, max_record_bytes=settings.max_record_bytes)
+                           max_records=settings.max_records_per_request, max_record_bytes=settings.max_record_bytes,
+                           max_labels=settings.max_labels_per_stream, limits=RecordLimits.from_settings(settings))
 
     try:
         await accept(request, principal, "loki", decode)
