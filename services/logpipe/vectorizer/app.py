@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pipeline.collection_ready = True
         producer = new_producer(settings.kafka_bootstrap_servers)
         await producer.start()
-        vectorizer = handlers.Vectorizer(settings, pipeline, producer, store)
+        circuits = {name: health.circuit(name, settings.breaker_threshold, max(settings.retry_base_seconds, 0.01),
+                                         settings.retry_max_seconds) for name in ("embedder", "qdrant")}
+        vectorizer = handlers.Vectorizer(settings, pipeline, producer, store, circuits)
         app.state.vectorizer = vectorizer
         app.state.embedder = embedder
         app.state.vector_store = store
