@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import httpx
+import orjson
 import pytest
 import pytest_asyncio
 
@@ -58,6 +59,8 @@ class Platform:
     ingest: httpx.AsyncClient
     vectorizer: httpx.AsyncClient
     analyzer: httpx.AsyncClient
+    gateway: httpx.AsyncClient
+    tokens: dict[str, str]
     apps: dict[str, Any]
     groups: dict[str, str]
     results: list[dict] = field(default_factory=list)
@@ -87,6 +90,9 @@ async def platform(kafka_bootstrap, chdb_dsn, tmp_path_factory, embedding_backen
     from logpipe.analyzer.app import create_app as create_analyzer
     from logpipe.analyzer.settings import Settings as AnalyzerSettings
     from logpipe.embedder.settings import Settings as EmbedderSettings
+    from logpipe.gateway.app import create_app as create_gateway
+    from logpipe.gateway.settings import Settings as GatewaySettings
+    from logpipe.tokens import create_token, open_engine
     from logpipe.stores import sql
     from logpipe.stores.clickhouse import ClickHouseStore
     from logpipe.vectorizer.app import create_app as create_vectorizer
@@ -116,20 +122,31 @@ async def platform(kafka_bootstrap, chdb_dsn, tmp_path_factory, embedding_backen
         AnalyzerSettings(LOGPIPE_DATA_DIR=str(models), llm_backend="none", ANALYSIS_SCHEDULE_CRON="",
                          novel_errors_enabled=False, retry_base_seconds=0.5, retry_max_seconds=2.0),
         store=clickhouse, engine=engine, embed=None, llm=NoLLM())
+    gateway_app = create_gateway(GatewaySettings(
+        kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, clickhouse_url=clickhouse.dsn,
+        clickhouse_database=clickhouse.database, database_url=database_url, data_dir=tmp_path_factory.mktemp("outage-g"),
+        embedder_url=embedder.url, analyzer_url=f"http://127.0.0.1:{free_port()}", pipeline="default",
+        frontend_dir=models / "no-dashboard"))
+    token_engine = open_engine(database_url)
+    # "shipper" ships before PostgreSQL goes away (verified), "late" only while it is away.
+    tokens = {name: create_token(token_engine, name, ["ingest"]).token for name in ("shipper", "late")}
     try:
         async with running_ingest(kafka_bootstrap, prefix, clickhouse, group_id=groups["ingest"],
                                   retry_base_seconds=0.1, retry_max_seconds=1.0) as ingest_app, \
                 vectorizer_app.router.lifespan_context(vectorizer_app), \
                 analyzer_app.router.lifespan_context(analyzer_app), \
+                gateway_app.router.lifespan_context(gateway_app), \
                 _client(ingest_app, "ingest") as ingest, _client(vectorizer_app, "vectorizer") as vectorizer, \
-                _client(analyzer_app, "analyzer") as analyzer:
+                _client(analyzer_app, "analyzer") as analyzer, _client(gateway_app, "gateway") as gateway:
             yield Platform(kafka_bootstrap, topics, clickhouse, SteadyProducer(kafka_bootstrap, topics.raw_logs),
-                           redis, postgres, embedder, ingest, vectorizer, analyzer,
-                           {"ingest": ingest_app, "vectorizer": vectorizer_app, "analyzer": analyzer_app}, groups)
+                           redis, postgres, embedder, ingest, vectorizer, analyzer, gateway, tokens,
+                           {"ingest": ingest_app, "vectorizer": vectorizer_app, "analyzer": analyzer_app,
+                            "gateway": gateway_app}, groups)
     finally:
         await embedder.stop()
         redis.kill()
         engine.dispose()
+        token_engine.dispose()
         postgres.remove()
         clickhouse.command(f"DROP DATABASE IF EXISTS {clickhouse.database} SYNC")
         clickhouse.close()
@@ -352,26 +369,52 @@ async def test_redis_killed_the_cache_is_skipped_embeddings_go_on(platform):
            checks=checks, retries=retries, skipped_cache_calls=cache.skipped - skipped, **counts)
 
 
-async def test_postgres_stopped_analyze_answers_503_then_the_run_completes(platform):
-    """PostgreSQL holds the analyzer's runs; the log path does not use it: logs keep flowing."""
+async def ship(p: Platform, token: str, count: int) -> httpx.Response:
+    """`count` INFO logs through the gateway's JSON-lines route; counted as produced if accepted."""
+    ids = [f"gw-{uuid.uuid4().hex}" for _ in range(count)]
+    body = "\n".join(orjson.dumps({"service": "shipper", "level": "INFO", "message": f"shipped line {i}",
+                                    "record_id": record_id}).decode() for i, record_id in enumerate(ids))
+    response = await p.gateway.post("/api/ingest", content=body, headers={"Authorization": f"Bearer {token}"})
+    if response.status_code == 200:
+        p.producer.record_ids.update(ids)
+    return response
+
+
+async def test_postgres_stopped_logs_still_flow_analyze_answers_503_then_the_run_completes(platform):
+    """PostgreSQL holds the analyzer's runs and the gateway's tokens; no log is stored in it.
+    While it is away logs keep flowing (a shipper's recently verified token still works at the
+    gateway), starting an analysis answers 503 with Retry-After, and both show the circuit."""
     p = platform
     await flowing(p)
-    breaker = p.apps["analyzer"].state.health.circuits["sql"]
+    assert (await ship(p, p.tokens["shipper"], 20)).status_code == 200  # verified while PostgreSQL is up
+    analyzer_circuit = p.apps["analyzer"].state.health.circuits["sql"]
+    gateway_circuit = p.apps["gateway"].state.health.circuits["sql"]
     started = time.monotonic()
     p.postgres.stop()
+    shipped_while_down = 0
     try:
-        for _ in range(breaker.threshold):
+        for _ in range(analyzer_circuit.threshold):
             answer = await p.analyzer.post("/analyze", json={"window_hours": 1})
             assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1, answer.text
-        assert breaker.is_open
+            # A token the gateway never verified cannot be checked now: 503, not 401 or 500.
+            refused = await ship(p, p.tokens["late"], 1)
+            assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1, refused.text
+        assert analyzer_circuit.is_open and gateway_circuit.is_open
         body = await health(p.analyzer)
         assert body["status"] == "unhealthy" and body["dependencies"]["sql"] == "disconnected", body
         assert body["circuits"]["sql"] == "open" and "circuit:sql" in body["reasons"]
         assert await metric(p.analyzer, "logpipe_circuit_open", service="analyzer", dependency="sql") == 1
+        body = await health(p.gateway)
+        assert body["status"] == "degraded" and body["circuits"]["sql"] == "open", body
+        assert await metric(p.gateway, "logpipe_circuit_open", service="gateway", dependency="sql") == 1
         written = p.ingestor.stats.written
 
         async def logs_flow() -> None:
+            nonlocal shipped_while_down
             assert (await health(p.ingest))["status"] == "healthy"
+            shipped = await ship(p, p.tokens["shipper"], 5)
+            assert shipped.status_code == 200, shipped.text
+            shipped_while_down += 5
 
         checks = await hold(started, logs_flow)
         assert p.ingestor.stats.written > written
@@ -379,11 +422,13 @@ async def test_postgres_stopped_analyze_answers_503_then_the_run_completes(platf
         p.postgres.start()  # the same port and data
     down_for = time.monotonic() - started
 
-    async def analyzer_healthy() -> bool:
-        return (await health(p.analyzer))["status"] == "healthy"
+    async def recovered() -> bool:
+        return ((await health(p.analyzer))["status"] == "healthy" and
+                (await health(p.gateway))["circuits"]["sql"] == "closed")
 
-    await wait_for(analyzer_healthy, timeout=30, message="the analyzer did not recover")
-    assert breaker.state == "closed"
+    await wait_for(recovered, timeout=30, message="the analyzer or the gateway did not recover")
+    assert analyzer_circuit.state == "closed"
+    assert (await ship(p, p.tokens["late"], 5)).status_code == 200
     counts = await recovered_and_complete(p)
     accepted = await p.analyzer.post("/analyze", json={"window_hours": 2})
     assert accepted.status_code == 202, accepted.text
@@ -398,5 +443,5 @@ async def test_postgres_stopped_analyze_answers_503_then_the_run_completes(platf
     # The run saw every log, those stored while PostgreSQL was away included.
     assert done["total_logs"] == counts["produced"], done
     report(p, "postgresql", "pg_ctl stop -m immediate, started again on the same port and data",
-           down_seconds=round(down_for, 1), checks=checks, refused_with_503=breaker.threshold,
-           report_total_logs=done["total_logs"], **counts)
+           down_seconds=round(down_for, 1), checks=checks, refused_with_503=analyzer_circuit.threshold,
+           shipped_through_gateway_while_down=shipped_while_down, report_total_logs=done["total_logs"], **counts)

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import threading
 import time
 
 from fastapi import HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
+
+from logpipe.core.circuit import CircuitBreaker
 
 from logpipe.tokens import (  # noqa: F401  (re-exported: the routers and tests use auth.*)
     SCOPES,
@@ -31,12 +35,23 @@ from logpipe.tokens import (  # noqa: F401  (re-exported: the routers and tests 
 
 
 class Authenticator:
-    """Checks a request's token and scope; caches verified tokens for `cache_s` seconds."""
+    """Checks a request's token and scope; caches verified tokens for `cache_s` seconds.
 
-    def __init__(self, engine: Engine, cache_s: float = 5.0) -> None:
+    While the token database (PostgreSQL in production) is away, a token this process verified
+    within the last `stale_s` seconds still works (log shippers keep shipping; no token can be
+    revoked meanwhile, since revoking writes to that database); any other answers 503 with
+    `Retry-After`, never 401 or 500. `circuit` (core/circuit.py) shows the outage on /health.
+    """
+
+    def __init__(self, engine: Engine, cache_s: float = 5.0, stale_s: float = 300.0,
+                 circuit: CircuitBreaker | None = None) -> None:
         self.engine = engine
         self.cache_s = cache_s
+        self.stale_s = stale_s
+        self.circuit = circuit
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        # Valid tokens by hash, with when the database last said so (for its outages).
+        self._verified: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
     def cached(self, token: str) -> tuple[bool, Principal | None]:
@@ -51,12 +66,32 @@ class Authenticator:
         if found:
             return principal
         principal = verify_token(self.engine, token)
-        if self.cache_s > 0:
-            with self._lock:
+        key = hash_token(token)
+        with self._lock:
+            if self.cache_s > 0:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
-                self._cache[hash_token(token)] = (time.monotonic() + self.cache_s, principal)
+                self._cache[key] = (time.monotonic() + self.cache_s, principal)
+            if principal is None:
+                self._verified.pop(key, None)
+            elif self.stale_s > 0:
+                if len(self._verified) > 10_000:
+                    self._verified.clear()
+                self._verified[key] = (time.monotonic(), principal)
         return principal
+
+    def _database_away(self, token: str, exc: Exception) -> Principal:
+        """The principal this token had when last verified, if recent enough; else 503."""
+        delay = 1.0
+        if self.circuit is not None:
+            self.circuit.record_failure(exc)
+            delay = max(1.0, self.circuit.delay())
+        with self._lock:
+            known = self._verified.get(hash_token(token))
+        if known is not None and time.monotonic() - known[0] <= self.stale_s:
+            return known[1]
+        raise HTTPException(503, "the token database is unavailable; retry later",
+                            headers={"Retry-After": str(math.ceil(delay))}) from exc
 
     def forget(self) -> None:
         with self._lock:
@@ -69,7 +104,13 @@ class Authenticator:
         found, principal = self.cached(token)
         if not found:
             # A database round trip (PostgreSQL in production) stays off the event loop.
-            principal = await asyncio.to_thread(self.verify, token)
+            try:
+                principal = await asyncio.to_thread(self.verify, token)
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+                principal = self._database_away(token, exc)
+            else:
+                if self.circuit is not None:
+                    self.circuit.record_success()
         if principal is None:
             raise HTTPException(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
         if not principal.allows(scope):

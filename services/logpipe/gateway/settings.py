@@ -52,6 +52,8 @@ class Settings(ServiceSettings):
 
     # Verified tokens are cached this long, so a revoke takes effect within this time.
     token_cache_s: float = Field(5.0, ge=0)
+    # While the token database is away, a token verified this recently still works (0: none do).
+    token_stale_s: float = Field(300.0, ge=0)
 
     # The embedder service that turns a semantic-search query into a vector.
     embedder_url: str = "http://127.0.0.1:8003"
