@@ -91,6 +91,14 @@ def _query(env: dict, sql: str) -> str:
 async def test_a_full_data_directory_pauses_ingest_then_it_recovers_with_nothing_lost(kafka_bootstrap, tmp_path):
     data = tmp_path / "data"
     how, undo = _mount_small_filesystem(data, tmp_path)
+    try:
+        await _fill_and_recover(kafka_bootstrap, tmp_path, data, how)
+    finally:
+        for command in undo:
+            subprocess.run(command, capture_output=True)
+
+
+async def _fill_and_recover(kafka_bootstrap: str, tmp_path: Path, data: Path, how: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}-"
     topics = Topics(prefix)
     await ensure_topics(kafka_bootstrap, topics, partitions=2)
@@ -140,6 +148,11 @@ async def test_a_full_data_directory_pauses_ingest_then_it_recovers_with_nothing
             assert body["status"] in ("degraded", "unhealthy")
             assert any("ClickHouse insert failed" in line and space.search(line)
                        for line in log_path.read_text().splitlines()), log_path.read_text()[-3000:]
+            # The consumer pauses at its next poll after the circuit opened.
+            async def paused() -> bool:
+                return (await stats()).get("paused") is True
+
+            await wait_for(paused, timeout=10, message="ingest did not pause")
             # Held, not crashed, for as long as the disk stays full: nothing written, dead-lettered
             # or committed, fetching paused.
             checks = 0
@@ -175,19 +188,15 @@ async def test_a_full_data_directory_pauses_ingest_then_it_recovers_with_nothing
                 ingest.wait()
         if filler is not None:
             filler.unlink()
-    try:
-        # No corruption: every part checks out and every row reads back, each log once.
-        checked = [line.split("\t") for line in _query(env, "CHECK TABLE {logs}").splitlines()]
-        assert checked and all(part[1] == "1" for part in checked), checked  # (part, is_passed, message)
-        rows, distinct = _query(env, "SELECT count(), uniqExact(record_id) FROM {logs}").split()
-        assert int(rows) == int(distinct) == len(first) + len(second)
-        ids = set(_query(env, "SELECT record_id FROM {logs}").split())
-        assert ids == {r["record_id"] for r in first + second}
-        print(f"\nDISK FULL ({how}, {SIZE_MB} MB): full for {full_for:.1f}s ({checks} checks); stored {rows} rows, {distinct} distinct, "
-              f"of {len(first) + len(second)} produced; DLQ 0; {len(checked)} parts checked; reason: {reason[:300]}")
-    finally:
-        for command in undo:
-            subprocess.run(command, capture_output=True)
+    # No corruption: every part checks out and every row reads back, each log once.
+    checked = [line.split("\t") for line in _query(env, "CHECK TABLE {logs}").splitlines()]
+    assert checked and all(part[1] == "1" for part in checked), checked  # (part, is_passed, message)
+    rows, distinct = _query(env, "SELECT count(), uniqExact(record_id) FROM {logs}").split()
+    assert int(rows) == int(distinct) == len(first) + len(second)
+    ids = set(_query(env, "SELECT record_id FROM {logs}").split())
+    assert ids == {r["record_id"] for r in first + second}
+    print(f"\nDISK FULL ({how}, {SIZE_MB} MB): full for {full_for:.1f}s ({checks} checks); stored {rows} rows, {distinct} distinct, "
+          f"of {len(first) + len(second)} produced; DLQ 0; {len(checked)} parts checked; reason: {reason[:300]}")
 
 
 async def _written(stats, count: int) -> bool:
