@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -105,30 +104,27 @@ async def test_queue_to_qdrant_with_novel_errors(kafka_bootstrap, topics, tmp_pa
         assert store.count() == 21
 
 
-async def test_failing_embedder_sends_records_to_the_dlq(kafka_bootstrap, topics, tmp_path):
+async def test_an_unreachable_embedder_holds_the_records(kafka_bootstrap, topics, tmp_path):
+    """An embedder that is away is an outage, not the records' fault: the batch waits whole
+    (circuit open, fetching paused, nothing dead-lettered or committed)."""
     from logpipe.core.broker import free_port
 
     values = [forwarded(i, f"error {i}") for i in range(3)] + [b"{not json"]
     async with running_vectorizer(kafka_bootstrap, topics, tmp_path, embedder_url=f"http://127.0.0.1:{free_port()}",
-                                  retry_attempts=3, retry_base_seconds=0.01) as (app, http, settings):
+                                  retry_attempts=1, retry_base_seconds=0.01, retry_max_seconds=0.2,
+                                  batch_mode="fixed", batch_size=100) as (app, http, settings):
         await produce(kafka_bootstrap, topics.vectorization_queue, values)
-        letters = [orjson.loads(r.value) for r in await read_topic(kafka_bootstrap, topics.vectorization_dlq, 4)]
-        assert len(letters) == 4
-        assert sorted(base64.b64decode(l["original_base64"]) for l in letters) == sorted(values)
-        stages = sorted(l["stage"] for l in letters)
-        assert stages == ["decode", "embed", "embed", "embed"]
-        embed_letter = next(l for l in letters if l["stage"] == "embed")
-        assert "unreachable" in embed_letter["error"] and embed_letter["time"].endswith("Z")
-        # Dead-lettered records are handled: their offsets are committed, nothing is replayed.
-        await wait_for(lambda: app.state.vectorizer.stats.dlq == 4, timeout=30)
-        async def all_committed() -> bool:
-            return await committed_total(kafka_bootstrap, settings.group_id, topics.vectorization_queue) == 4
-
-        await wait_for(all_committed, timeout=30)
-        stats = (await http.get("/stats")).json()
-        assert stats["retries"] >= 3 and stats["vectorized"] == 0
+        await wait_for(lambda: app.state.vectorizer.circuits["embedder"].is_open, timeout=30)
         health = (await http.get("/health")).json()
         assert health["dependencies"]["embedder"] == "disconnected" and health["status"] == "unhealthy"
+        assert health["circuits"]["embedder"] == "open" and "unreachable" in health["reasons"]["circuit:embedder"]
+        metrics = (await http.get("/metrics")).text
+        assert 'logpipe_circuit_open{dependency="embedder",service="vectorizer"} 1.0' in metrics
+        stats = (await http.get("/stats")).json()
+        assert stats["paused"] is True and stats["vectorized"] == 0 and stats["dlq"] == 0
+        assert stats["circuits"]["embedder"]["retries_total"] >= 3
+        assert await committed_total(kafka_bootstrap, settings.group_id, topics.vectorization_queue) == 0
+        assert await read_topic(kafka_bootstrap, topics.vectorization_dlq, 1, timeout_s=1) == []
 
 
 async def test_process_flushes_now_through_the_http_embedder(kafka_bootstrap, topics, tmp_path, embedding_backend):

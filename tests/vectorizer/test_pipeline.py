@@ -10,7 +10,10 @@ import numpy as np
 import orjson
 import pytest
 
+from logpipe.ai.embeddings import EmbedderUnavailable, EmbeddingError
+from logpipe.core.circuit import DependencyUnavailable
 from logpipe.patterns.masking import mask_many
+from logpipe.stores import faults
 from logpipe.stores.vectors import EdgeVectorStore, VectorFilter
 from logpipe.vectorizer.service import QueueMessage, VectorizerPipeline, decode, with_retries
 
@@ -33,16 +36,18 @@ class CountingEmbedder:
 
     # 64 dimensions: two unrelated texts land near-orthogonal (cosine sd 0.125), never above a
     # 0.75 novelty threshold by chance.
-    def __init__(self, dimension: int = 64, fail_times: int = 0) -> None:
+    def __init__(self, dimension: int = 64, fail_times: int = 0,
+                 error: Exception = ConnectionError("embedder unavailable")) -> None:
         self.dimension = dimension
         self.fail_times = fail_times
+        self.error = error
         self.calls: list[list[str]] = []
 
     async def embed(self, texts):
         self.calls.append(list(texts))
         if self.fail_times:
             self.fail_times -= 1
-            raise ConnectionError("embedder unavailable")
+            raise self.error
         rows = []
         for text in texts:
             seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
@@ -98,8 +103,8 @@ async def test_reprocessing_a_batch_is_idempotent(store):
     assert [e["record_id"] for e in first.novel_events] == [e["record_id"] for e in again.novel_events]
 
 
-async def test_failing_embedder_is_retried_then_dead_lettered(store):
-    embedder = CountingEmbedder(fail_times=10)
+async def test_an_embedder_refusing_the_texts_is_retried_then_dead_lettered(store):
+    embedder = CountingEmbedder(fail_times=10, error=EmbeddingError("embedder answered 422: text refused"))
     delays = []
 
     async def record_sleep(seconds):
@@ -114,10 +119,34 @@ async def test_failing_embedder_is_retried_then_dead_lettered(store):
     assert [d.stage for d in outcome.dead_letters] == ["embed", "embed"]
     letter = orjson.loads(outcome.dead_letters[0].to_bytes())
     assert base64.b64decode(letter["original_base64"]) == orjson.dumps(raw[0])
-    assert letter["error"] == "ConnectionError: embedder unavailable" and letter["stage"] == "embed"
+    assert letter["error"] == "EmbeddingError: embedder answered 422: text refused" and letter["stage"] == "embed"
     assert letter["time"].endswith("Z") and letter["source"] == {"topic": "q", "partition": 0, "offset": 0,
                                                                  "timestamp_ms": None}
     assert store.dimension() is None  # nothing was embedded, so no collection was even needed
+
+
+@pytest.mark.parametrize("error", [ConnectionError("connection refused"), TimeoutError("timed out"),
+                                   EmbedderUnavailable("embedder at http://e answered 503: loading")])
+async def test_an_embedder_outage_is_raised_for_the_consumer_to_hold_not_dead_lettered(store, error):
+    embedder = CountingEmbedder(fail_times=10, error=error)
+    pipeline = VectorizerPipeline(embedder.embed, store, retry_attempts=2, sleep=no_sleep)
+    with pytest.raises(DependencyUnavailable) as raised:
+        await pipeline.process(messages([record(1, "boom"), record(2, "bang")]))
+    assert raised.value.dependency == "embedder" and len(embedder.calls) == 3
+    # Once it is back, the same batch goes through whole.
+    embedder.fail_times = 0
+    outcome = await pipeline.process(messages([record(1, "boom"), record(2, "bang")]))
+    assert outcome.upserted == 2 and not outcome.dead_letters and store.count() == 2
+
+
+async def test_a_qdrant_outage_is_raised_not_dead_lettered(store):
+    pipeline = VectorizerPipeline(CountingEmbedder().embed, store, retry_attempts=1, sleep=no_sleep)
+    with faults.outage("qdrant"):
+        with pytest.raises(DependencyUnavailable) as raised:
+            await pipeline.process(messages([record(1, "x"), record(2, "y")]))
+    assert raised.value.dependency == "qdrant"
+    outcome = await pipeline.process(messages([record(1, "x"), record(2, "y")]))
+    assert outcome.upserted == 2 and not outcome.dead_letters and store.count() == 2
 
 
 async def test_embedder_recovering_within_retries_loses_nothing(store):
@@ -138,7 +167,7 @@ async def test_failing_store_dead_letters_with_stage_upsert(store):
             return [[] for _ in vectors]
 
         async def aupsert(self, points):
-            raise OSError("qdrant unreachable")
+            raise ValueError("point rejected: payload too large")
 
     pipeline = VectorizerPipeline(CountingEmbedder().embed, BrokenStore(), retry_attempts=1, sleep=no_sleep)
     outcome = await pipeline.process(messages([record(1, "x")]))

@@ -29,6 +29,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from logpipe.core import tracing
+from logpipe.core.circuit import DependencyUnavailable
 from logpipe.stores.cache import EmbeddingCache, cache_key
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,13 @@ _WHITESPACE = re.compile(r"\s+")
 
 class EmbeddingError(RuntimeError):
     """The backend could not embed (server down, bad answer, model missing)."""
+
+
+class EmbedderUnavailable(EmbeddingError, DependencyUnavailable):
+    """The embedder service is away (unreachable, 5xx, 429): retry the same texts later."""
+
+    def __init__(self, message: str) -> None:
+        DependencyUnavailable.__init__(self, "embedder", message)
 
 
 def normalize_text(text: str) -> str:
@@ -470,10 +478,13 @@ class HttpEmbedder:
                 response = await self.client.post("/embed/batch", json={"texts": chunk})
             except httpx.HTTPError as exc:
                 self.stats.errors += 1
-                raise EmbeddingError(f"embedder at {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
+                raise EmbedderUnavailable(f"embedder at {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
             if response.status_code != 200:
                 self.stats.errors += 1
-                raise EmbeddingError(f"embedder at {self.url} answered {response.status_code}: {response.text[:300]}")
+                # 5xx and 429: the service is away or overloaded, not these texts' fault.
+                error = EmbedderUnavailable if response.status_code >= 500 or response.status_code == 429 \
+                    else EmbeddingError
+                raise error(f"embedder at {self.url} answered {response.status_code}: {response.text[:300]}")
             body = response.json()
             self.model, self.dimension = body.get("model", ""), int(body.get("dimension", 0))
             rows.append(np.asarray(body["embeddings"], dtype=np.float32))

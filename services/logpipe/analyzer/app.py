@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+import math
+from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 from croniter import croniter
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from sqlalchemy import exc as sa_exc
 from sqlmodel import select
 
 from logpipe.ai.llm import LLM
 from logpipe.analyzer.handlers import router
 from logpipe.analyzer.runner import Analyzer, Embed, embed_from
 from logpipe.analyzer.settings import Settings
+from logpipe.core.circuit import CircuitBreaker
 from logpipe.core.health import Health
 from logpipe.core.http import create_service_app
 from logpipe.stores import sql
@@ -57,11 +60,32 @@ def create_app(settings: Settings | None = None, *, store: ClickHouseStore | Non
         analyzer = Analyzer(settings, clickhouse, sql_engine, embed or embed_from(settings), llm)
         app.state.analyzer = analyzer
         health.add("clickhouse", clickhouse.aping)
-        health.add("sql", lambda: asyncio.to_thread(sql.ping, sql_engine))
+        # The SQL database (PostgreSQL in production) holds the runs: while it is away a run
+        # cannot even be recorded, so starting one answers 503 with Retry-After (the schedule
+        # keeps trying) and its circuit shows on /health and /metrics. A probe that answers is
+        # a successful trial: it closes the circuit.
+        sql_circuit = health.circuit("sql", settings.breaker_threshold, settings.retry_base_seconds,
+                                     settings.retry_max_seconds)
+
+        async def sql_ok() -> bool:
+            ok = await asyncio.to_thread(sql.ping, sql_engine)
+            if ok:
+                sql_circuit.record_success()
+            return ok
+
+        health.add("sql", sql_ok)
 
         async def start_run(window_hours: float | None, services: Sequence[str] | None,
                             end: datetime | None, trigger: str) -> NightlyReport:
-            row = await asyncio.to_thread(analyzer.create_run, window_hours, services, end, trigger)
+            try:
+                row = await asyncio.to_thread(analyzer.create_run, window_hours, services, end, trigger)
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+                sql_circuit.record_failure(exc)
+                log.error("cannot record the analysis run: the SQL database is unavailable",
+                          extra={"circuit": sql_circuit.state, "error": sql_circuit.last_error})
+                raise HTTPException(503, "the SQL database is unavailable; retry later",
+                                    headers={"Retry-After": str(max(1, math.ceil(sql_circuit.delay())))}) from exc
+            sql_circuit.record_success()
             task = asyncio.create_task(asyncio.to_thread(analyzer.execute, row.id), name=f"analysis-{row.id}")
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -70,7 +94,7 @@ def create_app(settings: Settings | None = None, *, store: ClickHouseStore | Non
         app.state.start_run = start_run
         scheduler = None
         if settings.schedule_cron:
-            scheduler = asyncio.create_task(_schedule(settings, start_run), name="analysis-schedule")
+            scheduler = asyncio.create_task(_schedule(settings, start_run, sql_circuit), name="analysis-schedule")
         try:
             yield
         finally:
@@ -88,17 +112,30 @@ def create_app(settings: Settings | None = None, *, store: ClickHouseStore | Non
     return app
 
 
-async def _schedule(settings: Settings, start_run) -> None:
-    """Start a run at every cron time (UTC), for the window that ends at that time."""
+async def _schedule(settings: Settings, start_run, circuit: CircuitBreaker) -> None:
+    """Start a run at every cron time (UTC), for the window that ends at that time. A start that
+    fails because the database is away is retried (the circuit's back-off) until the next
+    cron time: the window is analysed late rather than never."""
     schedule = croniter(settings.schedule_cron, datetime.now(timezone.utc))
+    due: datetime = schedule.get_next(datetime)
     while True:
-        due: datetime = schedule.get_next(datetime)
         await asyncio.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()))
-        try:
-            row = await start_run(settings.window_hours, None, due, "schedule")
-            log.info("scheduled analysis started", extra={"report_id": row.id, "window_end": due.isoformat()})
-        except Exception:  # noqa: BLE001 - one failed start must not stop the schedule
-            log.exception("could not start the scheduled analysis")
+        following: datetime = schedule.get_next(datetime)
+        while True:
+            try:
+                row = await start_run(settings.window_hours, None, due, "schedule")
+                log.info("scheduled analysis started", extra={"report_id": row.id, "window_end": due.isoformat()})
+                break
+            except HTTPException as exc:
+                if exc.status_code != 503 or datetime.now(timezone.utc) + timedelta(
+                        seconds=circuit.delay()) >= following:
+                    log.error("scheduled analysis for %s not started: %s", due.isoformat(), exc.detail)
+                    break
+                await asyncio.sleep(circuit.delay())
+            except Exception:  # noqa: BLE001 - one failed start must not stop the schedule
+                log.exception("could not start the scheduled analysis")
+                break
+        due = following
 
 
 def next_runs(expression: str, count: int = 3, now: datetime | None = None) -> list[datetime]:

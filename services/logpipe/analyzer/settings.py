@@ -18,6 +18,11 @@ class Settings(ServiceSettings):
     # when a Kubernetes CronJob calls `logpipe analyze` instead.
     schedule_cron: str = shared("0 2 * * *", "ANALYSIS_SCHEDULE_CRON")
     window_hours: float = Field(24.0, gt=0, le=24 * 31)
+    # The SQL database's circuit: open after this many failed run starts in a row; a scheduled
+    # start is retried after base * 2^n seconds, up to the max (core/circuit.py).
+    breaker_threshold: int = Field(3, ge=1, le=100)
+    retry_base_seconds: float = Field(0.5, gt=0, le=60)
+    retry_max_seconds: float = Field(30.0, gt=0, le=600)
 
     # LLM: auto = a local Ollama that answers and has `llm_model`, else a GGUF file, else none.
     llm_backend: str = "auto"  # auto | ollama | openai | llamacpp | none

@@ -23,6 +23,14 @@ retried with backoff and commits nothing meanwhile; consumption pauses once the 
 (back-pressure), so memory stays bounded, and a record that never got written is read again
 by whoever owns its partition next.
 
+Circuit breakers (`circuits`, core/circuit.py, keyed by dependency): a failing `write` whose
+exception names its dependency (`DependencyUnavailable.dependency`) counts against that
+breaker, and its back-off follows the breaker's. While any of them is open, fetching pauses
+right away (not only once the buffer fills): an outage holds a bounded amount of data, commits
+nothing for it, and `/health` and `/metrics` say which dependency it waits for. A writer that
+retries internally (ingest's insert) records its failures on a breaker passed here, with the
+same effect.
+
 `after_commit(batch, result)` runs once a batch's offsets were committed (or the commit
 failed and was logged), for state that must not run ahead of the commit.
 
@@ -52,7 +60,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Generic, Protocol, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Mapping, Protocol, Sequence, TypeVar
+
+from logpipe.core.circuit import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +202,10 @@ class BatchConsumer(Generic[C]):
                  write: Callable[[Batch[C]], Awaitable[Any]],
                  prepare: Callable[[Batch[C]], Awaitable[None]] | None = None,
                  after_commit: Callable[[Batch[C], Any], None] | None = None,
-                 on_assign: Callable[[list[TopicPartition]], None] | None = None, name: str = "consumer") -> None:
+                 on_assign: Callable[[list[TopicPartition]], None] | None = None, name: str = "consumer",
+                 circuits: Mapping[str, CircuitBreaker] | None = None) -> None:
         self.options = options
+        self.circuits: dict[str, CircuitBreaker] = dict(circuits or {})
         self.stats = ConsumerStats()
         self._decode = decode
         self._write = write
@@ -251,10 +263,16 @@ class BatchConsumer(Generic[C]):
         self._stopping = True
         self._wake.set()
         await asyncio.gather(self._tasks[0], return_exceptions=True)
-        try:
-            await asyncio.wait_for(self.flush(), timeout=timeout_s)
-        except Exception as exc:  # noqa: BLE001 - uncommitted records are read again after a restart
-            log.warning("%s: final flush failed; the records will be read again: %s", self._name, exc)
+        down = [name for name, breaker in self.circuits.items() if breaker.is_open]
+        if down:
+            # Waiting out `timeout_s` for a dependency that is away would only delay the stop.
+            log.warning("%s: %s unavailable; not flushing, the %d unwritten records will be read again",
+                        self._name, ", ".join(down), self.buffered)
+        else:
+            try:
+                await asyncio.wait_for(self.flush(), timeout=timeout_s)
+            except Exception as exc:  # noqa: BLE001 - uncommitted records are read again after a restart
+                log.warning("%s: final flush failed; the records will be read again: %s", self._name, exc)
         self._closed = True
         tasks = self._tasks + list(self._finishing)
         for task in tasks:
@@ -377,7 +395,10 @@ class BatchConsumer(Generic[C]):
         return None
 
     def _full(self) -> bool:
-        """Back-pressure: every batch slot taken and a whole batch waiting in the buffer."""
+        """Back-pressure: every batch slot taken and a whole batch waiting in the buffer, or a
+        dependency's circuit open (fetching more would only hold more unwritten data)."""
+        if any(breaker.is_open for breaker in self.circuits.values()):
+            return True
         return not self._has_room() and self._bound_reached() is not None
 
     def _cut_if_due(self) -> None:
@@ -490,17 +511,32 @@ class BatchConsumer(Generic[C]):
     async def _retry(self, what: str, action: Callable[[], Awaitable[Any]]) -> Any:
         """Nothing after this batch moves on until it succeeded (ordering and offsets depend on it)."""
         delay = self.options.retry_base_seconds
+        failed: set[str] = set()
         while True:
             try:
-                return await action()
+                result = await action()
             except Exception as exc:  # noqa: BLE001 - retried; stopping gives up (nothing committed)
                 self.stats.write_failures += 1
                 self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:500]
-                log.error("%s: %s failed; retrying in %.2fs: %s", self._name, what, delay, exc)
+                wait = delay
+                breaker = self.circuits.get(getattr(exc, "dependency", None) or "")
+                if breaker is not None:
+                    breaker.record_failure(exc)
+                    failed.add(breaker.dependency)
+                    wait = min(self.options.retry_max_seconds, breaker.delay())
+                log.error("%s: %s failed; retrying in %.2fs: %s", self._name, what, wait, exc,
+                          extra={"dependency": breaker.dependency if breaker else None,
+                                 "circuit": breaker.state if breaker else None})
                 if self._closed:
                     raise
-                await asyncio.sleep(delay)
+                await asyncio.sleep(wait)
                 delay = min(self.options.retry_max_seconds, max(delay * 2, 0.01))
+                continue
+            for dependency in failed:
+                log.info("%s: %s recovered after %d failures", self._name, dependency,
+                         self.circuits[dependency].failures)
+                self.circuits[dependency].record_success()
+            return result
 
     # -- commits -------------------------------------------------------------------------------
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:

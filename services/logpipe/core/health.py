@@ -4,6 +4,9 @@
   "dependencies": {"clickhouse": "connected", "kafka": "connected", ...},
   "metrics": {"requests_total", "errors_total"}}`, with HTTP 503 when unhealthy.
 A critical dependency that is down makes the service unhealthy; any other makes it degraded.
+Circuit breakers (`circuit(name)`, core/circuit.py) are listed under `"circuits"`; an open one
+makes the service degraded with the reason (`"reasons": {"circuit:clickhouse": "open after 3
+failures: ..."}`), so a probe says why consumption is paused.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from logpipe import __version__
+from logpipe.core.circuit import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +40,19 @@ class Health:
     errors_total: int = 0
     # Set by a service that knows it cannot do its job (e.g. an open circuit breaker).
     degraded_reasons: dict[str, str] = field(default_factory=dict)
+    circuits: dict[str, CircuitBreaker] = field(default_factory=dict)
 
     def add(self, name: str, check: Check, critical: bool = True) -> None:
         self.dependencies[name] = Dependency(check, critical)
+
+    def circuit(self, dependency: str, threshold: int = 3, base_delay_s: float = 0.5,
+                max_delay_s: float = 30.0) -> CircuitBreaker:
+        """The service's breaker for `dependency` (one per dependency), shown by `report`."""
+        breaker = self.circuits.get(dependency)
+        if breaker is None:
+            breaker = self.circuits[dependency] = CircuitBreaker(dependency, self.service, threshold,
+                                                                 base_delay_s, max_delay_s)
+        return breaker
 
     async def _probe(self, dependency: Dependency) -> bool:
         try:
@@ -54,8 +68,12 @@ class Health:
         names = list(self.dependencies)
         results = await asyncio.gather(*(self._probe(self.dependencies[n]) for n in names))
         states = {name: "connected" if ok else "disconnected" for name, ok in zip(names, results)}
+        reasons = dict(self.degraded_reasons)
+        for name, breaker in self.circuits.items():
+            if breaker.is_open:
+                reasons[f"circuit:{name}"] = f"open after {breaker.failures} failures: {breaker.last_error}"
         status = "healthy"
-        if self.degraded_reasons or not all(results):
+        if reasons or not all(results):
             status = "degraded"
         if any(not ok and self.dependencies[n].critical for n, ok in zip(names, results)):
             status = "unhealthy"
@@ -67,6 +85,8 @@ class Health:
             "dependencies": states,
             "metrics": {"requests_total": self.requests_total, "errors_total": self.errors_total},
         }
-        if self.degraded_reasons:
-            body["reasons"] = dict(self.degraded_reasons)
+        if self.circuits:
+            body["circuits"] = {name: breaker.state for name, breaker in self.circuits.items()}
+        if reasons:
+            body["reasons"] = reasons
         return body, 503 if status == "unhealthy" else 200

@@ -32,6 +32,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if embedder.cache is not None and embedder.cache.kind == "redis":
             # Without Redis embeddings still work, only slower: degraded, not unhealthy.
             health.add("redis", embedder.cache.ping, critical=False)
+            embedder.cache.breaker = health.circuit("redis", settings.cache_breaker_threshold,
+                                                    settings.cache_retry_base_seconds,
+                                                    settings.cache_retry_max_seconds)
         log.info("embedder ready", extra={"model": embedder.model, "backend": embedder.backend.name,
                                           "dimension": embedder.dimension,
                                           "cache": getattr(embedder.cache, "kind", "none")})

@@ -69,12 +69,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            timeout_s=settings.pipeline_timeout_s, sample_s=settings.lag_sample_s,
                                            retention_s=settings.lag_history_s)
         state.pipeline.start()
-        state.authenticator = Authenticator(engine, settings.token_cache_s, failures=anonymous, ingest=ingest)
+        sql_circuit = health.circuit("sql")
+        state.authenticator = Authenticator(engine, settings.token_cache_s, failures=anonymous, ingest=ingest,
+                                            stale_s=settings.token_stale_s, circuit=sql_circuit)
         state.anomaly_poller = None
         state.semantic = LazySemanticSearcher(settings)
         health.add("clickhouse", store.aping)
         health.add("kafka", producer.ping, critical=False)
-        health.add("sql", lambda: sql.ping(engine), critical=False)
+
+        def sql_ok() -> bool:
+            ok = sql.ping(engine)
+            if ok:
+                sql_circuit.record_success()  # a probe that answers is a successful trial
+            return ok
+
+        health.add("sql", sql_ok, critical=False)
         try:
             await producer.start()
         except Exception as exc:  # noqa: BLE001 - queries work without Kafka; ingest retries

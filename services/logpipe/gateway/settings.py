@@ -55,6 +55,8 @@ class Settings(ServiceSettings):
 
     # Verified tokens are cached this long, so a revoke takes effect within this time.
     token_cache_s: float = Field(5.0, ge=0)
+    # While the token database is away, a token verified this recently still works (0: none do).
+    token_stale_s: float = Field(300.0, ge=0)
 
     # Rate limits (token buckets; 429 with Retry-After; a rate of 0 turns one off). Ingest
     # routes: requests per second per API token, with bursts of up to `burst` requests.

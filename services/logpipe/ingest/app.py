@@ -37,7 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         producer = new_producer(settings.kafka_bootstrap_servers)
         await producer.start()
         tagger = await asyncio.to_thread(build_tagger, store, settings)
-        ingestor = handlers.Ingestor(settings, store, producer, tagger)
+        breaker = health.circuit("clickhouse", settings.breaker_threshold, settings.retry_base_seconds,
+                                 settings.retry_max_seconds)
+        ingestor = handlers.Ingestor(settings, store, producer, tagger, breaker)
         app.state.ingestor = ingestor
         app.state.store = store
         health.add("clickhouse", store.aping)

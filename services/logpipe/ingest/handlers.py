@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, Request
 
 from logpipe.core import metrics, tracing
+from logpipe.core.circuit import CircuitBreaker
 from logpipe.core.consumer import Batch as ConsumedBatch
 from logpipe.core.consumer import BatchConsumer, ConsumerOptions
 from logpipe.core.http import requires_token
@@ -30,7 +31,6 @@ from logpipe.core.topics import Topics
 from logpipe.ingest.service import (
     Batch,
     BatchBuilder,
-    CircuitBreaker,
     RawBatch,
     with_pattern_ids,
 )
@@ -91,7 +91,7 @@ class Ingestor:
     """
 
     def __init__(self, settings: Settings, store: ClickHouseStore, producer: AIOKafkaProducer,
-                 tagger: Any = None) -> None:
+                 tagger: Any = None, breaker: CircuitBreaker | None = None) -> None:
         self.settings = settings
         self.store = store
         self.producer = producer
@@ -99,8 +99,9 @@ class Ingestor:
         self.topics = Topics(settings.topic_prefix)
         self.builder = BatchBuilder(settings.pipeline, settings.max_record_bytes, settings.vectorize_level_set,
                                     RecordLimits.from_settings(settings))
-        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.retry_base_seconds,
-                                      settings.retry_max_seconds)
+        # The service's ClickHouse breaker (shown by /health); an open one pauses the consumer.
+        self.breaker = breaker or CircuitBreaker("clickhouse", "ingest", settings.breaker_threshold,
+                                                 settings.retry_base_seconds, settings.retry_max_seconds)
         self.stats = Stats()
         self._stored: dict[tuple[str, int], int] = {}
         self._known_partitions: set[tuple[str, int]] = set()
@@ -111,7 +112,7 @@ class Ingestor:
             retry_base_seconds=settings.retry_base_seconds, retry_max_seconds=settings.retry_max_seconds)
         self.consumer: BatchConsumer[RawBatch] = BatchConsumer(
             options, decode=self._decode, prepare=self._prepare, write=self._write,
-            on_assign=self.forget_partitions, name="ingest")
+            on_assign=self.forget_partitions, name="ingest", circuits={"clickhouse": self.breaker})
 
     def start(self) -> None:
         self.consumer.start()
@@ -246,7 +247,7 @@ class Ingestor:
                 return
             except Exception as exc:  # noqa: BLE001 - any store failure is retried
                 INSERT_FAILURES.inc()
-                self.breaker.record_failure(f"{type(exc).__name__}: {exc}"[:500])
+                self.breaker.record_failure(exc)
                 self.stats.last_error = self.breaker.last_error
                 self._set_circuit()
                 delay = self.breaker.delay()

@@ -481,34 +481,3 @@ def rows_to_json(table: pa.Table) -> list[bytes]:
         row["attributes"] = dict(values[attributes_index] or ())
         out.append(dumps(row))
     return out
-
-
-class CircuitBreaker:
-    """Closed -> open after `threshold` consecutive failures; half-open after the delay.
-
-    While open the caller waits `delay()` before trying again: the delay grows
-    exponentially (base * 2^n, capped), so a down ClickHouse is not hammered.
-    """
-
-    def __init__(self, threshold: int = 3, base_delay_s: float = 0.5, max_delay_s: float = 30.0) -> None:
-        self.threshold = threshold
-        self.base_delay_s = base_delay_s
-        self.max_delay_s = max_delay_s
-        self.failures = 0
-        self.last_error: str | None = None
-
-    @property
-    def state(self) -> str:
-        return "open" if self.failures >= self.threshold else ("half-open" if self.failures else "closed")
-
-    def record_success(self) -> None:
-        self.failures = 0
-
-    def record_failure(self, error: str) -> None:
-        self.failures += 1
-        self.last_error = error
-
-    def delay(self) -> float:
-        if self.failures == 0:
-            return 0.0
-        return min(self.max_delay_s, self.base_delay_s * (2 ** (self.failures - 1)))

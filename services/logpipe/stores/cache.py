@@ -152,28 +152,44 @@ class FallbackCache:
     """Redis, or nothing lost while it is down: misses are recomputed, writes are dropped.
 
     An unreachable Redis must not stop embeddings; it only costs speed, and /health shows it.
+    With a circuit breaker (`breaker`, set by the service: core/circuit.py), Redis is not asked
+    at all while the circuit is open, until its back-off has passed (then one call is the
+    trial): a down Redis costs no connect timeout per request.
     """
 
-    def __init__(self, primary: RedisCache, timeout_s: float = 1.0) -> None:
+    def __init__(self, primary: RedisCache, timeout_s: float = 1.0, breaker=None) -> None:
         self.primary = primary
         self.kind = primary.kind
         self.timeout_s = timeout_s
+        self.breaker = breaker
         self.errors = 0
+        self.skipped = 0
         self.last_error: str | None = None
+        self._trial_at = 0.0
 
     async def _guard(self, call, default):
+        breaker = self.breaker
+        if breaker is not None and breaker.is_open and time.monotonic() < self._trial_at:
+            self.skipped += 1
+            return default
         try:
-            return await asyncio.wait_for(call, self.timeout_s)
+            result = await asyncio.wait_for(call(), self.timeout_s)
         except Exception as exc:  # noqa: BLE001 - any cache failure degrades to a miss
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            if breaker is not None:
+                breaker.record_failure(self.last_error)
+                self._trial_at = time.monotonic() + breaker.delay()
             return default
+        if breaker is not None:
+            breaker.record_success()
+        return result
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        return await self._guard(self.primary.get_many(keys), [None] * len(keys))
+        return await self._guard(lambda: self.primary.get_many(keys), [None] * len(keys))
 
     async def set_many(self, items: dict[str, bytes]) -> None:
-        await self._guard(self.primary.set_many(items), None)
+        await self._guard(lambda: self.primary.set_many(items), None)
 
     async def clear(self) -> int:
         # Clearing must say when it did not happen.
@@ -183,7 +199,7 @@ class FallbackCache:
         return await self.primary.ping()
 
     async def size(self) -> int:
-        return await self._guard(self.primary.size(), -1)
+        return await self._guard(self.primary.size, -1)
 
     async def close(self) -> None:
         await self.primary.close()

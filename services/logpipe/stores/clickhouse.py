@@ -34,6 +34,7 @@ import clickhouse_connect
 import pyarrow as pa
 
 from logpipe.core import tracing
+from logpipe.stores import faults
 
 log = logging.getLogger(__name__)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -224,6 +225,7 @@ class ClickHouseStore:
 
     @contextlib.contextmanager
     def _lease(self, idle: list[Any], open_one: Callable[[str], Any]) -> Iterator[Any]:
+        faults.check("clickhouse")
         with self._free:
             with self._idle_lock:
                 taken = idle.pop() if idle else None

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from logpipe.core import tracing
+from logpipe.stores import faults
 
 log = logging.getLogger(__name__)
 
@@ -178,30 +179,38 @@ class VectorStore:
         return None
 
     async def aensure_collection(self, dimension: int) -> bool:
+        faults.check("qdrant")
         return await asyncio.to_thread(self.ensure_collection, dimension)
 
     async def aupsert(self, points: Sequence[VectorPoint]) -> None:
+        faults.check("qdrant")
         await asyncio.to_thread(self.upsert, points)
 
     async def asearch(self, vector, limit: int = 20, filters: VectorFilter | None = None,
                       score_threshold: float | None = None) -> list[VectorHit]:
+        faults.check("qdrant")
         return await asyncio.to_thread(self.search, vector, limit, filters, score_threshold)
 
     async def asearch_batch(self, vectors: Sequence, limit: int = 20, filters: VectorFilter | None = None,
                             score_threshold: float | None = None) -> list[list[VectorHit]]:
+        faults.check("qdrant")
         return await asyncio.to_thread(self.search_batch, vectors, limit, filters, score_threshold)
 
     async def asearch_keywords(self, keywords: KeywordVector, limit: int = 20, filters: VectorFilter | None = None,
                                score_threshold: float | None = None) -> list[VectorHit]:
+        faults.check("qdrant")
         return await asyncio.to_thread(self.search_keywords, keywords, limit, filters, score_threshold)
 
     async def acount(self, filters: VectorFilter | None = None) -> int:
+        faults.check("qdrant")
         return await asyncio.to_thread(self.count, filters)
 
     async def aretrieve(self, record_ids: Iterable[str], with_vectors: bool = False) -> list[dict[str, Any]]:
+        faults.check("qdrant")
         return await asyncio.to_thread(self.retrieve, list(record_ids), with_vectors)
 
     async def aping(self) -> bool:
+        faults.check("qdrant")
         return await asyncio.to_thread(self.ping)
 
 

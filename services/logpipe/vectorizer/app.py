@@ -41,6 +41,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # In one process (`run all`) this shares the model with the embedder service.
             embedder = await asyncio.to_thread(settings.build_embedder)
             health.add("embedder", lambda: embedder.dimension > 0)
+            if getattr(embedder.cache, "kind", "") == "redis":
+                # As in the embedder service: a Redis that is away costs speed, not data.
+                health.add("redis", embedder.cache.ping, critical=False)
+                embedder.cache.breaker = health.circuit("redis", settings.breaker_threshold,
+                                                        max(settings.retry_base_seconds, 0.01),
+                                                        settings.retry_max_seconds)
         store = open_vector_store(settings.qdrant_url, settings.qdrant_collection, settings.data_dir,
                                   settings.qdrant_api_key)
         pipeline = VectorizerPipeline(
@@ -53,7 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pipeline.collection_ready = True
         producer = new_producer(settings.kafka_bootstrap_servers)
         await producer.start()
-        vectorizer = handlers.Vectorizer(settings, pipeline, producer, store)
+        circuits = {name: health.circuit(name, settings.breaker_threshold, max(settings.retry_base_seconds, 0.01),
+                                         settings.retry_max_seconds) for name in ("embedder", "qdrant")}
+        vectorizer = handlers.Vectorizer(settings, pipeline, producer, store, circuits)
         app.state.vectorizer = vectorizer
         app.state.embedder = embedder
         app.state.vector_store = store

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, Request
 
 from logpipe.core import metrics, tracing
+from logpipe.core.circuit import CircuitBreaker
 from logpipe.core.consumer import Batch, BatchConsumer, ConsumerOptions, Messages
 from logpipe.core.http import requires_token
 from logpipe.core.kafka import send_values
@@ -74,7 +75,7 @@ class Vectorizer:
     """Runs the pipeline on each batch the consumer cuts and publishes what came of it."""
 
     def __init__(self, settings: Settings, pipeline: VectorizerPipeline, producer: AIOKafkaProducer,
-                 store: Any) -> None:
+                 store: Any, circuits: dict[str, CircuitBreaker] | None = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.producer = producer
@@ -89,9 +90,13 @@ class Vectorizer:
         in_flight = max(1, settings.max_buffered // (2 * settings.batch_size) - 1)
         options = ConsumerOptions.from_settings(
             settings, [self.topics.vectorization_queue], max_batches_in_flight=in_flight,
-            retry_base_seconds=max(settings.retry_base_seconds, 0.01), retry_max_seconds=30.0)
+            retry_base_seconds=max(settings.retry_base_seconds, 0.01), retry_max_seconds=settings.retry_max_seconds)
+        # An away embedder or Qdrant (DependencyUnavailable from the pipeline) opens its circuit:
+        # the batch is held and retried, fetching pauses, nothing is dead-lettered or committed.
+        self.circuits = circuits or {}
         self.consumer: BatchConsumer[Messages] = BatchConsumer(
-            options, decode=decode, write=self._write, after_commit=self._committed, name="vectorizer")
+            options, decode=decode, write=self._write, after_commit=self._committed, name="vectorizer",
+            circuits=self.circuits)
 
     @property
     def buffered(self) -> int:
@@ -114,6 +119,7 @@ class Vectorizer:
         data.update(self.stats.__dict__)
         data["last_error"] = self.stats.last_error or consumer.last_error
         data["buffered"] = self.buffered
+        data["circuits"] = {name: breaker.view() for name, breaker in self.circuits.items()}
         return data
 
     async def _write(self, batch: Batch[Messages]) -> dict[str, Any]:

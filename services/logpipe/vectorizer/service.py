@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from logpipe.ai.search import NOVELTY_LEVELS, judge_novelty, keyword_vector, nearest_earlier_errors, record_context
+from logpipe.core.circuit import DependencyUnavailable, is_outage
 from logpipe.core.dlq import dead_letter
 from logpipe.core.record import Level, format_timestamp, normalize_level
 from logpipe.stores.vectors import VectorPoint
@@ -210,12 +211,17 @@ class VectorizerPipeline:
             vectors = np.asarray(vectors, dtype=np.float32)
             if vectors.shape[0] != len(texts):
                 raise ValueError(f"embedder returned {vectors.shape[0]} vectors for {len(texts)} texts")
-        except Exception as exc:  # noqa: BLE001 - every embedding failure ends in the DLQ
+        except Exception as exc:  # noqa: BLE001 - a refusal ends in the DLQ, an outage is held
+            _raise_if_outage("embedder", exc)
             outcome.dead_letters += [DeadLetter(item.message, _describe(exc), "embed") for item in items]
             return outcome
         by_text = dict(zip(texts, vectors))
         if not self.collection_ready:
-            await self._retry("upsert", lambda: self.store.aensure_collection(int(vectors.shape[1])), outcome)
+            try:
+                await self._retry("upsert", lambda: self.store.aensure_collection(int(vectors.shape[1])), outcome)
+            except Exception as exc:  # noqa: BLE001
+                _raise_if_outage("qdrant", exc)
+                raise
             self.collection_ready = True
 
         payloads = [payload_for(item.record) for item in items]
@@ -236,7 +242,8 @@ class VectorizerPipeline:
                   for item, payload, text in zip(items, payloads, keyword_texts)]
         try:
             await self._retry("upsert", lambda: self.store.aupsert(points), outcome)
-        except Exception as exc:  # noqa: BLE001 - every store failure ends in the DLQ
+        except Exception as exc:  # noqa: BLE001 - a refused point ends in the DLQ, an outage is held
+            _raise_if_outage("qdrant", exc)
             outcome.dead_letters += [DeadLetter(item.message, _describe(exc), "upsert") for item in items]
             outcome.novel_events = []
             outcome.judged = {}
@@ -298,3 +305,12 @@ class VectorizerPipeline:
 
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def _raise_if_outage(dependency: str, exc: Exception) -> None:
+    """An away dependency is not the records' fault: raised, the consumer holds the batch (its
+    circuit for `dependency` opens, fetching pauses, nothing is committed) and retries it."""
+    if isinstance(exc, DependencyUnavailable):
+        raise exc
+    if is_outage(exc):
+        raise DependencyUnavailable(dependency, f"{dependency} unavailable: {_describe(exc)}") from exc

@@ -27,6 +27,10 @@ class Settings(ServiceSettings, EmbeddingSettings):
     max_poll_interval_ms: int = 3_600_000
     retry_attempts: int = Field(3, ge=0, le=20)
     retry_base_seconds: float = Field(0.5, ge=0, le=60)
+    # A batch whose embedder or Qdrant is away is retried after base * 2^n seconds up to this;
+    # after BREAKER_THRESHOLD failures in a row the dependency's circuit is open (/health).
+    retry_max_seconds: float = Field(30.0, gt=0, le=600)
+    breaker_threshold: int = Field(3, ge=1, le=100)
     # Records held while a write keeps failing; past this, fetching pauses (back-pressure).
     # Honoured from 4 * BATCH_SIZE up (one batch in flight and one buffered, each < 2 batches).
     max_buffered: int = Field(10_000, ge=1)
