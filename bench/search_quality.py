@@ -11,7 +11,9 @@
 3. Questions (below) are written in other words than the logs: synonyms, the thing behind an
    abbreviation, the product behind a component, the symptom rather than the cause. A hit is
    relevant when its log belongs to the question's family. TUNE was looked at while the method
-   was chosen; HELD_OUT was written at the same time and not looked at while tuning.
+   was chosen; HELD_OUT was written at the same time and not looked at while tuning;
+   HELD_OUT_HARD (the four kinds of the issue, harder) was written later, before the next
+   round of retrieval changes, and is scored per kind too.
 4. Every question runs through `semantic_search`, the function behind
    `POST /api/search/semantic` (the route only parses filters and serialises the hits; the
    route itself is covered by tests/gateway/test_gateway_search.py). In process because the
@@ -92,6 +94,40 @@ HELD_OUT = [
     ("throttling kicking in for a noisy IP", "rate_limit"),
     ("flaky dependency, the request is attempted once more", "retrying"),
 ]
+# (question, family, kind): a second, harder held-out set for the open gaps of issue #22,
+# written before any retrieval change of that round and committed alone. The four kinds are
+# the issue's failures: a synonym, the thing an abbreviation stands for, the product behind a
+# component, the symptom rather than the cause. Two questions per family, mostly avoiding every
+# word of the log line, its error type and logger. Never tune on it.
+HELD_OUT_HARD = [
+    ("reads against the datastore crawl for seconds", "slow_query", "synonym"),
+    ("login refused, the user typed the wrong secret", "auth_failed", "synonym"),
+    ("charges bounced by the bank", "payment_declined", "synonym"),
+    ("a call to a peer is reissued after a short wait", "retrying", "synonym"),
+    ("the filesystem is completely used up and writes are refused", "disk_full", "synonym"),
+    ("object reference was empty when the invoice was built", "null_pointer", "synonym"),
+    ("pod exited with 137, OOMKilled", "out_of_memory", "abbreviation"),
+    ("HTTP 429s for one caller", "rate_limit", "abbreviation"),
+    ("RSS close to the cgroup cap", "memory_high", "abbreviation"),
+    ("JDBC can't get a conn before the deadline", "db_timeout", "abbreviation"),
+    ("5xx from a dependency behind the LB", "http_5xx", "abbreviation"),
+    ("ENOSPC on the data mount", "disk_full", "abbreviation"),
+    ("Postgres reads exceeding the SLO", "slow_query", "product"),
+    ("Stripe refusing the charge", "payment_declined", "product"),
+    ("Redpanda producer cannot write, no leader for the partition", "kafka_publish_failed", "product"),
+    ("LDAP bind rejected for a user", "auth_failed", "product"),
+    ("Let's Encrypt cert lapsed on the database link", "tls_expired", "product"),
+    ("JVM heap nearly at Xmx", "memory_high", "product"),
+    ("notification emails stop going out, events never leave the service", "kafka_publish_failed", "symptom"),
+    ("the java process vanished and dmesg says it was reaped", "out_of_memory", "symptom"),
+    ("one address about to be cut off for sending too much", "rate_limit", "symptom"),
+    ("checkout crashes when a field is missing", "null_pointer", "symptom"),
+    ("clients see bad gateway and service unavailable pages", "http_5xx", "symptom"),
+    ("the app stalls waiting for the database and then gives up", "db_timeout", "symptom"),
+    ("clients refuse to connect: the server's validity date is in the past", "tls_expired", "symptom"),
+    ("the same request shows up two or three times downstream", "retrying", "symptom"),
+]
+QUESTION_SETS = {"tune": TUNE, "held_out": HELD_OUT, "held_out_hard": [(q, f) for q, f, _ in HELD_OUT_HARD]}
 
 # name -> (vectorizer options, search method). "message vector" is logpipe before issue #22.
 METHODS = {
@@ -190,18 +226,24 @@ def scores(ranked_families: list[str], family: str, relevant_total: int) -> tupl
 async def evaluate(store, embedder, method: str, families: dict[str, str], counts: dict[str, int]) -> dict:
     out = {}
     misses = []
-    for name, questions in (("tune", TUNE), ("held_out", HELD_OUT)):
+    kinds = {question: kind for question, _, kind in HELD_OUT_HARD}
+    for name, questions in QUESTION_SETS.items():
         rows = []
         for question, family in questions:
             hits = await semantic_search(question, embedder, store, 20, method=method)
             ranked = [families.get(hit["record_id"], "?") for hit in hits]
             rows.append(scores(ranked, family, counts[family]))
             if rows[-1][0] < 0.9:
-                misses.append({"question": question, "family": family, "p@10": rows[-1][0],
+                misses.append({"set": name, "question": question, "family": family, "p@10": rows[-1][0],
                                "top3": ranked[:3]})
         out[name] = {"p@10": round(float(np.mean([r[0] for r in rows])), 3),
                      "mrr": round(float(np.mean([r[1] for r in rows])), 3),
                      "ndcg@10": round(float(np.mean([r[2] for r in rows])), 3), "questions": len(rows)}
+        if name == "held_out_hard":
+            by_kind: dict[str, list[float]] = {}
+            for (question, _), row in zip(questions, rows):
+                by_kind.setdefault(kinds[question], []).append(row[0])
+            out[name]["p@10_by_kind"] = {kind: round(float(np.mean(values)), 3) for kind, values in by_kind.items()}
     out["misses"] = misses
     return out
 
@@ -227,7 +269,7 @@ async def search_latency(store: EdgeVectorStore, embedder, target: int, seed: in
             await store.aupsert(copies)
             copies = []
     pad_s = time.perf_counter() - started
-    questions = [q for q, _ in TUNE + HELD_OUT]
+    questions = [q for q, _ in TUNE + HELD_OUT]  # the latency figures before the hard set existed
 
     async def timings() -> dict:
         out = {}
@@ -269,7 +311,8 @@ async def main() -> None:
     counts: dict[str, int] = {}
     for family in families.values():
         counts[family] = counts.get(family, 0) + 1
-    result = {"logs": len(values), "families": len(counts), "questions": {"tune": len(TUNE), "held_out": len(HELD_OUT)},
+    result = {"logs": len(values), "families": len(counts),
+              "questions": {name: len(questions) for name, questions in QUESTION_SETS.items()},
               "methods": {}}
     with tempfile.TemporaryDirectory(prefix="logpipe-search-quality-") as data_dir:
         # The ONNX export is cached under LOGPIPE_DATA_DIR/models when that is set.
