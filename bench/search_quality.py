@@ -13,7 +13,8 @@
    relevant when its log belongs to the question's family. TUNE was looked at while the method
    was chosen; HELD_OUT was written at the same time and not looked at while tuning;
    HELD_OUT_HARD (the four kinds of the issue, harder) was written later, before the next
-   round of retrieval changes, and is scored per kind too.
+   round of retrieval changes, and is scored per kind too; TUNE_MORE was added to tune that
+   round on.
 4. Every question runs through `semantic_search`, the function behind
    `POST /api/search/semantic` (the route only parses filters and serialises the hits; the
    route itself is covered by tests/gateway/test_gateway_search.py). In process because the
@@ -94,6 +95,29 @@ HELD_OUT = [
     ("throttling kicking in for a noisy IP", "rate_limit"),
     ("flaky dependency, the request is attempted once more", "retrying"),
 ]
+# More questions to tune on, of the same four kinds, written with HELD_OUT_HARD's baseline
+# in hand (the first TUNE set scored 1.0 and could no longer choose between changes). They
+# avoid HELD_OUT_HARD's wording and products; tuning in the next round looks only at TUNE and
+# TUNE_MORE.
+TUNE_MORE = [
+    ("storage device has zero bytes remaining", "disk_full"),
+    ("clients over their request quota", "rate_limit"),
+    ("issuer said no to the purchase", "payment_declined"),
+    ("database lookups far slower than normal", "slow_query"),
+    ("ETIMEDOUT opening a connection to the DB", "db_timeout"),
+    ("503 service unavailable from a dependency", "http_5xx"),
+    ("401 unauthorized on sign in", "auth_failed"),
+    ("GC pressure, heap usage high", "memory_high"),
+    ("MSK cluster rejecting our events", "kafka_publish_failed"),
+    ("Adyen refused the payment", "payment_declined"),
+    ("Kubernetes killed the container for exceeding its memory", "out_of_memory"),
+    ("PgBouncer connections time out", "db_timeout"),
+    ("users bounce off the sign-in page with an error", "auth_failed"),
+    ("pages fail to load because a dependency is down", "http_5xx"),
+    ("requests succeed only on the second try", "retrying"),
+    ("unhandled exception because a variable was never set", "null_pointer"),
+    ("secure connection to the database breaks since the cert date passed", "tls_expired"),
+]
 # (question, family, kind): a second, harder held-out set for the open gaps of issue #22,
 # written before any retrieval change of that round and committed alone. The four kinds are
 # the issue's failures: a synonym, the thing an abbreviation stands for, the product behind a
@@ -127,7 +151,7 @@ HELD_OUT_HARD = [
     ("clients refuse to connect: the server's validity date is in the past", "tls_expired", "symptom"),
     ("the same request shows up two or three times downstream", "retrying", "symptom"),
 ]
-QUESTION_SETS = {"tune": TUNE, "held_out": HELD_OUT, "held_out_hard": [(q, f) for q, f, _ in HELD_OUT_HARD]}
+QUESTION_SETS = {"tune": TUNE, "tune_more": TUNE_MORE, "held_out": HELD_OUT, "held_out_hard": [(q, f) for q, f, _ in HELD_OUT_HARD]}
 
 # name -> (vectorizer options, search method). "message vector" is logpipe before issue #22.
 METHODS = {
@@ -303,6 +327,7 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=22)
     parser.add_argument("--throughput-logs", type=int, default=20_000, help="0 skips the 80 %%-duplicates run")
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument("--methods", default="", help="comma-separated method names to run (default: all)")
     parser.add_argument("--optimize", action="store_true",
                         help="also time searches after building the HNSW index (minutes at 100k points)")
     args = parser.parse_args()
@@ -319,7 +344,9 @@ async def main() -> None:
         backend = local_backend(os.environ.get("LOGPIPE_DATA_DIR") or data_dir, prefer="onnx", threads=2)
         query_embedder = Embedder(backend, MemoryCache())
         stores: dict[str, tuple[EdgeVectorStore, dict]] = {}
-        for name, (options, method) in METHODS.items():
+        chosen_methods = [name.strip() for name in args.methods.split(",") if name.strip()] or list(METHODS)
+        for name in chosen_methods:
+            options, method = METHODS[name]
             key = json.dumps(options, sort_keys=True)
             if key not in stores:
                 store = EdgeVectorStore(data_dir, f"quality_{len(stores)}")
