@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any, Literal, Protocol, Sequence
@@ -119,23 +120,46 @@ def _stem(word: str) -> str:
     return word
 
 
-def _glossary_tokens(text: str) -> list[tuple[str, list[str]]]:
+# Lower-case beginnings of glossary words, so only a token that can start one pays for the
+# two-word check.
+_GLOSSARY_HEADS = frozenset(key[:cut] for key in GLOSSARY for cut in range(1, len(key)))
+
+
+def _glossary_tokens(text: str) -> list[tuple[str, tuple[str, ...]]]:
     """(token, its parts) for each word of `text`: a glossary word stays whole, anything else
     is split at case changes; two words that spell a glossary word together ("sign-in",
     "log on") count as that word."""
     tokens = _TOKEN.findall(text)
-    out: list[tuple[str, list[str]]] = []
+    out: list[tuple[str, tuple[str, ...]]] = []
     index = 0
     while index < len(tokens):
-        lowered = tokens[index].lower()
-        joined = lowered + tokens[index + 1].lower() if index + 1 < len(tokens) else ""
-        if joined in GLOSSARY and lowered not in GLOSSARY:
-            out.append((joined, [joined]))
-            index += 2
-            continue
-        out.append((lowered, [lowered] if lowered in GLOSSARY else [p.lower() for p in _CAMEL.findall(tokens[index])]))
+        lowered, parts = _token_parts(tokens[index])
+        if index + 1 < len(tokens) and lowered in _GLOSSARY_HEADS and lowered not in GLOSSARY:
+            joined = lowered + tokens[index + 1].lower()
+            if joined in GLOSSARY:
+                out.append((joined, (joined,)))
+                index += 2
+                continue
+        out.append((lowered, parts))
         index += 1
     return out
+
+
+@lru_cache(maxsize=65_536)
+def _token_parts(token: str) -> tuple[str, tuple[str, ...]]:
+    lowered = token.lower()
+    return lowered, (lowered,) if lowered in GLOSSARY else tuple(p.lower() for p in _CAMEL.findall(token))
+
+
+@lru_cache(maxsize=65_536)
+def _part_terms(part: str) -> tuple[str, ...]:
+    # Log words repeat endlessly: each is looked up, expanded and stemmed once per process.
+    if part in GLOSSARY:
+        return tuple(word if word.isdigit() else _stem(word) for word in GLOSSARY[part].split()
+                     if word not in _STOPWORDS)
+    if part.isdigit():
+        return (part,) if len(part) == 3 and part[0] in "45" else ()
+    return (_stem(part),) if len(part) >= 2 and part not in _STOPWORDS else ()
 
 
 def keyword_terms(text: str) -> list[str]:
@@ -144,14 +168,7 @@ def keyword_terms(text: str) -> list[str]:
     terms: list[str] = []
     for _, parts in _glossary_tokens(text):
         for part in parts:
-            if part in GLOSSARY:
-                terms += [word if word.isdigit() else _stem(word) for word in GLOSSARY[part].split()
-                          if word not in _STOPWORDS]
-            elif part.isdigit():
-                if len(part) == 3 and part[0] in "45":
-                    terms.append(part)
-            elif len(part) >= 2 and part not in _STOPWORDS:
-                terms.append(_stem(part))
+            terms += _part_terms(part)
     return terms
 
 
