@@ -17,6 +17,10 @@ the parent keeps serving, and the parent then opens the indexed copy.
    (unindexed) shard and the heartbeat ticks. Then the parent closes nothing and loads the
    indexed copy beside it: the load time, and search p50/p95 on it.
 
+4. What logpipe ships, `EdgeVectorStore.optimize(in_child=True)`, with a write and a search
+   at a time going on: the slowest write-and-search step (the copy and the swap pause the
+   shard's users, not the process), whether every point written meanwhile is kept, the index's size after.
+
 Prints one JSON object: per mode the build seconds, the heartbeat's longest stall, search
 p50/p95 during the build, the same with no build running (control), and the indexed copy's
 load time and search latency.
@@ -168,6 +172,44 @@ def main() -> None:
         }
         indexed.close()
         mutable.close()
+
+        # What logpipe ships: EdgeVectorStore.optimize(in_child=True) (copy, child build, swap,
+        # the points written meanwhile written again), with searches and writes going on.
+        served = EdgeVectorStore(data_dir, "served")
+        served.ensure_collection(384)
+        fill(served, args.points, args.seed)
+        heartbeat = Heartbeat()
+        heartbeat.start()
+        done = threading.Event()
+        outcome: list = []
+
+        def build() -> None:
+            outcome.append(served.optimize(in_child=True))
+            done.set()
+
+        began = time.perf_counter()
+        threading.Thread(target=build, daemon=True).start()
+        rng = np.random.default_rng(args.seed + 3)
+        during, written, slowest = [], 0, 0.0
+        while not done.is_set():
+            step = time.perf_counter()
+            vector = rng.normal(size=384).astype(np.float32)
+            served.upsert([VectorPoint(f"w{written}", vector / np.linalg.norm(vector),
+                                       {"service": "order-service", "level": "ERROR", "record_id": f"w{written}"})])
+            written += 1
+            during += searches(served, 1, int(rng.integers(1 << 30)))
+            slowest = max(slowest, time.perf_counter() - step)
+        wall_s = time.perf_counter() - began
+        heartbeat.stop.set()
+        result["store_in_child"] = {
+            "built": outcome == [True], "wall_s": round(wall_s, 1), "parent_longest_stall_s": round(heartbeat.longest, 2),
+            "search_during_build": percentiles(during), "written_during_build": written,
+            "slowest_write_and_search_s": round(slowest, 2),
+            "all_kept": served.count() == args.points + written,
+            "indexed_vectors": served.shard.info().indexed_vectors_count,
+            "search_after": percentiles(searches(served, args.searches, args.seed + 4)),
+        }
+        served.close()
     print(json.dumps(result))
 
 
