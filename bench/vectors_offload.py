@@ -107,109 +107,119 @@ def build_in_child(data_dir: str, collection: str) -> float:
     return took
 
 
+def offloaded_parts(args, data_dir: str, result: dict) -> None:
+    # In process, for the stall it causes.
+    inline = EdgeVectorStore(data_dir, "inline")
+    inline.ensure_collection(384)
+    fill(inline, args.points, args.seed)
+    heartbeat = Heartbeat()
+    heartbeat.start()
+    began = time.perf_counter()
+    inline.optimize()
+    result["in_process"] = {"build_s": round(time.perf_counter() - began, 1),
+                            "longest_stall_s": round(heartbeat.longest, 2)}
+    heartbeat.stop.set()
+    inline.close()
+
+    # Offloaded: the parent serves its unindexed shard while a child indexes a copy.
+    mutable = EdgeVectorStore(data_dir, "mutable")
+    mutable.ensure_collection(384)
+    fill(mutable, args.points, args.seed)
+    began = time.perf_counter()
+    shutil.copytree(mutable.path, Path(data_dir) / "qdrant" / "indexed")
+    copy_s = time.perf_counter() - began
+    heartbeat = Heartbeat()
+    heartbeat.start()
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        began = time.perf_counter()
+        pending = pool.apply_async(build_in_child, (data_dir, "indexed"))
+        done = threading.Event()
+        waiter = threading.Thread(target=lambda: (pending.wait(), done.set()), daemon=True)
+        waiter.start()
+        during = searches(mutable, args.searches, args.seed, until=done)
+        child_build_s = pending.get()
+        wall_s = time.perf_counter() - began
+    heartbeat.stop.set()
+    # The control: the same searches and heartbeat with no build anywhere (the machine's own
+    # scheduling delays, shared with other work, show up here too).
+    heartbeat = Heartbeat()
+    heartbeat.start()
+    control = searches(mutable, len(during), args.seed + 2)
+    heartbeat.stop.set()
+    control_stall = heartbeat.longest
+    began = time.perf_counter()
+    indexed = EdgeVectorStore(data_dir, "indexed")
+    indexed.ensure_collection(384)
+    load_s = time.perf_counter() - began
+    after = searches(indexed, args.searches, args.seed + 1)
+    unindexed = searches(mutable, args.searches, args.seed + 1)
+    result["offloaded"] = {
+        "copy_s": round(copy_s, 2), "child_build_s": round(child_build_s, 1), "wall_s": round(wall_s, 1),
+        "parent_longest_stall_s": round(heartbeat.longest, 2),
+        "parent_search_during_build": percentiles(during),
+        "control_longest_stall_s": round(control_stall, 2), "control_search_no_build": percentiles(control),
+        "load_indexed_copy_s": round(load_s, 2), "search_on_indexed_copy": percentiles(after),
+        "search_on_unindexed_shard": percentiles(unindexed),
+        "same_points": indexed.count() == mutable.count() == args.points,
+    }
+    indexed.close()
+    mutable.close()
+
+
+def store_part(args, data_dir: str, result: dict) -> None:
+    # What logpipe ships: EdgeVectorStore.optimize(in_child=True) (copy, child build, swap,
+    # the points written meanwhile written again), with searches and writes going on.
+    served = EdgeVectorStore(data_dir, "served")
+    served.ensure_collection(384)
+    fill(served, args.points, args.seed)
+    heartbeat = Heartbeat()
+    heartbeat.start()
+    done = threading.Event()
+    outcome: list = []
+
+    def build() -> None:
+        outcome.append(served.optimize(in_child=True))
+        done.set()
+
+    began = time.perf_counter()
+    threading.Thread(target=build, daemon=True).start()
+    rng = np.random.default_rng(args.seed + 3)
+    during, written, slowest = [], 0, 0.0
+    while not done.is_set():
+        step = time.perf_counter()
+        vector = rng.normal(size=384).astype(np.float32)
+        served.upsert([VectorPoint(f"w{written}", vector / np.linalg.norm(vector),
+                                   {"service": "order-service", "level": "ERROR", "record_id": f"w{written}"})])
+        written += 1
+        during += searches(served, 1, int(rng.integers(1 << 30)))
+        slowest = max(slowest, time.perf_counter() - step)
+    wall_s = time.perf_counter() - began
+    heartbeat.stop.set()
+    result["store_in_child"] = {
+        "built": outcome == [True], "wall_s": round(wall_s, 1), "parent_longest_stall_s": round(heartbeat.longest, 2),
+        "search_during_build": percentiles(during), "written_during_build": written,
+        "slowest_write_and_search_s": round(slowest, 2),
+        "all_kept": served.count() == args.points + written,
+        "indexed_vectors": served.shard.info().indexed_vectors_count,
+        "search_after": percentiles(searches(served, args.searches, args.seed + 4)),
+    }
+    served.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--searches", type=int, default=400)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--only-store", action="store_true",
+                        help="run only the last part (what logpipe ships): for larger --points")
     args = parser.parse_args()
     result: dict = {"points": args.points}
     with tempfile.TemporaryDirectory(prefix="logpipe-offload-") as data_dir:
-        # In process, for the stall it causes.
-        inline = EdgeVectorStore(data_dir, "inline")
-        inline.ensure_collection(384)
-        fill(inline, args.points, args.seed)
-        heartbeat = Heartbeat()
-        heartbeat.start()
-        began = time.perf_counter()
-        inline.optimize()
-        result["in_process"] = {"build_s": round(time.perf_counter() - began, 1),
-                                "longest_stall_s": round(heartbeat.longest, 2)}
-        heartbeat.stop.set()
-        inline.close()
-
-        # Offloaded: the parent serves its unindexed shard while a child indexes a copy.
-        mutable = EdgeVectorStore(data_dir, "mutable")
-        mutable.ensure_collection(384)
-        fill(mutable, args.points, args.seed)
-        began = time.perf_counter()
-        shutil.copytree(mutable.path, Path(data_dir) / "qdrant" / "indexed")
-        copy_s = time.perf_counter() - began
-        heartbeat = Heartbeat()
-        heartbeat.start()
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(1) as pool:
-            began = time.perf_counter()
-            pending = pool.apply_async(build_in_child, (data_dir, "indexed"))
-            done = threading.Event()
-            waiter = threading.Thread(target=lambda: (pending.wait(), done.set()), daemon=True)
-            waiter.start()
-            during = searches(mutable, args.searches, args.seed, until=done)
-            child_build_s = pending.get()
-            wall_s = time.perf_counter() - began
-        heartbeat.stop.set()
-        # The control: the same searches and heartbeat with no build anywhere (the machine's own
-        # scheduling delays, shared with other work, show up here too).
-        heartbeat = Heartbeat()
-        heartbeat.start()
-        control = searches(mutable, len(during), args.seed + 2)
-        heartbeat.stop.set()
-        control_stall = heartbeat.longest
-        began = time.perf_counter()
-        indexed = EdgeVectorStore(data_dir, "indexed")
-        indexed.ensure_collection(384)
-        load_s = time.perf_counter() - began
-        after = searches(indexed, args.searches, args.seed + 1)
-        unindexed = searches(mutable, args.searches, args.seed + 1)
-        result["offloaded"] = {
-            "copy_s": round(copy_s, 2), "child_build_s": round(child_build_s, 1), "wall_s": round(wall_s, 1),
-            "parent_longest_stall_s": round(heartbeat.longest, 2),
-            "parent_search_during_build": percentiles(during),
-            "control_longest_stall_s": round(control_stall, 2), "control_search_no_build": percentiles(control),
-            "load_indexed_copy_s": round(load_s, 2), "search_on_indexed_copy": percentiles(after),
-            "search_on_unindexed_shard": percentiles(unindexed),
-            "same_points": indexed.count() == mutable.count() == args.points,
-        }
-        indexed.close()
-        mutable.close()
-
-        # What logpipe ships: EdgeVectorStore.optimize(in_child=True) (copy, child build, swap,
-        # the points written meanwhile written again), with searches and writes going on.
-        served = EdgeVectorStore(data_dir, "served")
-        served.ensure_collection(384)
-        fill(served, args.points, args.seed)
-        heartbeat = Heartbeat()
-        heartbeat.start()
-        done = threading.Event()
-        outcome: list = []
-
-        def build() -> None:
-            outcome.append(served.optimize(in_child=True))
-            done.set()
-
-        began = time.perf_counter()
-        threading.Thread(target=build, daemon=True).start()
-        rng = np.random.default_rng(args.seed + 3)
-        during, written, slowest = [], 0, 0.0
-        while not done.is_set():
-            step = time.perf_counter()
-            vector = rng.normal(size=384).astype(np.float32)
-            served.upsert([VectorPoint(f"w{written}", vector / np.linalg.norm(vector),
-                                       {"service": "order-service", "level": "ERROR", "record_id": f"w{written}"})])
-            written += 1
-            during += searches(served, 1, int(rng.integers(1 << 30)))
-            slowest = max(slowest, time.perf_counter() - step)
-        wall_s = time.perf_counter() - began
-        heartbeat.stop.set()
-        result["store_in_child"] = {
-            "built": outcome == [True], "wall_s": round(wall_s, 1), "parent_longest_stall_s": round(heartbeat.longest, 2),
-            "search_during_build": percentiles(during), "written_during_build": written,
-            "slowest_write_and_search_s": round(slowest, 2),
-            "all_kept": served.count() == args.points + written,
-            "indexed_vectors": served.shard.info().indexed_vectors_count,
-            "search_after": percentiles(searches(served, args.searches, args.seed + 4)),
-        }
-        served.close()
+        if not args.only_store:
+            offloaded_parts(args, data_dir, result)
+        store_part(args, data_dir, result)
     print(json.dumps(result))
 
 
