@@ -11,7 +11,10 @@
 3. Questions (below) are written in other words than the logs: synonyms, the thing behind an
    abbreviation, the product behind a component, the symptom rather than the cause. A hit is
    relevant when its log belongs to the question's family. TUNE was looked at while the method
-   was chosen; HELD_OUT was written at the same time and not looked at while tuning.
+   was chosen; HELD_OUT was written at the same time and not looked at while tuning;
+   HELD_OUT_HARD (the four kinds of the issue, harder) was written later, before the next
+   round of retrieval changes, and is scored per kind too; TUNE_MORE was added to tune that
+   round on.
 4. Every question runs through `semantic_search`, the function behind
    `POST /api/search/semantic` (the route only parses filters and serialises the hits; the
    route itself is covered by tests/gateway/test_gateway_search.py). In process because the
@@ -46,6 +49,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from logpipe.ai.embeddings import Embedder, local_backend  # noqa: E402
+import logpipe.ai.search as search_module  # noqa: E402
 from logpipe.ai.search import semantic_search  # noqa: E402
 from logpipe.generator.service import INCIDENT_ONLY, SERVICE_FAMILIES, LogFactory  # noqa: E402
 from logpipe.patterns import build_miner  # noqa: E402
@@ -92,16 +96,80 @@ HELD_OUT = [
     ("throttling kicking in for a noisy IP", "rate_limit"),
     ("flaky dependency, the request is attempted once more", "retrying"),
 ]
+# More questions to tune on, of the same four kinds, written with HELD_OUT_HARD's baseline
+# in hand (the first TUNE set scored 1.0 and could no longer choose between changes). They
+# avoid HELD_OUT_HARD's wording and products; tuning in the next round looks only at TUNE and
+# TUNE_MORE.
+TUNE_MORE = [
+    ("storage device has zero bytes remaining", "disk_full"),
+    ("clients over their request quota", "rate_limit"),
+    ("issuer said no to the purchase", "payment_declined"),
+    ("database lookups far slower than normal", "slow_query"),
+    ("ETIMEDOUT opening a connection to the DB", "db_timeout"),
+    ("503 service unavailable from a dependency", "http_5xx"),
+    ("401 unauthorized on sign in", "auth_failed"),
+    ("GC pressure, heap usage high", "memory_high"),
+    ("MSK cluster rejecting our events", "kafka_publish_failed"),
+    ("Adyen refused the payment", "payment_declined"),
+    ("Kubernetes killed the container for exceeding its memory", "out_of_memory"),
+    ("PgBouncer connections time out", "db_timeout"),
+    ("users bounce off the sign-in page with an error", "auth_failed"),
+    ("pages fail to load because a dependency is down", "http_5xx"),
+    ("requests succeed only on the second try", "retrying"),
+    ("unhandled exception because a variable was never set", "null_pointer"),
+    ("secure connection to the database breaks since the cert date passed", "tls_expired"),
+]
+# (question, family, kind): a second, harder held-out set for the open gaps of issue #22,
+# written before any retrieval change of that round and committed alone. The four kinds are
+# the issue's failures: a synonym, the thing an abbreviation stands for, the product behind a
+# component, the symptom rather than the cause. Two questions per family, mostly avoiding every
+# word of the log line, its error type and logger. Never tune on it.
+HELD_OUT_HARD = [
+    ("reads against the datastore crawl for seconds", "slow_query", "synonym"),
+    ("login refused, the user typed the wrong secret", "auth_failed", "synonym"),
+    ("charges bounced by the bank", "payment_declined", "synonym"),
+    ("a call to a peer is reissued after a short wait", "retrying", "synonym"),
+    ("the filesystem is completely used up and writes are refused", "disk_full", "synonym"),
+    ("object reference was empty when the invoice was built", "null_pointer", "synonym"),
+    ("pod exited with 137, OOMKilled", "out_of_memory", "abbreviation"),
+    ("HTTP 429s for one caller", "rate_limit", "abbreviation"),
+    ("RSS close to the cgroup cap", "memory_high", "abbreviation"),
+    ("JDBC can't get a conn before the deadline", "db_timeout", "abbreviation"),
+    ("5xx from a dependency behind the LB", "http_5xx", "abbreviation"),
+    ("ENOSPC on the data mount", "disk_full", "abbreviation"),
+    ("Postgres reads exceeding the SLO", "slow_query", "product"),
+    ("Stripe refusing the charge", "payment_declined", "product"),
+    ("Redpanda producer cannot write, no leader for the partition", "kafka_publish_failed", "product"),
+    ("LDAP bind rejected for a user", "auth_failed", "product"),
+    ("Let's Encrypt cert lapsed on the database link", "tls_expired", "product"),
+    ("JVM heap nearly at Xmx", "memory_high", "product"),
+    ("notification emails stop going out, events never leave the service", "kafka_publish_failed", "symptom"),
+    ("the java process vanished and dmesg says it was reaped", "out_of_memory", "symptom"),
+    ("one address about to be cut off for sending too much", "rate_limit", "symptom"),
+    ("checkout crashes when a field is missing", "null_pointer", "symptom"),
+    ("clients see bad gateway and service unavailable pages", "http_5xx", "symptom"),
+    ("the app stalls waiting for the database and then gives up", "db_timeout", "symptom"),
+    ("clients refuse to connect: the server's validity date is in the past", "tls_expired", "symptom"),
+    ("the same request shows up two or three times downstream", "retrying", "symptom"),
+]
+QUESTION_SETS = {"tune": TUNE, "tune_more": TUNE_MORE, "held_out": HELD_OUT, "held_out_hard": [(q, f) for q, f, _ in HELD_OUT_HARD]}
 
-# name -> (vectorizer options, search method). "message vector" is logpipe before issue #22.
+# name -> (vectorizer options, search method, logpipe.ai.search constants set for the run).
+# "message vector" is logpipe before issue #22; the plain-RRF rows are the search before query
+# expansion and the cosine margin (their keyword vectors use today's glossary all the same).
+PLAIN_RRF = {"QUERY_EXPANSION": False, "COSINE_MARGIN": None}
 METHODS = {
-    "message vector": (dict(embed_context=False, keywords=False), "vector"),
-    "message+context vector": (dict(embed_context=True, keywords=True), "vector"),
-    "message+context keyword": (dict(embed_context=True, keywords=True), "keyword"),
-    "hybrid: message vector + message+context keyword (RRF)": (dict(embed_context=False, keywords=True), "hybrid"),
-    "hybrid: message+context vector + keyword (RRF)": (dict(embed_context=True, keywords=True), "hybrid"),
+    "message vector": (dict(embed_context=False, keywords=False), "vector", PLAIN_RRF),
+    "message+context vector": (dict(embed_context=True, keywords=True), "vector", {}),
+    "message+context keyword": (dict(embed_context=True, keywords=True), "keyword", {}),
+    "hybrid: message vector + message+context keyword (plain RRF)": (dict(embed_context=False, keywords=True),
+                                                                    "hybrid", PLAIN_RRF),
+    "hybrid: message+context vector + keyword (plain RRF)": (dict(embed_context=True, keywords=True), "hybrid",
+                                                             PLAIN_RRF),
+    "hybrid: expanded query, RRF with cosine margin (default)": (dict(embed_context=True, keywords=True), "hybrid",
+                                                                 {}),
 }
-CHOSEN = "hybrid: message+context vector + keyword (RRF)"
+CHOSEN = "hybrid: expanded query, RRF with cosine margin (default)"
 
 
 def generate_logs(per_family: int, seed: int) -> tuple[list[bytes], dict[str, str]]:
@@ -190,18 +258,24 @@ def scores(ranked_families: list[str], family: str, relevant_total: int) -> tupl
 async def evaluate(store, embedder, method: str, families: dict[str, str], counts: dict[str, int]) -> dict:
     out = {}
     misses = []
-    for name, questions in (("tune", TUNE), ("held_out", HELD_OUT)):
+    kinds = {question: kind for question, _, kind in HELD_OUT_HARD}
+    for name, questions in QUESTION_SETS.items():
         rows = []
         for question, family in questions:
             hits = await semantic_search(question, embedder, store, 20, method=method)
             ranked = [families.get(hit["record_id"], "?") for hit in hits]
             rows.append(scores(ranked, family, counts[family]))
             if rows[-1][0] < 0.9:
-                misses.append({"question": question, "family": family, "p@10": rows[-1][0],
+                misses.append({"set": name, "question": question, "family": family, "p@10": rows[-1][0],
                                "top3": ranked[:3]})
         out[name] = {"p@10": round(float(np.mean([r[0] for r in rows])), 3),
                      "mrr": round(float(np.mean([r[1] for r in rows])), 3),
                      "ndcg@10": round(float(np.mean([r[2] for r in rows])), 3), "questions": len(rows)}
+        if name == "held_out_hard":
+            by_kind: dict[str, list[float]] = {}
+            for (question, _), row in zip(questions, rows):
+                by_kind.setdefault(kinds[question], []).append(row[0])
+            out[name]["p@10_by_kind"] = {kind: round(float(np.mean(values)), 3) for kind, values in by_kind.items()}
     out["misses"] = misses
     return out
 
@@ -227,7 +301,7 @@ async def search_latency(store: EdgeVectorStore, embedder, target: int, seed: in
             await store.aupsert(copies)
             copies = []
     pad_s = time.perf_counter() - started
-    questions = [q for q, _ in TUNE + HELD_OUT]
+    questions = [q for q, _ in TUNE + HELD_OUT]  # the latency figures before the hard set existed
 
     async def timings() -> dict:
         out = {}
@@ -261,29 +335,47 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=22)
     parser.add_argument("--throughput-logs", type=int, default=20_000, help="0 skips the 80 %%-duplicates run")
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument("--methods", default="", help="comma-separated method names to run (default: all)")
+    parser.add_argument("--search-constant", action="append", default=[], metavar="NAME=JSON",
+                        help="set a logpipe.ai.search constant for every method, e.g. COSINE_MARGIN=0.08")
     parser.add_argument("--optimize", action="store_true",
                         help="also time searches after building the HNSW index (minutes at 100k points)")
     args = parser.parse_args()
 
+    for assignment in args.search_constant:
+        name, _, value = assignment.partition("=")
+        if not hasattr(search_module, name):
+            parser.error(f"logpipe.ai.search has no {name}")
+        setattr(search_module, name, json.loads(value))
     values, families = generate_logs(args.per_family, args.seed)
     counts: dict[str, int] = {}
     for family in families.values():
         counts[family] = counts.get(family, 0) + 1
-    result = {"logs": len(values), "families": len(counts), "questions": {"tune": len(TUNE), "held_out": len(HELD_OUT)},
+    result = {"logs": len(values), "families": len(counts),
+              "questions": {name: len(questions) for name, questions in QUESTION_SETS.items()},
               "methods": {}}
     with tempfile.TemporaryDirectory(prefix="logpipe-search-quality-") as data_dir:
         # The ONNX export is cached under LOGPIPE_DATA_DIR/models when that is set.
         backend = local_backend(os.environ.get("LOGPIPE_DATA_DIR") or data_dir, prefer="onnx", threads=2)
         query_embedder = Embedder(backend, MemoryCache())
         stores: dict[str, tuple[EdgeVectorStore, dict]] = {}
-        for name, (options, method) in METHODS.items():
+        chosen_methods = [name.strip() for name in args.methods.split(",") if name.strip()] or list(METHODS)
+        for name in chosen_methods:
+            options, method, constants = METHODS[name]
             key = json.dumps(options, sort_keys=True)
             if key not in stores:
                 store = EdgeVectorStore(data_dir, f"quality_{len(stores)}")
                 speed = await vectorize(values, store, backend, options, args.batch_size)
                 stores[key] = (store, speed)
             store, speed = stores[key]
-            quality = await evaluate(store, query_embedder, method, families, counts)
+            defaults = {constant: getattr(search_module, constant) for constant in constants}
+            for constant, value in constants.items():
+                setattr(search_module, constant, value)
+            try:
+                quality = await evaluate(store, query_embedder, method, families, counts)
+            finally:
+                for constant, value in defaults.items():
+                    setattr(search_module, constant, value)
             misses = quality.pop("misses")
             result["methods"][name] = {**quality, "vectorized_logs_per_s": speed["logs_per_s"],
                                        "model_texts": speed["model_texts"]}

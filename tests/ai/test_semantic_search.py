@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from logpipe.ai.embeddings import Embedder
-from logpipe.ai.search import SearchError, judge_novelty, nearest_earlier_errors, semantic_search
+from logpipe.ai.search import (COSINE_MARGIN, SearchError, expand_query, judge_novelty, nearest_earlier_errors,
+                                semantic_search)
 from logpipe.stores.cache import MemoryCache
 from logpipe.stores.vectors import EdgeVectorStore, VectorHit, VectorPoint
 
@@ -145,6 +146,10 @@ PARAPHRASES = [
     ("x509 certificate not valid anymore", "tls_expired"),
     ("DB conn hangs then fails", "db_timeout"),
     ("no free space on the data partition", "disk_full"),
+    # The glossary on the vector side (query expansion) and a hyphenated "sign-in".
+    ("users bounce off the sign-in page with an error", "auth_failed"),
+    ("pod OOMKilled", "out_of_memory"),
+    ("503 service unavailable from a dependency", "http_5xx"),
 ]
 
 
@@ -186,7 +191,9 @@ async def test_hits_say_their_score_pattern_and_why_they_matched(vectorized, emb
     store, families = vectorized
     embedder = Embedder(embedding_backend, MemoryCache())
     question = "bad gateway errors from a backend"
-    query_vector = (await embedder.embed([question]))[0]
+    # The vector side embeds the question with what its glossary words stand for.
+    assert expand_query(question) == "bad gateway errors from a backend (upstream)"
+    query_vector = (await embedder.embed([expand_query(question)]))[0]
     hybrid = await semantic_search(question, embedder, store, top_k=40)
     assert {hit["match"] for hit in hybrid} <= {"vector", "keyword", "both"}
     assert "both" in {hit["match"] for hit in hybrid}
@@ -198,8 +205,14 @@ async def test_hits_say_their_score_pattern_and_why_they_matched(vectorized, emb
         assert hit["pattern_id"] == hit["payload"]["pattern_id"] == 1000 + [f for _, f in FAMILIES].index(
             families[hit["record_id"]])
         assert (hit["keyword_score"] is not None) == (hit["match"] in ("keyword", "both"))
-    fused = [hit["fused_score"] for hit in hybrid]
-    assert fused == sorted(fused, reverse=True) and [hit["rank"] for hit in hybrid] == list(range(1, 41))
+    # Ranked by fused score, except that hits further than COSINE_MARGIN below the best cosine
+    # come after the others.
+    floor = max(hit["score"] for hit in hybrid) - COSINE_MARGIN
+    near = [hit["fused_score"] for hit in hybrid if hit["score"] >= floor]
+    far = [hit["fused_score"] for hit in hybrid if hit["score"] < floor]
+    assert [hit["score"] >= floor for hit in hybrid] == [True] * len(near) + [False] * len(far)
+    assert near == sorted(near, reverse=True) and far == sorted(far, reverse=True)
+    assert [hit["rank"] for hit in hybrid] == list(range(1, 41))
 
     keyword = await semantic_search(question, embedder, store, top_k=10, method="keyword")
     assert {hit["match"] for hit in keyword} == {"keyword"} and all(hit["keyword_score"] > 0 for hit in keyword)
@@ -279,6 +292,58 @@ def test_keywords_spell_out_what_logs_abbreviate():
     assert context == ("sql timeout exception; 502 bad gateway; GET /api/v1/orders/{id}; db.pool; "
                        "at zaxxer hikari pool hikari pool get connection")
     assert record_context({"message": "only a message"}) == ""
+
+
+def test_the_glossary_spells_out_abbreviations_products_and_statuses():
+    from logpipe.ai.search import keyword_terms
+
+    assert expand_query("pod OOMKilled") == "pod OOMKilled (out memory)"
+    assert expand_query("HTTP 429s for one client") == "HTTP 429s for one client (too many requests error)"
+    assert expand_query("Stripe says no") == "Stripe says no (payment gateway)"
+    assert expand_query("orders are not saved") == "orders are not saved"
+    # Both spellings of one word meet on the keyword side, hyphenated or split or joined.
+    assert keyword_terms("sign-in failed") == keyword_terms("signin failed") == keyword_terms("sign in failed")
+    assert "authentication" in keyword_terms("sign-in failed")
+    assert {"503", "unavailabl", "server", "error"} <= set(keyword_terms("HTTP 503 from upstream"))
+    assert {"postgresql", "databas"} <= set(keyword_terms("pg replica")) and "pg" not in keyword_terms("pg replica")
+
+
+class _FixedEmbedder:
+    """Embeds every text as one given vector: the test decides every cosine."""
+
+    def __init__(self, vector):
+        self.vector = np.asarray(vector, dtype=np.float32)
+
+    async def embed(self, texts):
+        return np.stack([self.vector for _ in texts])
+
+
+async def test_keyword_hits_far_from_the_meaning_rank_after_the_close_ones(tmp_path, monkeypatch):
+    """Rank fusion alone would put the logs that share the question's words (and little of its
+    meaning) first, as both sides found them; the cosine margin ranks the close meaning first."""
+    import logpipe.ai.search as search
+    from logpipe.ai.search import keyword_vector
+
+    def unit(cosine):  # a 4-dimensional unit vector at `cosine` from the query (1, 0, 0, 0)
+        return [cosine, float(np.sqrt(1 - cosine ** 2)), 0.0, 0.0]
+
+    store = EdgeVectorStore(tmp_path, "margin_logs")
+    store.ensure_collection(4)
+    close = [VectorPoint(f"close-{i}", unit(0.9), {"message": "Payment declined: card expired"},
+                         keyword_vector("Payment declined: card expired")) for i in range(3)]
+    worded = [VectorPoint(f"worded-{i}", unit(0.5), {"message": "HTTP 502 bad gateway from the api gateway"},
+                          keyword_vector("HTTP 502 bad gateway from the api gateway")) for i in range(3)]
+    store.upsert(close + worded)
+    try:
+        embedder = _FixedEmbedder(unit(1.0))
+        hits = await semantic_search("bad gateway says no", embedder, store, top_k=6)
+        assert [hit["record_id"].split("-")[0] for hit in hits] == ["close"] * 3 + ["worded"] * 3
+        assert {hit["match"] for hit in hits[3:]} == {"both"} and hits[3]["fused_score"] > hits[0]["fused_score"]
+        monkeypatch.setattr(search, "COSINE_MARGIN", None)
+        plain = await semantic_search("bad gateway says no", embedder, store, top_k=6)
+        assert [hit["record_id"].split("-")[0] for hit in plain] == ["worded"] * 3 + ["close"] * 3
+    finally:
+        store.close()
 
 
 async def test_hybrid_search_with_text_embeddings_inference(tei_server, tmp_path):

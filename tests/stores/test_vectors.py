@@ -127,6 +127,69 @@ def test_edge_optimize_builds_index_and_search_still_answers(tmp_path):
     store.close()
 
 
+def test_an_index_built_in_a_child_keeps_what_is_written_meanwhile(tmp_path):
+    """The build runs in a child process; searches and writes go on, nothing written is lost."""
+    import threading
+
+    dim = 384  # big enough (8,000 x 384 floats) for the engine to build an HNSW index at all
+    rng = np.random.default_rng(3)
+
+    def points(start: int, count: int) -> list[VectorPoint]:
+        vectors = rng.standard_normal((count, dim)).astype(np.float32)
+        return [VectorPoint(f"rec-{start + i}", vectors[i] / np.linalg.norm(vectors[i]),
+                            {"service": "svc", "level": "ERROR", "message": f"m {start + i}"}) for i in range(count)]
+
+    store = EdgeVectorStore(tmp_path, "child_built")
+    store.ensure_collection(dim)
+    store.upsert(points(0, 8000))
+    assert store.shard.info().indexed_vectors_count == 0
+    outcome: list = []
+    build = threading.Thread(target=lambda: outcome.append(store.optimize(in_child=True)))
+    build.start()
+    written: list[VectorPoint] = []
+    deadline = datetime.now() + timedelta(minutes=5)
+    while build.is_alive() and datetime.now() < deadline:
+        batch = points(8000 + len(written), 20)
+        store.upsert(batch)
+        written += batch
+        assert store.search(batch[-1].vector, limit=1)[0].record_id == batch[-1].record_id
+    build.join(timeout=60)
+    assert outcome == [True] and written
+    assert store.shard.info().indexed_vectors_count >= 8000
+    assert store.count() == 8000 + len(written)
+    assert len(store.retrieve([p.record_id for p in written])) == len(written)
+    assert store.search(written[0].vector, limit=1)[0].record_id == written[0].record_id
+    assert sorted(path.name for path in (tmp_path / "qdrant").iterdir()) == ["child_built"]
+    store.close()
+    again = EdgeVectorStore(tmp_path, "child_built")
+    again.ensure_collection(dim)
+    assert again.count() == 8000 + len(written)
+    again.close()
+
+
+def test_a_crash_during_a_build_in_a_child_leaves_the_shard_as_it_was(tmp_path):
+    import shutil
+
+    store = EdgeVectorStore(tmp_path, "crashed")
+    store.ensure_collection(DIM)
+    store.upsert(make_points(40))
+    store.close()
+    root = tmp_path / "qdrant"
+    # A half-built copy is dropped ...
+    shutil.copytree(root / "crashed", root / "crashed.building")
+    store = EdgeVectorStore(tmp_path, "crashed")
+    store.ensure_collection(DIM)
+    assert store.count() == 40 and sorted(p.name for p in root.iterdir()) == ["crashed"]
+    store.close()
+    # ... and a crash between moving the shard aside and moving the copy in brings it back.
+    (root / "crashed").rename(root / "crashed.previous")
+    store = EdgeVectorStore(tmp_path, "crashed")
+    store.ensure_collection(DIM)
+    assert store.count() == 40 and store.search(unit(7), limit=1)[0].record_id == "rec-7"
+    assert sorted(p.name for p in root.iterdir()) == ["crashed"]
+    store.close()
+
+
 def test_ensure_collection_function_for_the_operator(tmp_path):
     assert ensure_collection("", "op_logs", tmp_path, DIM) is True
     assert ensure_collection("", "op_logs", tmp_path, DIM) is False

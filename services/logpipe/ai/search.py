@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 
+from logpipe.ai.glossary import GLOSSARY
 from logpipe.core.record import normalize_level
 from logpipe.stores.vectors import KeywordVector, VectorFilter, VectorHit, VectorStore
 
@@ -34,6 +36,12 @@ FUSION_CANDIDATES = 50
 # for a word in every other log, near 0 for one in all): no evidence, and fused in it pushes
 # noise up (measured on the tuning questions, docs/vectors.md).
 KEYWORD_MIN_SCORE = 1.0
+# Hybrid hits whose cosine similarity lies more than this below the best candidate's are
+# ranked after the rest (None: plain reciprocal rank fusion). 0.05 is the middle of the range
+# (0.02-0.08) that scored best on the tuning questions (docs/vectors.md).
+COSINE_MARGIN: float | None = 0.05
+# Embed the question with what its glossary words stand for (`expand_query`).
+QUERY_EXPANSION = True
 # BM25's term-frequency saturation; document length is not normalised (log texts are short).
 BM25_K1 = 1.2
 
@@ -96,30 +104,6 @@ _STOPWORDS = frozenset("""a an and are as at be been but by can cannot can't did
 has have how i if in into is it its me my no not of on or our so some than that the their them then there these
 they this to too us was we were what when where which while who why will with you your keeps keep getting seem
 seems something anything again after before any all just still being""".split())
-# Operations vocabulary: each spelling maps to the words the logs (or their context) use.
-# Applied alike to logs and questions, so a question's abbreviation meets the log's spelled-out
-# word (and the reverse). Meant as general terms of the trade; it was written after the
-# benchmark's questions, so some entries (creds, x509, npe, oom) do appear in them.
-GLOSSARY: dict[str, str] = {
-    "db": "database", "dbs": "database", "postgres": "postgresql database", "pg": "postgresql database",
-    "mysql": "database", "sql": "sql database", "jdbc": "database", "hikari": "connection pool",
-    "conn": "connection", "conns": "connection",
-    "oom": "out memory", "oomkilled": "out memory killed", "ram": "memory", "mem": "memory", "heap": "memory",
-    "npe": "null pointer exception", "nullpointerexception": "null pointer exception",
-    "tls": "tls ssl", "ssl": "tls ssl", "cert": "certificate", "certs": "certificate", "x509": "certificate",
-    "https": "tls ssl",
-    "auth": "authentication", "authn": "authentication", "login": "authentication", "logon": "authentication",
-    "signin": "authentication", "password": "credential", "passwords": "credential", "creds": "credential",
-    "kafka": "kafka broker topic", "queue": "topic", "mq": "topic",
-    "txn": "transaction", "tx": "transaction", "cc": "card", "psp": "payment gateway",
-    "5xx": "server error", "downstream": "upstream", "backend": "upstream",
-    "k8s": "kubernetes", "svc": "service", "msg": "message", "cfg": "config", "env": "environment",
-    "enospc": "space left device", "disk": "device disk", "storage": "disk", "volume": "disk",
-    "latency": "slow", "slowness": "slow", "throttle": "rate limit", "throttling": "rate limit",
-    "throttled": "rate limit", "ratelimit": "rate limit", "retry": "retrying", "retries": "retrying",
-}
-
-
 def _stem(word: str) -> str:
     # A light suffix strip applied alike to logs and questions ("timeouts" ~ "timeout",
     # "expired" ~ "expire"); a full stemmer is not a dependency worth its weight here.
@@ -136,23 +120,72 @@ def _stem(word: str) -> str:
     return word
 
 
+# Lower-case beginnings of glossary words, so only a token that can start one pays for the
+# two-word check.
+_GLOSSARY_HEADS = frozenset(key[:cut] for key in GLOSSARY for cut in range(1, len(key)))
+
+
+def _glossary_tokens(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """(token, its parts) for each word of `text`: a glossary word stays whole, anything else
+    is split at case changes; two words that spell a glossary word together ("sign-in",
+    "log on") count as that word."""
+    tokens = _TOKEN.findall(text)
+    out: list[tuple[str, tuple[str, ...]]] = []
+    index = 0
+    while index < len(tokens):
+        lowered, parts = _token_parts(tokens[index])
+        if index + 1 < len(tokens) and lowered in _GLOSSARY_HEADS and lowered not in GLOSSARY:
+            joined = lowered + tokens[index + 1].lower()
+            if joined in GLOSSARY:
+                out.append((joined, (joined,)))
+                index += 2
+                continue
+        out.append((lowered, parts))
+        index += 1
+    return out
+
+
+@lru_cache(maxsize=65_536)
+def _token_parts(token: str) -> tuple[str, tuple[str, ...]]:
+    lowered = token.lower()
+    return lowered, (lowered,) if lowered in GLOSSARY else tuple(p.lower() for p in _CAMEL.findall(token))
+
+
+@lru_cache(maxsize=65_536)
+def _part_terms(part: str) -> tuple[str, ...]:
+    # Log words repeat endlessly: each is looked up, expanded and stemmed once per process.
+    if part in GLOSSARY:
+        return tuple(word if word.isdigit() else _stem(word) for word in GLOSSARY[part].split()
+                     if word not in _STOPWORDS)
+    if part.isdigit():
+        return (part,) if len(part) == 3 and part[0] in "45" else ()
+    return (_stem(part),) if len(part) >= 2 and part not in _STOPWORDS else ()
+
+
 def keyword_terms(text: str) -> list[str]:
     """The words of `text` as the keyword index sees them: identifiers split, lower case, stop
     words and bare numbers dropped (except HTTP statuses), abbreviations expanded, stemmed."""
     terms: list[str] = []
-    for token in _TOKEN.findall(text):
-        lowered = token.lower()
-        parts = [lowered] if lowered in GLOSSARY else [p.lower() for p in _CAMEL.findall(token)]
+    for _, parts in _glossary_tokens(text):
         for part in parts:
-            if part.isdigit():
-                if len(part) == 3 and part[0] in "45":
-                    terms.append(part)
-                continue
-            if len(part) < 2 or part in _STOPWORDS:
-                continue
-            for word in GLOSSARY.get(part, part).split():
-                terms.append(_stem(word))
+            terms += _part_terms(part)
     return terms
+
+
+def expand_query(text: str) -> str:
+    """The question as the vector side embeds it: followed by what its abbreviations, products
+    and HTTP statuses stand for (`GLOSSARY`), so "OOMKilled pod" is embedded with "out memory
+    killed". Unchanged when no word is in the glossary."""
+    tokens = _glossary_tokens(text)
+    present = {word for lowered, parts in tokens for word in (lowered, *parts)}
+    present |= {p.lower() for token in _TOKEN.findall(text) for p in _CAMEL.findall(token)}
+    added: list[str] = []
+    for _, parts in tokens:
+        for part in parts:
+            for word in GLOSSARY.get(part, "").split():
+                if word not in present and word not in added:
+                    added.append(word)
+    return f"{text} ({' '.join(added)})" if added else text
 
 
 def term_index(term: str) -> int:
@@ -245,7 +278,8 @@ async def semantic_search(query: str, embedder: TextEmbedder, store: VectorStore
     if method not in SEARCH_METHODS:
         raise SearchError(f"method must be one of {', '.join(SEARCH_METHODS)}, not {method!r}")
     filters = build_filter(service, level, since, until, pattern_id)
-    vector = np.asarray((await embedder.embed([query]))[0], dtype=np.float32)
+    vector = np.asarray((await embedder.embed([expand_query(query) if QUERY_EXPANSION else query]))[0],
+                        dtype=np.float32)
     candidates = top_k if method == "vector" else max(top_k, FUSION_CANDIDATES)
     dense: list[VectorHit] = []
     if method != "keyword":
@@ -254,12 +288,14 @@ async def semantic_search(query: str, embedder: TextEmbedder, store: VectorStore
     keywords = query_keyword_vector(query) if method != "vector" else None
     if keywords is not None:
         sparse = await store.asearch_keywords(keywords, candidates, filters, KEYWORD_MIN_SCORE)
-    return await _fuse(vector, dense, sparse, store, top_k, min_score)
+    return await _fuse(vector, dense, sparse, store, top_k, min_score,
+                       COSINE_MARGIN if method == "hybrid" else None)
 
 
 async def _fuse(query_vector: np.ndarray, dense: list[VectorHit], sparse: list[VectorHit], store: VectorStore,
-                top_k: int, min_score: float | None) -> list[dict[str, Any]]:
-    """Reciprocal rank fusion: each list adds 1 / (RRF_K + rank) for the hits it holds."""
+                top_k: int, min_score: float | None, cosine_margin: float | None = None) -> list[dict[str, Any]]:
+    """Reciprocal rank fusion: each list adds 1 / (RRF_K + rank) for the hits it holds; with
+    `cosine_margin`, hits far below the best cosine come after the others."""
     fused: dict[str, dict[str, Any]] = {}
     for side, hits in (("vector", dense), ("keyword", sparse)):
         for rank, hit in enumerate(hits, start=1):
@@ -274,7 +310,18 @@ async def _fuse(query_vector: np.ndarray, dense: list[VectorHit], sparse: list[V
             stored = item.get("vector")
             if record_id in fused and stored is not None:
                 fused[record_id]["vector"] = float(np.dot(np.asarray(stored, dtype=np.float32), query_vector))
-    ranked = sorted(fused.values(), key=lambda entry: (-entry["fused"], -(entry["vector"] or 0.0)))
+    # Score normalisation against the best meaning: rank fusion alone interleaves the two lists
+    # when they disagree, so half the top 10 can be a family the keyword side found on one
+    # shared word ("gateway") while its meaning is elsewhere. A hit whose cosine lies more than
+    # the margin below the best candidate's comes after every hit within it.
+    cosines = [entry["vector"] for entry in fused.values() if entry["vector"] is not None]
+    floor = max(cosines) - cosine_margin if cosines and cosine_margin is not None else None
+
+    def order(entry: dict[str, Any]) -> tuple:
+        below = floor is not None and (entry["vector"] if entry["vector"] is not None else -1.0) < floor
+        return (below, -entry["fused"], -(entry["vector"] or 0.0))
+
+    ranked = sorted(fused.values(), key=order)
     results = []
     for entry in ranked:
         score = entry["vector"] if entry["vector"] is not None else 0.0

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import shutil
 import threading
 import uuid
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -168,8 +172,9 @@ class VectorStore:
     def dimension(self) -> int | None:
         raise NotImplementedError
 
-    def optimize(self) -> bool:
-        """Build indexes for points written since the last call (the server does this itself)."""
+    def optimize(self, in_child: bool = False) -> bool:
+        """Build indexes for points written since the last call (the server does this itself);
+        `in_child`: in a child process, so this process never stalls (embedded engine)."""
         return False
 
     def ping(self) -> bool:
@@ -218,6 +223,61 @@ class VectorStore:
 
 _shards: dict[str, Any] = {}
 _shards_lock = threading.Lock()
+# Points written while a child process builds the index are kept to be written again into the
+# indexed copy; past this many the build is given up (memory), and the next one starts afresh.
+CHILD_BUILD_JOURNAL_LIMIT = 100_000
+
+
+class _SwapGuard:
+    """Many users of a shard at once, or one swap of the shard object with nobody using it."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._users = 0
+        self._swapping = False
+
+    @contextmanager
+    def use(self):
+        with self._condition:
+            while self._swapping:
+                self._condition.wait()
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._users -= 1
+                if not self._users:
+                    self._condition.notify_all()
+
+    @contextmanager
+    def swap(self):
+        with self._condition:
+            while self._swapping:
+                self._condition.wait()
+            self._swapping = True
+            while self._users:
+                self._condition.wait()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._swapping = False
+                self._condition.notify_all()
+
+
+class _Journal:
+    def __init__(self) -> None:
+        self.points: list = []
+        self.overflowed = False
+
+    def add(self, points: list) -> None:
+        if self.overflowed:
+            return
+        if len(self.points) + len(points) > CHILD_BUILD_JOURNAL_LIMIT:
+            self.overflowed, self.points = True, []
+            return
+        self.points.extend(points)
 
 
 def _edge_filter(filters: VectorFilter | None):
@@ -270,6 +330,16 @@ class EdgeVectorStore(VectorStore):
             raise VectorStoreError(f"collection {self.collection!r} is not open; call ensure_collection first")
         return entry[0]
 
+    @contextmanager
+    def _use(self):
+        """The shard and its registry entry, held so that a swap (a build in a child) waits."""
+        with _shards_lock:
+            entry = _shards.get(str(self.path))
+        if entry is None:
+            raise VectorStoreError(f"collection {self.collection!r} is not open; call ensure_collection first")
+        with entry[4].use():
+            yield entry[0], entry
+
     def _config(self, dimension: int, keywords: bool = True):
         import qdrant_edge as qe
 
@@ -288,6 +358,7 @@ class EdgeVectorStore(VectorStore):
         with _shards_lock:
             entry = _shards.get(str(self.path))
             if entry is None:
+                _recover_child_build(self.path)
                 if self.path.exists() and any(self.path.iterdir()):
                     try:
                         # Loading with our config makes the engine check the stored vectors' size.
@@ -301,7 +372,9 @@ class EdgeVectorStore(VectorStore):
                     self.path.mkdir(parents=True, exist_ok=True)
                     shard = qe.EdgeShard.create(str(self.path), self._config(dimension))
                     created = True
-                entry = _shards[str(self.path)] = [shard, dimension, 0, _edge_has_keywords(self.path)]
+                # [shard, dimension, users, has keywords, swap guard, journal of a build in a child]
+                entry = _shards[str(self.path)] = [shard, dimension, 0, _edge_has_keywords(self.path), _SwapGuard(),
+                                                   None]
             if not self._opened:
                 # Services in one process share the shard; the last one to close it closes it.
                 entry[2] += 1
@@ -348,7 +421,10 @@ class EdgeVectorStore(VectorStore):
             return {"": _as_list(p.vector), KEYWORDS: sparse}
 
         edge_points = [qe.Point(point_id(p.record_id), vector(p), _payload_in(p)) for p in points]
-        self.shard.update(qe.UpdateOperation.upsert_points(edge_points))
+        with self._use() as (shard, entry):
+            shard.update(qe.UpdateOperation.upsert_points(edge_points))
+            if entry[5] is not None:
+                entry[5].add(edge_points)
 
     @tracing.traced("qdrant keyword search", **{"db.system": "qdrant"})
     def search_keywords(self, keywords: KeywordVector, limit: int = 20, filters: VectorFilter | None = None,
@@ -357,9 +433,11 @@ class EdgeVectorStore(VectorStore):
 
         if not self.has_keywords() or not keywords.indices:
             return []
-        hits = self.shard.query(qe.QueryRequest(
-            limit=limit, query=qe.Query.Nearest(qe.SparseVector(keywords.indices, keywords.values), using=KEYWORDS),
-            filter=_edge_filter(filters), with_payload=True, score_threshold=score_threshold))
+        with self._use() as (shard, _):
+            hits = shard.query(qe.QueryRequest(
+                limit=limit, query=qe.Query.Nearest(qe.SparseVector(keywords.indices, keywords.values),
+                                                    using=KEYWORDS),
+                filter=_edge_filter(filters), with_payload=True, score_threshold=score_threshold))
         return [VectorHit(record_id=str((hit.payload or {}).get("record_id", "")), score=float(hit.score),
                           payload=_payload_out(hit.payload), point_id=str(hit.id)) for hit in hits]
 
@@ -373,10 +451,11 @@ class EdgeVectorStore(VectorStore):
         edge_filter = _edge_filter(filters)
         requests = [qe.QueryRequest(limit=limit, query=qe.Query.Nearest(_as_list(v)), filter=edge_filter,
                                     with_payload=True, score_threshold=score_threshold) for v in vectors]
-        if len(requests) == 1:
-            results = [self.shard.query(requests[0])]
-        else:
-            results = self.shard.query_batch(qe.QueryBatchRequest(requests))
+        with self._use() as (shard, _):
+            if len(requests) == 1:
+                results = [shard.query(requests[0])]
+            else:
+                results = shard.query_batch(qe.QueryBatchRequest(requests))
         return [[VectorHit(record_id=str((hit.payload or {}).get("record_id", "")), score=float(hit.score),
                            payload=_payload_out(hit.payload), point_id=str(hit.id)) for hit in hits]
                 for hits in results]
@@ -384,13 +463,15 @@ class EdgeVectorStore(VectorStore):
     def count(self, filters: VectorFilter | None = None) -> int:
         import qdrant_edge as qe
 
-        return int(self.shard.count(qe.CountRequest(exact=True, filter=_edge_filter(filters))))
+        with self._use() as (shard, _):
+            return int(shard.count(qe.CountRequest(exact=True, filter=_edge_filter(filters))))
 
     def retrieve(self, record_ids: Iterable[str], with_vectors: bool = False) -> list[dict[str, Any]]:
         ids = [point_id(r) for r in record_ids]
         if not ids:
             return []
-        records = self.shard.retrieve(ids, with_payload=True, with_vector=with_vectors)
+        with self._use() as (shard, _):
+            records = shard.retrieve(ids, with_payload=True, with_vector=with_vectors)
         out = []
         for record in records:
             item = {"point_id": str(record.id), "payload": _payload_out(record.payload)}
@@ -400,15 +481,72 @@ class EdgeVectorStore(VectorStore):
             out.append(item)
         return out
 
-    def optimize(self) -> bool:
-        # One build at a time. qdrant-edge-py 0.9 keeps the GIL while building, so the calling
-        # process pauses for the whole build: call it where a pause is acceptable.
+    def optimize(self, in_child: bool = False) -> bool:
+        # One build at a time. qdrant-edge-py 0.9 keeps the GIL while building, so in process
+        # the calling process pauses for the whole build; `in_child` builds on a copy in a child
+        # process and swaps it in (`_optimize_in_child`).
         if not self._optimize_lock.acquire(blocking=False):
             return False
         try:
-            return bool(self.shard.optimize())
+            if in_child:
+                return self._optimize_in_child()
+            with self._use() as (shard, _):
+                return bool(shard.optimize())
         finally:
             self._optimize_lock.release()
+
+    def _optimize_in_child(self) -> bool:
+        """Build the HNSW index in a child process (its own GIL) on a copy of the shard, then
+        swap the indexed copy in. Searches and writes go on meanwhile; what is written during
+        the build is written again into the copy at the swap. Pauses this shard's users (not
+        the process) twice: for the copy and for opening the indexed copy (about a second each
+        at 20,000 points, bench/vectors_offload.py)."""
+        with _shards_lock:
+            entry = _shards.get(str(self.path))
+        if entry is None:
+            raise VectorStoreError(f"collection {self.collection!r} is not open; call ensure_collection first")
+        building, previous = _build_paths(self.path)
+        shutil.rmtree(building, ignore_errors=True)
+        with entry[4].swap():
+            entry[0].flush()
+            shutil.copytree(self.path, building)
+            entry[5] = _Journal()
+        try:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                pool.submit(_build_index_in_child, str(building), entry[1], self.hnsw_m, self.hnsw_ef_construct,
+                            bool(entry[3])).result()
+        except BaseException:
+            entry[5] = None
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        with entry[4].swap():
+            journal, entry[5] = entry[5], None
+            if journal.overflowed:
+                log.warning("index build for %s given up: more than %d points arrived meanwhile", self.path,
+                            CHILD_BUILD_JOURNAL_LIMIT)
+                shutil.rmtree(building, ignore_errors=True)
+                return False
+            import qdrant_edge as qe
+
+            entry[0].flush()
+            entry[0].close()
+            self.path.rename(previous)
+            building.rename(self.path)
+            try:
+                shard = qe.EdgeShard.load(str(self.path), self._config(entry[1], bool(entry[3])))
+            except Exception:
+                # Keep serving from the unindexed shard, as before the build.
+                self.path.rename(building)
+                previous.rename(self.path)
+                entry[0] = qe.EdgeShard.load(str(self.path), self._config(entry[1], bool(entry[3])))
+                shutil.rmtree(building, ignore_errors=True)
+                raise
+            if journal.points:
+                shard.update(qe.UpdateOperation.upsert_points(journal.points))
+            entry[0] = shard
+        shutil.rmtree(previous, ignore_errors=True)
+        return True
 
     def ping(self) -> bool:
         with _shards_lock:
@@ -447,6 +585,34 @@ def _load_edge(path: Path, config, dense_only_config):
         shard = qe.EdgeShard.load(str(path), dense_only_config)
         _without_keywords.add(str(path))
         return shard
+
+
+def _build_paths(path: Path) -> tuple[Path, Path]:
+    return path.with_name(path.name + ".building"), path.with_name(path.name + ".previous")
+
+
+def _recover_child_build(path: Path) -> None:
+    """After a crash during a build in a child: a half-built copy is dropped; a crash in the
+    middle of the swap leaves the previous shard, which comes back if the new one is missing."""
+    building, previous = _build_paths(path)
+    if previous.exists() and not path.exists():
+        previous.rename(path)
+    shutil.rmtree(building, ignore_errors=True)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _build_index_in_child(path: str, dimension: int, hnsw_m: int, hnsw_ef_construct: int, keywords: bool) -> bool:
+    """Runs in a spawned child process: its GIL is its own for the whole build."""
+    store = EdgeVectorStore.__new__(EdgeVectorStore)
+    store.hnsw_m, store.hnsw_ef_construct, store.search_threads = hnsw_m, hnsw_ef_construct, None
+    import qdrant_edge as qe
+
+    shard = qe.EdgeShard.load(path, store._config(dimension, keywords))
+    try:
+        return bool(shard.optimize())
+    finally:
+        shard.flush()
+        shard.close()
 
 
 # Shards opened without keyword vectors (the engine does not report its sparse config).

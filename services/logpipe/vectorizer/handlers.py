@@ -186,7 +186,8 @@ class Vectorizer:
         if self._optimizing is not None and not self._optimizing.done():
             return
         self._points_since_optimize = 0
-        self._optimizing = asyncio.create_task(asyncio.to_thread(self.store.optimize), name="vectorizer-optimize")
+        self._optimizing = asyncio.create_task(asyncio.to_thread(self.store.optimize, self.settings.optimize_in_child),
+                                               name="vectorizer-optimize")
 
     async def close(self) -> None:
         """Stop consuming; process and commit what was consumed (the rest is read again on restart)."""

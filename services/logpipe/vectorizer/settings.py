@@ -52,4 +52,7 @@ class Settings(ServiceSettings, EmbeddingSettings):
     # 24k points on 2 cores), which freezes every service in the process. Filtered searches
     # stay fast without it (payload indexes narrow the brute-force scan).
     optimize_after_points: int = Field(0, ge=0)
+    # Build that index in a child process on a copy of the shard and swap it in: the process
+    # keeps serving meanwhile (bench/vectors_offload.py). False: in process, pausing it.
+    optimize_in_child: bool = True
     qdrant_api_key: str = shared("", "QDRANT_API_KEY")
