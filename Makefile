@@ -82,8 +82,11 @@ clean:
 IMAGE ?= ghcr.io/logpipe/logpipe:dev
 CONTAINER_TOOL ?= $(shell command -v docker >/dev/null 2>&1 && echo docker || echo podman)
 
+# The stage-choosing arguments are passed although they are the defaults: podman build (buildah
+# 1.28, Debian 12) picks the stages to build from the given --build-arg values only, skips
+# `dashboard-build` and then looks for an image of that name.
 image:
-	$(CONTAINER_TOOL) build -t $(IMAGE) .
+	$(CONTAINER_TOOL) build --build-arg DASHBOARD=build --build-arg DEPENDENCIES=index -t $(IMAGE) .
 
 cluster:
 	kind get clusters | grep -qx logpipe || kind create cluster --config kind/cluster.yaml

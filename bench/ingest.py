@@ -19,8 +19,17 @@ batches, the setting this bench used before adaptive batching shipped) or `--bat
     .venv/bin/python bench/ingest.py [--records 1000000] [--partitions 4]
     .venv/bin/python bench/ingest.py --tuned            # what a tuned fixed batch size adds
     .venv/bin/python bench/ingest.py --no-freshness     # throughput only
+    .venv/bin/python bench/ingest.py --tracing-rounds 3 --records 100000   # tracing off vs on
 
 Prints one JSON line: e2e_logs_per_s, bare_consume_per_s, ratio (= e2e / bare), freshness.
+
+`--tracing-rounds N` measures only what OpenTelemetry costs ingest: N rounds with tracing off and
+N with it on, alternating in this process, each ingesting its own topic of `--records` logs (every
+500 records carry one W3C `traceparent`, as the gateway's ingest route produces them with tracing
+on) into a fresh store. On means the SDK with an in-memory exporter (a synchronous span
+processor, no network); off means no OTEL_* variable, the shipped default. Prints the logs/s and
+the process's CPU seconds of every round, the medians' ratios `on_vs_off` (logs/s, = median on /
+median off) and `cpu_on_vs_off` (CPU seconds).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import json
 import multiprocessing
 import os
 import queue
+import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +51,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from consume import consume_confluent, fill  # noqa: E402 - bench/ is not a package
 
+from logpipe.core import tracing  # noqa: E402
 from logpipe.core.broker import EmbeddedBroker, free_port  # noqa: E402
+from logpipe.core.kafka import new_producer, send_values  # noqa: E402
 from logpipe.core.topics import Topics, ensure_topics  # noqa: E402
 
 # The setting this bench measured before adaptive batching shipped (no byte bound then).
@@ -92,6 +104,77 @@ async def e2e(bootstrap: str, prefix: str, records: int, batching: dict, data_di
 def batching_of(settings) -> dict:
     return {"batch_mode": settings.batch_mode, "batch_size": settings.batch_size,
             "batch_max_bytes": settings.batch_max_bytes, "batch_timeout_seconds": settings.batch_timeout_seconds}
+
+
+# -- tracing off vs on --------------------------------------------------------------------------
+
+TRACED_REQUEST_RECORDS = 500
+
+
+async def fill_traced(bootstrap: str, topic: str, records: int) -> None:
+    """`records` generated logs; every TRACED_REQUEST_RECORDS of them carry their own trace
+    context in the `traceparent` header (one gateway request each)."""
+    from logpipe.generator.service import LogFactory, encode
+
+    pool = LogFactory(error_rate=0.1, seed=1).batch(50_000)
+    producer = new_producer(bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        for start in range(0, records, TRACED_REQUEST_RECORDS):
+            values = []
+            for i in range(start, min(records, start + TRACED_REQUEST_RECORDS)):
+                record = dict(pool[i % len(pool)])
+                record["record_id"] = str(uuid.UUID(int=i + 1, version=4))
+                values.append(encode(record))
+            traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01".encode()
+            await send_values(producer, topic, values, headers=[("traceparent", traceparent)])
+    finally:
+        await producer.stop()
+
+
+async def tracing_overhead(bootstrap: str, records: int, rounds: int, partitions: int, batching: dict) -> dict:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    runs: dict[str, list[float]] = {"off": [], "on": []}
+    # This process's CPU seconds per round (ingest and the embedded ClickHouse run here; the
+    # broker is another process): steadier than logs/s while other work shares the machine.
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
+    spans_per_on_round = []
+    for index in range(-1, 2 * rounds):
+        # Round -1 warms up (the embedded ClickHouse's first start, the pattern tagger) and is
+        # not counted; then alternating, starting with off, so a slow spell of this shared
+        # machine hits both.
+        mode = "warm-up" if index < 0 else "off" if index % 2 == 0 else "on"
+        prefix = f"trace-{index + 1}-"
+        await ensure_topics(bootstrap, Topics(prefix), partitions=partitions)
+        await fill_traced(bootstrap, Topics(prefix).raw_logs, records)
+        if mode == "on":
+            assert tracing.configure("ingest", environ={}, exporter=exporter)
+        cpu_started = time.process_time()
+        try:
+            with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as data_dir:
+                result = await e2e(bootstrap, prefix, records, batching, data_dir)
+        finally:
+            tracing.reset()
+        if mode == "warm-up":
+            continue
+        runs[mode].append(round(result["e2e_logs_per_s"]))
+        cpu[mode].append(round(time.process_time() - cpu_started, 2))
+        if mode == "on":
+            finished = exporter.get_finished_spans()
+            # Proof that tracing was on: one `ingest batch` span per batch, linked to the records' traces.
+            batch_spans = [s for s in finished if s.name == "ingest batch"]
+            assert batch_spans and any(s.links for s in batch_spans), [s.name for s in finished][:20]
+            spans_per_on_round.append({"spans": len(finished), "ingest_batch_spans": len(batch_spans)})
+            exporter.clear()
+    median_off, median_on = statistics.median(runs["off"]), statistics.median(runs["on"])
+    return {"records_per_round": records, "rounds_each": rounds, "logs_per_s": runs,
+            "median_off": round(median_off), "median_on": round(median_on),
+            "on_vs_off": round(median_on / median_off, 3), "cpu_s": cpu,
+            "cpu_on_vs_off": round(statistics.median(cpu["on"]) / statistics.median(cpu["off"]), 3),
+            "spans_on": spans_per_on_round,
+            "exporter": "opentelemetry-sdk InMemorySpanExporter via SimpleSpanProcessor"}
 
 
 # -- freshness -----------------------------------------------------------------------------------
@@ -246,6 +329,8 @@ async def main() -> dict:
     parser.add_argument("--no-patterns", action="store_true", help="measure without pattern tagging")
     parser.add_argument("--no-freshness", action="store_true", help="measure throughput only")
     parser.add_argument("--no-throughput", action="store_true", help="measure freshness only")
+    parser.add_argument("--tracing-rounds", type=int, default=0,
+                        help="measure only ingest with tracing off vs on, this many rounds of each")
     parser.add_argument("--steady-rate", type=float, default=10_000, help="logs/s of the steady freshness run")
     parser.add_argument("--steady-seconds", type=float, default=20)
     parser.add_argument("--full-speed-records", type=int, default=300_000,
@@ -265,6 +350,10 @@ async def main() -> dict:
     broker = EmbeddedBroker(port=free_port()).start()
     # The in-process ClickHouse may still be merging in the directory when it is removed.
     try:
+        if args.tracing_rounds:
+            result["tracing"] = await tracing_overhead(broker.bootstrap_servers, args.records, args.tracing_rounds,
+                                                       args.partitions, batching)
+            return result
         if not args.no_throughput:
             topics = Topics("bench-")
             await ensure_topics(broker.bootstrap_servers, topics, partitions=args.partitions)
