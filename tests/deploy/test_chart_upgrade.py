@@ -142,8 +142,9 @@ async def test_generated_secret_is_kept_across_upgrade_uninstall_and_reinstall(a
     seen = await asyncio.wait_for(asyncio.to_thread(lifecycle), timeout=120)
 
     first = seen["installed"]
-    assert set(first) == {"clickhouse-password", "qdrant-api-key", "postgres-password", "redis-password"}
-    assert len(set(first.values())) == 4  # four independent random values
+    assert set(first) == {"clickhouse-password", "qdrant-api-key", "postgres-password", "redis-password",
+                          "service-token"}
+    assert len(set(first.values())) == 5  # five independent random values
     assert seen["install manifest"] == first
     # The upgrade changed the release (3 gateway replicas) and rendered the stored values again.
     assert seen["gateway replicas"] == 3
