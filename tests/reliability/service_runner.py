@@ -39,14 +39,24 @@ def check(args: argparse.Namespace) -> dict:
         result["api_patterns_total"] = body["total"]
         result["api_patterns_sum"] = sum(p["count"] for p in body["patterns"]) + body["other_count"]
         result["api_patterns"] = len(body["patterns"])
+        if args.vectors:
+            # The records ingest forwarded (WARN, ERROR, FATAL by default) and their points.
+            forwarded = [row[0] for row in store.query(
+                f"SELECT record_id FROM {logs} WHERE level IN ('WARN', 'ERROR', 'FATAL')")]
+            result["forwarded"] = len(forwarded)
     if args.vectors:
         from logpipe.core.settings import ServiceSettings
         from logpipe.stores.vectors import open_vector_store
 
-        common = ServiceSettings()
-        vectors = open_vector_store("", "log_embeddings", common.data_dir)
+        vectors = open_vector_store("", "log_embeddings", ServiceSettings().data_dir)
+        # all-MiniLM-L6-v2's 384 dimensions; True here would mean the vectorizer never made it.
+        result["collection_created_by_check"] = vectors.ensure_collection(384)
         result["points"] = vectors.count()
-        result["point_record_ids"] = sorted(vectors.scroll_record_ids()) if hasattr(vectors, "scroll_record_ids") else None
+        found = 0
+        for index in range(0, len(forwarded), 1000):
+            points = vectors.retrieve(forwarded[index:index + 1000])
+            found += sum(1 for p in points if p["payload"].get("record_id") in set(forwarded[index:index + 1000]))
+        result["forwarded_with_a_point"] = found
         vectors.close()
     return result
 
