@@ -19,8 +19,9 @@ from support import wait_until
 TOTAL = 100_000
 KILLS = 3
 PARTITIONS = 4
-# Produced at this rate (a load, not a synchronisation): the kills land while logs still arrive.
-RATE_PER_SECOND = 10_000
+# Produced at this rate (a load, not a synchronisation), from when ingest first answers: about
+# 33 s of production, so the kills (a restart takes 5-15 s here) land while logs still arrive.
+RATE_PER_SECOND = 3_000
 CHUNK = 1_000
 
 
@@ -51,9 +52,11 @@ async def test_ingest_killed_three_times_stores_every_log_once(kafka_bootstrap, 
     env = service_env("ingest", kafka_bootstrap, topic_prefix, tmp_path, port, INGEST_BATCH_SIZE="5000")
     ingest = ServiceProcess("ingest", env, port, tmp_path).start()
     produced = [0]
-    producing = asyncio.create_task(produce_paced(kafka_bootstrap, topics.raw_logs, values, produced))
+    producing = None
     lives = []
     try:
+        await asyncio.to_thread(wait_answering, ingest)
+        producing = asyncio.create_task(produce_paced(kafka_bootstrap, topics.raw_logs, values, produced))
         for kill in range(KILLS):
             # A random point: once this life has handled this many records (stored, or skipped as
             # stored by an earlier life), at whatever moment of the next batch's cycle (parse,
@@ -83,7 +86,8 @@ async def test_ingest_killed_three_times_stores_every_log_once(kafka_bootstrap, 
                       "replay_skipped": final["replay_skipped"]})
         print(f"after the last restart: {lives[-1]} at {elapsed(started)}", flush=True)
     finally:
-        producing.cancel()
+        if producing is not None:
+            producing.cancel()
         ingest.stop()
     window_end = window_start + timedelta(minutes=31)
     stored = await asyncio.to_thread(check_stored, tmp_path, kafka_bootstrap, topic_prefix,
