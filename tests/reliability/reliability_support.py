@@ -159,3 +159,26 @@ def wait_answering(service: ServiceProcess, timeout_s: float = 90) -> dict:
 
 def elapsed(started: float) -> str:
     return f"{time.monotonic() - started:.1f}s"
+
+
+def read_topic(bootstrap: str, topic: str, partitions: int, idle_s: float = 1.5, timeout_s: float = 60) -> dict:
+    """record_id -> (partition, offset) of every record in `topic` (read from offset 0 until
+    nothing new arrives for idle_s: Tansu's end offsets are not exact)."""
+    import orjson
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reliability-reader", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    found: dict[str, tuple[int, int]] = {}
+    deadline = time.monotonic() + timeout_s
+    idle_since = time.monotonic()
+    try:
+        while time.monotonic() - idle_since < idle_s and time.monotonic() < deadline:
+            batch = [m for m in consumer.consume(num_messages=1000, timeout=0.3) if not m.error()]
+            if batch:
+                idle_since = time.monotonic()
+            for message in batch:
+                found[orjson.loads(message.value())["record_id"]] = (message.partition(), message.offset())
+    finally:
+        consumer.close()
+    return found
