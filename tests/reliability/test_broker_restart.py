@@ -16,7 +16,8 @@ and checks, by record id:
   no record id, so a late copy of them would show), and no log is stored twice, in ClickHouse
   or through the API.
 Not asserted: that ingest's consumer consumes again after this restart. Against a restarted
-in-memory Tansu it rejoined in 1 of 4 runs (docs/reliability.md); what it consumed is printed.
+in-memory Tansu it consumed everything in 4 of 8 runs (docs/reliability.md); what it consumed is
+printed.
 """
 
 from __future__ import annotations
