@@ -16,7 +16,7 @@ and checks, by record id:
   no record id, so a late copy of them would show), and no log is stored twice, in ClickHouse
   or through the API.
 Not asserted: that ingest's consumer consumes again after this restart. Against a restarted
-in-memory Tansu it consumed everything in 4 of 8 runs (docs/reliability.md); what it consumed is
+in-memory Tansu it consumed everything in 4 of 9 runs (docs/reliability.md); what it consumed is
 printed.
 """
 
