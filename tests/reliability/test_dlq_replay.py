@@ -135,3 +135,14 @@ async def test_a_replay_interrupted_after_producing_is_not_produced_again(kafka_
     assert len(replayed) == 30
     assert sorted(dict(m.headers())[dlq.REPLAY_HEADER].decode() for m in replayed) == sorted(
         f"{topics.raw_logs_dlq}/0/{i}" for i in range(30))
+
+
+def test_a_letter_holding_only_part_of_its_original_is_not_replayed():
+    letter = orjson.loads(dlq.dead_letter(b'{"message": "big"}', "too big", "decode", datetime.now(timezone.utc),
+                                          topic="raw-logs", partition=0, offset=1, timestamp_ms=None))
+    assert dlq.replay_value(orjson.dumps(letter))[0] == b'{"message": "big"}'
+    letter["original_truncated"] = True
+    with pytest.raises(dlq.TruncatedLetter):
+        dlq.replay_value(orjson.dumps(letter))
+    with pytest.raises(ValueError):
+        dlq.replay_value(b"not a letter")

@@ -57,12 +57,22 @@ def marker_group(dlq_topic: str) -> str:
     return f"logpipe-dlq-replay.{dlq_topic}.in-flight"
 
 
+class TruncatedLetter(ValueError):
+    """A letter that carries only the start of its original (too big to carry whole)."""
+
+
 def replay_value(dead: bytes | None) -> tuple[bytes, dict]:
-    """The original bytes of a dead letter and where it came from; ValueError if `dead` is not one."""
+    """The original bytes of a dead letter and where it came from; ValueError if `dead` is not
+    one, TruncatedLetter if it holds only part of the original (replaying that would store a
+    cut record: the whole one is on the source topic, at `source`, until its retention)."""
     try:
         letter = orjson.loads(dead or b"")
+        if isinstance(letter, dict) and letter.get("original_truncated"):
+            raise TruncatedLetter("the letter holds only the start of the original")
         original = base64.b64decode(letter["original_base64"], validate=True)
         source = letter.get("source") or {}
+    except TruncatedLetter:
+        raise
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a logpipe dead letter: {exc}") from exc
     if not isinstance(source, dict):
@@ -105,7 +115,7 @@ def replay_dead_letters(bootstrap_servers: str, dlq_topic: str, target_topic: st
     producer = Producer({"bootstrap.servers": bootstrap_servers, "acks": 1, "enable.idempotence": False,
                          "linger.ms": 5, "message.max.bytes": 8 << 20})
     report = {"topic": dlq_topic, "target": target_topic, "replayed": 0, "already_replayed": 0,
-              "not_dead_letters": 0, "left_for_next_run": 0}
+              "not_dead_letters": 0, "truncated_not_replayed": 0, "left_for_next_run": 0}
     try:
         dlq_partitions = _partitions(progress, dlq_topic)
         target_partitions = _partitions(progress, target_topic)
@@ -151,6 +161,9 @@ def replay_dead_letters(bootstrap_servers: str, dlq_topic: str, target_topic: st
                     continue
                 try:
                     original, source = replay_value(message.value())
+                except TruncatedLetter:
+                    report["truncated_not_replayed"] += 1
+                    continue
                 except ValueError:
                     report["not_dead_letters"] += 1
                     continue
