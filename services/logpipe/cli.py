@@ -50,6 +50,21 @@ def cmd_schema(args: argparse.Namespace) -> None:
     print(json.dumps({"ready": True, **done}, default=str))
 
 
+def cmd_dlq_replay(args: argparse.Namespace) -> None:
+    import json
+
+    from logpipe.core.dlq import REPLAY_TARGETS, replay_dead_letters
+    from logpipe.core.settings import CommonSettings
+    from logpipe.core.topics import Topics
+
+    settings = CommonSettings()
+    topics = Topics(settings.topic_prefix)
+    report = replay_dead_letters(settings.kafka_bootstrap_servers, topics.name(args.topic),
+                                 topics.name(REPLAY_TARGETS[args.topic]), idle_s=args.idle_seconds,
+                                 timeout_s=args.timeout_seconds)
+    print(json.dumps(report))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logpipe", description="AI-powered log analysis")
     parser.add_argument("--version", action="version", version=f"logpipe {__version__}")
@@ -77,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rewrite a `logs` table made with an earlier version's sort key (copies every row; "
                              "inserts go on meanwhile)")
     schema.set_defaults(func=cmd_schema)
+
+    dlq = sub.add_parser("dlq", help="dead-letter topics")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    replay = dlq_sub.add_parser(
+        "replay", help="put dead-lettered records back on their topic once the cause is fixed (exactly once; "
+                       "what still fails returns to the DLQ with the reason)")
+    replay.add_argument("topic", choices=["raw-logs-dlq", "vectorization-dlq"],
+                        help="the DLQ (TOPIC_PREFIX is added, as for the services)")
+    replay.add_argument("--idle-seconds", type=float, default=2.0,
+                        help="stop once no older dead letter arrived for this long (default 2)")
+    replay.add_argument("--timeout-seconds", type=float, default=600.0, help="give up after this long (default 600)")
+    replay.set_defaults(func=cmd_dlq_replay)
 
     for register in _EXTENSIONS:
         register(sub)

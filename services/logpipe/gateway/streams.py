@@ -44,7 +44,10 @@ class RecordProducer:
             bootstrap_servers,
             max_request_size=max(max_request_size, 1 << 20),
             compression_type=None if compression == "none" else compression,
-            request_timeout_ms=int(timeout_s * 1000),
+            # Shorter than the wait below: a batch the broker did not take is failed (expired) by
+            # the client before the request is answered 503, so it cannot still be delivered
+            # after that answer (a broker back a moment later took the refused logs).
+            request_timeout_ms=max(100, int(timeout_s * 1000) - 500),
         )
         self._started = False
         self._start_lock = asyncio.Lock()

@@ -31,7 +31,11 @@ from logpipe.core.topics import Topics
 from logpipe.ingest.service import (
     Batch,
     BatchBuilder,
+    REPLAY_TIME_MARGIN,
     RawBatch,
+    candidates_by_partition,
+    identify,
+    replay_candidates,
     with_pattern_ids,
 )
 from logpipe.ingest.settings import Settings
@@ -67,6 +71,9 @@ class Stats:
     dlq: int = 0
     fast_batches: int = 0
     replay_skipped: int = 0
+    # Partitions found to start again below the stored offsets (a recreated topic, a broker
+    # that lost its log): their records are stored, not skipped as a replay.
+    offset_resets: int = 0
     last_error: str | None = None
     circuit: str = "closed"
     stage_seconds: dict[str, float] = field(default_factory=lambda: {"build": 0.0, "publish": 0.0, "insert": 0.0})
@@ -230,10 +237,46 @@ class Ingestor:
 
     def _build(self, messages: RawBatch, stored: dict[tuple[str, int], int]) -> tuple[Batch, int, list[bytes]]:
         fresh = messages.skip_stored(stored)
+        if len(fresh) < len(messages):
+            fresh = self._verified_skip(messages, stored)
         batch = self.builder.build(fresh)
         if self.tagger is not None and batch.rows.num_rows:
             batch.rows = with_pattern_ids(batch.rows, self.tagger.tag(batch.rows["message"]))
         return batch, len(messages) - len(fresh), batch.forwarded_json()
+
+    def _verified_skip(self, messages: RawBatch, stored: dict[tuple[str, int], int]) -> RawBatch:
+        """Skip only what ClickHouse really holds. Offsets at or below the stored watermark are a
+        replay after a crash, unless the partition started again from 0: a topic deleted and
+        recreated, or a broker that lost its log (the embedded broker keeps it in memory). Then
+        the records there are new, and skipping them would lose them. Each candidate's record id
+        is compared with the row stored at its offset: one query per partition, and only for
+        batches that reach below the watermark."""
+        candidates = replay_candidates(messages, stored)
+        keep = ~candidates
+        new_records = 0
+        for (topic, partition), index in candidates_by_partition(messages, candidates).items():
+            identities = identify(messages, index, self.settings.max_record_bytes, self.builder.limits)
+            known = [(i, identity) for i, identity in zip(index, identities) if identity is not None]
+            if known:
+                stamps = [identity[1] for _, identity in known]
+                found = self.store.stored_at(topic, partition, [int(messages.offsets[i]) for i, _ in known],
+                                             [identity[0] for _, identity in known],
+                                             min(stamps) - REPLAY_TIME_MARGIN, max(stamps) + REPLAY_TIME_MARGIN)
+                absent = [i for i, identity in known if (int(messages.offsets[i]), identity[0]) not in found]
+            else:
+                absent = []
+            if absent:
+                # New records below the watermark: keep all of this partition's candidates (those
+                # that are not logs go to the DLQ as on first delivery) and forget the watermark.
+                keep[index] = True
+                new_records += len(index)
+                self._stored[(topic, partition)] = -1
+                log.warning("%s/%d holds new records at offsets already stored (%d to %d): the topic was "
+                            "recreated or the broker lost its log; storing them", topic, partition,
+                            int(messages.offsets[index].min()), int(messages.offsets[index].max()))
+        if new_records:
+            self.stats.offset_resets += 1
+        return messages if keep.all() else messages.select(keep)
 
     async def _insert_with_retry(self, batch: Batch) -> None:
         """Retry until ClickHouse takes the rows. Meanwhile nothing is consumed or committed."""

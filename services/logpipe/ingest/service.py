@@ -14,7 +14,7 @@ import functools
 import io
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -164,6 +164,51 @@ class RawBatch:
         floor = np.array([stored.get(key, -1) for key in keys], np.int64)
         keep = self.offsets > floor[inverse]
         return self if keep.all() else self.select(keep)
+
+
+# Stored rows are looked up within this much of the replayed records' own times.
+REPLAY_TIME_MARGIN = timedelta(days=1)
+
+
+def replay_candidates(messages: RawBatch, stored: dict[tuple[str, int], int]) -> np.ndarray:
+    """True where a record sits at or below its partition's stored watermark."""
+    keys, inverse = messages._partition_keys
+    floor = np.array([stored.get(key, -1) for key in keys], np.int64)
+    return messages.offsets <= floor[inverse]
+
+
+def candidates_by_partition(messages: RawBatch, candidates: np.ndarray) -> dict[tuple[str, int], np.ndarray]:
+    keys, inverse = messages._partition_keys
+    out = {}
+    for code, key in enumerate(keys):
+        index = np.flatnonzero(candidates & (inverse == code))
+        if len(index):
+            out[key] = index
+    return out
+
+
+def identify(messages: RawBatch, index: np.ndarray, max_bytes: int,
+             limits: RecordLimits = DEFAULT_LIMITS) -> list[tuple[str, datetime] | None]:
+    """The record id and time each message gets when stored (its first record's), or None for a
+    message that is not a log (dead-lettered, so never in `logs`). `limits` must be the ones
+    the batch is built with, or a record they change is not recognised as stored."""
+    out: list[tuple[str, datetime] | None] = []
+    for i in index:
+        message = messages.message(int(i))
+        try:
+            records = decode_message(message.value, kafka_timestamp_ms=message.timestamp, topic=message.topic,
+                                     partition=message.partition, offset=message.offset, max_bytes=max_bytes,
+                                     limits=limits)
+        except NotALogError:
+            out.append(None)
+            continue
+        first = records[0]
+        stamp = first.get("timestamp")
+        if not isinstance(stamp, datetime) or not first.get("record_id"):
+            out.append(None)
+            continue
+        out.append((str(first["record_id"]), stamp))
+    return out
 
 
 @dataclass

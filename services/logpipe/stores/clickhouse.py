@@ -423,6 +423,18 @@ class ClickHouseStore:
     async def aping(self) -> bool:
         return await asyncio.to_thread(self.ping)
 
+    def stored_at(self, topic: str, partition: int, offsets: Sequence[int], record_ids: Sequence[str],
+                  start, end) -> set[tuple[int, str]]:
+        """Which (offset, record_id) pairs of one partition are stored, among rows timed in [start, end]
+        (the time bounds let the sort key skip most of the table)."""
+        sql = (f"SELECT kafka_offset, record_id FROM {self.table('logs')} "
+               "WHERE timestamp BETWEEN {start:DateTime64(3)} AND {end:DateTime64(3)} "
+               "AND kafka_topic = {topic:String} AND kafka_partition = {partition:UInt32} "
+               "AND kafka_offset IN {offsets:Array(UInt64)} AND record_id IN {ids:Array(String)}")
+        rows = self.query(sql, {"topic": topic, "partition": partition, "offsets": list(offsets),
+                                "ids": list(record_ids), "start": start, "end": end})
+        return {(int(offset), record_id) for offset, record_id in rows}
+
     def stored_offsets(self, topic: str, partitions: Sequence[int] | None = None) -> dict[int, int]:
         """The highest Kafka offset already stored, per partition of `topic`."""
         sql = (f"SELECT partition, max(max_offset) FROM {self.table('ingest_offsets')} "
