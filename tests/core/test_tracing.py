@@ -157,3 +157,44 @@ async def test_one_trace_runs_gateway_ingest_vectorizer(spans, kafka_bootstrap, 
         assert any(s.context.trace_id == trace_id for s in by_name.get(name, [])), (name, sorted(by_name))
     assert forwarded[0].headers and dict(forwarded[0].headers)["traceparent"].decode().split("-")[1] == \
         format(trace_id, "032x")
+
+    # The maintained Kafka instrumentations: aiokafka's producer span for the vectorizer's
+    # novel-error event (a child of its batch), and confluent-kafka's consume spans in ingest and
+    # the vectorizer, which start their own trace and link to each record's context.
+    aiokafka_sends = [s for s in finished if s.instrumentation_scope.name == "opentelemetry.instrumentation.aiokafka"
+                      and s.kind.name == "PRODUCER" and s.context.trace_id == trace_id]
+    assert [s.parent.span_id for s in aiokafka_sends] == [vectorize.context.span_id], sorted(by_name)
+    confluent = [s for s in finished if s.instrumentation_scope.name == "opentelemetry.instrumentation.confluent_kafka"]
+    linked = {link.context.span_id for s in confluent for link in s.links if link.context.trace_id == trace_id}
+    assert {produce.context.span_id, ingest.context.span_id} <= linked, sorted(by_name)
+
+
+async def test_a_record_sent_with_a_key_carries_one_traceparent(spans, kafka_bootstrap, topics):
+    from aiokafka import AIOKafkaConsumer
+
+    from logpipe.core.kafka import new_producer, send_values
+
+    producer = new_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        with tracing.span("produce keyed") as outer:
+            await send_values(producer, topics.novel_errors, [b"event"], keys=[b"checkout"],
+                              headers=tracing.kafka_headers())
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topics.novel_errors, bootstrap_servers=kafka_bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        fetched = await consumer.getmany(timeout_ms=10_000)
+    finally:
+        await consumer.stop()
+    records = [record for batch in fetched.values() for record in batch]
+    assert len(records) == 1
+    traceparents = [value for key, value in records[0].headers if key == "traceparent"]
+    assert len(traceparents) == 1, records[0].headers
+    # The one header is the aiokafka instrumentation's producer span, a child of ours.
+    send = next(s for s in spans.get_finished_spans()
+                if s.instrumentation_scope.name == "opentelemetry.instrumentation.aiokafka" and s.kind.name == "PRODUCER")
+    assert send.parent.span_id == outer.get_span_context().span_id
+    assert traceparents[0].decode().split("-")[2] == format(send.context.span_id, "016x")

@@ -13,6 +13,8 @@ from typing import Sequence
 
 from aiokafka import AIOKafkaProducer
 
+from logpipe.core import tracing
+
 log = logging.getLogger(__name__)
 
 _round_robin = itertools.count()
@@ -40,7 +42,7 @@ async def send_values(producer: AIOKafkaProducer, topic: str, values: Sequence[b
     if not values:
         return
     if keys is not None:
-        futures = [await producer.send(topic, value, key=key, headers=list(headers) or None)
+        futures = [await producer.send(topic, value, key=key, headers=list(tracing.for_send(headers)) or None)
                    for value, key in zip(values, keys)]
         await asyncio.gather(*futures)
         return

@@ -4,7 +4,9 @@ One trace follows a log from the gateway's ingest route through ingest to the ve
 W3C trace context travels in Kafka record headers (`traceparent`, `tracestate`), injected where
 we produce (core/kafka.py `send_values`) and extracted where a batch is handled. A batch of
 records from many requests gets one span whose parent is the first record's context and which
-links to the others.
+links to the others. The maintained instrumentations add their own spans: aiokafka's `send`
+(a producer span whose context it injects instead of ours), confluent-kafka's consume (a
+`recv` root per poll with a `<topic> process` child linked to every record's context).
 
 Off (the default) every helper returns at once without touching OpenTelemetry, so the ingest
 hot path pays one boolean test per batch. On when `OTEL_TRACES_EXPORTER` or an OTLP endpoint
@@ -53,7 +55,8 @@ def enabled() -> bool:
 
 def configure(service: str, environ: Mapping[str, str] = os.environ, exporter: Any = None) -> bool:
     """Install a tracer provider for `service` when the environment asks for one (or when an
-    `exporter` is given, as tests do); instrument httpx, Redis and SQLAlchemy. Idempotent."""
+    `exporter` is given, as tests do); instrument httpx, Redis, SQLAlchemy, aiokafka and
+    confluent-kafka. Idempotent."""
     global _enabled, _provider
     if exporter is None and not wanted(environ):
         return False
@@ -102,9 +105,18 @@ def _exporter_from_environment(environ: Mapping[str, str]) -> Any:
 
 def _instrument_libraries() -> None:
     # The maintained instrumentations; each is optional so a slim install still starts.
+    # aiokafka: wraps `AIOKafkaProducer.send` (a producer span, the context injected into the
+    # record's headers) and `AIOKafkaConsumer.getone/getmany`; `send_batch`, our keyless hot
+    # path in core/kafka.py, is not wrapped, so `send_values` still carries the context itself.
+    # confluent-kafka: `instrument()` swaps `confluent_kafka.Consumer`/`Producer` for traced
+    # subclasses; core/consumer.py looks the class up when it creates its client, after
+    # `configure`, so it gets them. Its per-instance proxies cannot serve BatchConsumer:
+    # they skip the client's constructor and lack assignment/pause/resume/position/seek.
     for module, name in (("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
                          ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
-                         ("opentelemetry.instrumentation.sqlalchemy", "SQLAlchemyInstrumentor")):
+                         ("opentelemetry.instrumentation.sqlalchemy", "SQLAlchemyInstrumentor"),
+                         ("opentelemetry.instrumentation.aiokafka", "AIOKafkaInstrumentor"),
+                         ("opentelemetry.instrumentation.confluent_kafka", "ConfluentKafkaInstrumentor")):
         try:
             instrumentor = getattr(__import__(module, fromlist=[name]), name)()
             if not instrumentor.is_instrumented_by_opentelemetry:
@@ -112,6 +124,19 @@ def _instrument_libraries() -> None:
                 _instrumented.append(instrumentor)
         except ImportError as exc:
             log.info("tracing without %s (%s)", module, exc)
+
+
+def _aiokafka_injects() -> bool:
+    return any(type(i).__name__ == "AIOKafkaInstrumentor" for i in _instrumented)
+
+
+def for_send(headers: Headers) -> Headers:
+    """`headers` for one `AIOKafkaProducer.send`: while the aiokafka instrumentation is on it
+    injects the context of its own producer span, so ours is left out (a record carries one
+    `traceparent`)."""
+    if not _enabled or not headers or not _aiokafka_injects():
+        return headers
+    return tuple((key, value) for key, value in headers if key not in ("traceparent", "tracestate"))
 
 
 def instrument_app(app: Any) -> None:
@@ -135,7 +160,16 @@ def reset() -> None:
     global _enabled
     _enabled = False
     while _instrumented:
-        _instrumented.pop().uninstrument()
+        instrumentor = _instrumented.pop()
+        instrumentor.uninstrument()
+        if type(instrumentor).__name__ == "ConfluentKafkaInstrumentor":
+            # Its uninstrument (0.66b1) leaves consume/close wrapped: the next configure would
+            # wrap them again and every poll would make its spans twice.
+            from opentelemetry.instrumentation.confluent_kafka import AutoInstrumentedConsumer
+            from opentelemetry.instrumentation.utils import unwrap
+
+            unwrap(AutoInstrumentedConsumer, "consume")
+            unwrap(AutoInstrumentedConsumer, "close")
 
 
 def _tracer():

@@ -129,13 +129,14 @@ class Vectorizer:
             with tracing.batch_span("vectorizer batch", tracing.contexts_of_chunks(batch.chunks),
                                     **{"logpipe.records": len(messages)}):
                 outcome = await self.pipeline.process(messages)
-            if outcome.dead_letters:
-                await send_values(self.producer, self.topics.vectorization_dlq,
-                                  [dead.to_bytes() for dead in outcome.dead_letters])
-            if outcome.novel_events:
-                await send_values(self.producer, self.topics.novel_errors,
-                                  [orjson.dumps(event) for event in outcome.novel_events],
-                                  keys=[str(e.get("service") or "").encode() for e in outcome.novel_events])
+                # Inside the batch span: the novel-error events carry this trace to the analyzer.
+                if outcome.dead_letters:
+                    await send_values(self.producer, self.topics.vectorization_dlq,
+                                      [dead.to_bytes() for dead in outcome.dead_letters])
+                if outcome.novel_events:
+                    await send_values(self.producer, self.topics.novel_errors,
+                                      [orjson.dumps(event) for event in outcome.novel_events],
+                                      keys=[str(e.get("service") or "").encode() for e in outcome.novel_events])
         except Exception as exc:
             # Raised to the consumer: it retries this batch and commits nothing meanwhile.
             self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
