@@ -167,6 +167,12 @@ async def test_one_trace_runs_gateway_ingest_vectorizer(spans, kafka_bootstrap, 
     confluent = [s for s in finished if s.instrumentation_scope.name == "opentelemetry.instrumentation.confluent_kafka"]
     linked = {link.context.span_id for s in confluent for link in s.links if link.context.trace_id == trace_id}
     assert {produce.context.span_id, ingest.context.span_id} <= linked, sorted(by_name)
+    # The SQLAlchemy instrumentation (its `sqlalchemy<2.1` check skipped, we run 2.1): the
+    # route's token lookup is a query span inside the route's trace.
+    queries = [s for s in finished if s.instrumentation_scope.name == "opentelemetry.instrumentation.sqlalchemy"
+               and s.context.trace_id == trace_id]
+    assert queries and any("api_token" in str(s.attributes.get("db.statement", "")) for s in queries), \
+        [(s.name, dict(s.attributes)) for s in queries]
 
 
 async def test_a_record_sent_with_a_key_carries_one_traceparent(spans, kafka_bootstrap, topics):
