@@ -184,6 +184,8 @@ async def dashboard_burst(platform: Platform, client, latencies: dict[str, list[
 
 
 async def run_step(platform: Platform, client, counters: Counters, rate: float, args, first: bool) -> dict:
+    import httpx
+
     control = await client.put(f"{platform.url('generator')}/control", json={"rate_per_second": rate})
     control.raise_for_status()
     if first:
@@ -197,9 +199,15 @@ async def run_step(platform: Platform, client, counters: Counters, rate: float, 
     bursts = []
     step_end = start["at"] + args.step_seconds
     next_burst = start["at"] + min(5.0, args.step_seconds / 4)
+    unanswered = 0
     while time.monotonic() < step_end:
         await asyncio.sleep(max(0.0, min(1.0, step_end - time.monotonic())))
-        samples.append(await counters.read())
+        try:
+            samples.append(await counters.read())
+        except httpx.HTTPError:
+            # A platform too busy to answer /stats within the client's timeout: the step goes
+            # on, and the count of unanswered samples is reported with it.
+            unanswered += 1
         if args.dashboard_every > 0 and time.monotonic() >= next_burst:
             next_burst = time.monotonic() + args.dashboard_every
             bursts.append(asyncio.create_task(dashboard_burst(platform, client, latencies, failures)))
@@ -209,6 +217,8 @@ async def run_step(platform: Platform, client, counters: Counters, rate: float, 
         await asyncio.wait(bursts, timeout=60)
     end = samples[-1]
     wall = end["at"] - start["at"]
+    if wall <= 0:
+        raise RuntimeError("no /stats answer during the step")
     produced_rate = (end["produced"] - start["produced"]) / wall
     stored_rate = (end["ingest_done"] - start["ingest_done"]) / wall
     forwarded_rate = (end["forwarded"] - start["forwarded"]) / wall
@@ -228,10 +238,11 @@ async def run_step(platform: Platform, client, counters: Counters, rate: float, 
     stages = cpu["cores_by_stage"]
     ingest_cores = stages.get("ingest", 0.0) + stages.get("clickhouse (chdb threads)", 0.0)
     vectorizer_cores = stages.get("vectorizer", 0.0) + stages.get("unnamed native threads (ONNX Runtime, ...)", 0.0)
-    misses = [name for name, ok in (("generator", generator_ok), ("ingest lag", ingest["bounded"]),
+    misses = [name for name, ok in (("platform answering /stats", not unanswered), ("generator", generator_ok), ("ingest lag", ingest["bounded"]),
                                     ("vectorizer lag", vectorizer["bounded"]), ("dashboard", dashboard_ok)) if not ok]
     return {
         "rate": rate, "seconds": round(wall, 1), "holds": not misses, "missed": misses,
+        "stats_unanswered": unanswered,
         "load_average_start": load_start, "load_average_end": load_end,
         "produced_per_s": round(produced_rate), "stored_per_s": round(stored_rate),
         "forwarded_per_s": round(forwarded_rate), "vectorized_per_s": round(vectorized_rate),
