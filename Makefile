@@ -71,6 +71,8 @@ bench: venv
 	$(VENV)/bin/python bench/analyze.py
 	$(VENV)/bin/python bench/incidents.py
 	$(VENV)/bin/python bench/query.py
+	$(VENV)/bin/python bench/scaleout.py
+	$(VENV)/bin/python bench/capacity.py
 
 lock:
 	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v -E '^(logpipe|py-spy)==' > requirements.lock

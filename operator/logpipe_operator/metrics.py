@@ -8,3 +8,5 @@ RECONCILE_SECONDS = Histogram("logpipe_operator_reconcile_seconds", "Time of one
 SCALING = Counter("logpipe_operator_scaling_decisions_total", "Replica changes made by the lag scaler",
                   ["component", "direction"])
 LAG = Gauge("logpipe_operator_consumer_lag", "Consumer lag seen by the scaler", ["pipeline", "component"])
+RATE = Gauge("logpipe_operator_incoming_records_per_second",
+             "Records per second arriving on a consumer's topic between two scaler passes", ["pipeline", "component"])

@@ -37,6 +37,9 @@ class Consumer:
     target_lag_per_replica: int = 10_000
     cooldown_seconds: int = 300
     resources: dict[str, Any] = field(default_factory=dict)
+    # The sizing rule (docs/operator.md, "Sizing"): records per second one replica takes, as
+    # measured (bench/scaleout.py, bench/capacity.py); None: replicas follow the lag alone.
+    records_per_second_per_replica: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,9 +119,11 @@ def parse(name: str, namespace: str, spec: dict[str, Any]) -> Pipeline:
 
     def consumer(key: str) -> Consumer:
         item = consumers.get(key) or {}
+        capacity = item.get("recordsPerSecondPerReplica")
         made = Consumer(int(item.get("minReplicas", 1)), int(item.get("maxReplicas", 4)),
                         int(item.get("targetLagPerReplica", 10_000)), int(item.get("cooldownSeconds", 300)),
-                        _quantities(item.get("resources") or {}))
+                        _quantities(item.get("resources") or {}),
+                        int(capacity) if capacity else None)
         if made.min_replicas > made.max_replicas:
             raise ValueError(f"spec.consumers.{key}: minReplicas {made.min_replicas} > maxReplicas {made.max_replicas}")
         return made
@@ -331,7 +336,7 @@ def desired_objects(pipeline: Pipeline) -> list[dict[str, Any]]:
     return objects
 
 
-# Scaling by lag (pure): the operator's own scaler when consumers.scaler is `operator`.
+# Scaling by lag and incoming rate (pure): the operator's own scaler when consumers.scaler is `operator`.
 
 @dataclass(frozen=True)
 class ScaleDecision:
@@ -342,22 +347,58 @@ class ScaleDecision:
         return self.replicas != current
 
 
-def wanted_replicas(lag: int, consumer: Consumer) -> int:
-    """ceil(lag / target per replica), within [min, max]."""
-    wanted = math.ceil(max(lag, 0) / consumer.target_lag_per_replica)
-    return max(consumer.min_replicas, min(consumer.max_replicas, wanted))
+def replica_ceiling(consumer: Consumer, partitions: int | None) -> int:
+    """maxReplicas, and no more replicas than partitions: a consumer group gives each partition
+    to one member, so a replica beyond the partition count gets nothing to do."""
+    ceiling = consumer.max_replicas if partitions is None else min(consumer.max_replicas, max(partitions, 1))
+    return max(consumer.min_replicas, ceiling)
 
 
-def decide_scale(current: int, lag: int, consumer: Consumer, seconds_since_last_change: float | None) -> ScaleDecision:
-    """Up at once when lag needs it; down only once `cooldown_seconds` passed since the last
-    change, so a lag that dips between two polls does not flap the Deployment."""
-    wanted = wanted_replicas(lag, consumer)
+def replicas_by_input(lag: int, consumer: Consumer, rate: float | None = None) -> tuple[int, str]:
+    """What each input asks for, and which asked for more: the lag, ceil(lag / targetLagPerReplica),
+    to drain a backlog; the incoming rate, ceil(rate / recordsPerSecondPerReplica), to keep up
+    with it before a backlog builds (only when the sizing rule is given and a rate was measured)."""
+    by_lag = math.ceil(max(lag, 0) / consumer.target_lag_per_replica)
+    by_rate = 0
+    if consumer.records_per_second_per_replica and rate is not None:
+        by_rate = math.ceil(max(rate, 0.0) / consumer.records_per_second_per_replica)
+    return (by_rate, "Rate") if by_rate > by_lag else (by_lag, "Lag")
+
+
+def wanted_replicas(lag: int, consumer: Consumer, rate: float | None = None, partitions: int | None = None) -> int:
+    """The larger of what the lag and the incoming rate ask for, within [min, max] and at most
+    one replica per partition."""
+    wanted, _ = replicas_by_input(lag, consumer, rate)
+    return max(consumer.min_replicas, min(replica_ceiling(consumer, partitions), wanted))
+
+
+def decide_scale(current: int, lag: int, consumer: Consumer, seconds_since_last_change: float | None,
+                 rate: float | None = None, partitions: int | None = None) -> ScaleDecision:
+    """Up at once when lag or rate needs it; down only once `cooldown_seconds` passed since the
+    last change, so a lag that dips between two polls does not flap the Deployment."""
+    wanted = wanted_replicas(lag, consumer, rate, partitions)
+    _, driver = replicas_by_input(lag, consumer, rate)
     if current < consumer.min_replicas or current > consumer.max_replicas:
         return ScaleDecision(max(consumer.min_replicas, min(consumer.max_replicas, current)), "OutOfBounds")
     if wanted > current:
-        return ScaleDecision(wanted, "LagAboveTarget")
+        return ScaleDecision(wanted, "RateAboveCapacity" if driver == "Rate" else "LagAboveTarget")
     if wanted < current:
         if seconds_since_last_change is not None and seconds_since_last_change < consumer.cooldown_seconds:
             return ScaleDecision(current, "CoolingDown")
+        if current > replica_ceiling(consumer, partitions) and wanted == replica_ceiling(consumer, partitions):
+            return ScaleDecision(wanted, "AbovePartitions")
         return ScaleDecision(wanted, "LagBelowTarget")
     return ScaleDecision(current, "Steady")
+
+
+def incoming_rate(end_offsets: int, observed_at: float, before_end_offsets: int | None,
+                  before_observed_at: float | None) -> float | None:
+    """Records per second arriving on the topic between two lag readings (the growth of the
+    summed end offsets); None without an earlier reading, or when the offsets went back (a topic
+    recreated)."""
+    if before_end_offsets is None or before_observed_at is None or observed_at <= before_observed_at:
+        return None
+    grown = end_offsets - before_end_offsets
+    if grown < 0:
+        return None
+    return grown / (observed_at - before_observed_at)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -98,6 +99,37 @@ async def test_stop_waits_for_the_send_in_flight(monkeypatch):
     await asyncio.wait_for(stopping, 5)
     assert delivered and generator.stats.produced == len(delivered)
     assert not generator.running
+
+
+async def test_slow_acknowledgements_do_not_lower_the_rate(monkeypatch):
+    """Each send takes 0.2 s of (virtual) time, four ticks' worth: the generator still makes
+    its rate, sending what the elapsed time owes (it used to send one tick's worth per tick)."""
+    from logpipe.generator import handlers
+    from logpipe.generator.settings import Settings
+
+    skew = [0.0]
+    real_monotonic = time.monotonic
+    monkeypatch.setattr(handlers.time, "monotonic", lambda: real_monotonic() + skew[0])
+    sends: list[tuple[float, int]] = []
+    enough = asyncio.Event()
+
+    async def slow_send(producer, topic, values):
+        skew[0] += 0.2
+        sends.append((handlers.time.monotonic(), len(values)))
+        if len(sends) >= 10:
+            enough.set()
+
+    monkeypatch.setattr(handlers, "send_values", slow_send)
+    generator = handlers.Generator(Settings(rate_per_second=1000, incidents="none", seed=3), producer=None, topic="t")
+    started = handlers.time.monotonic()
+    generator.start()
+    await asyncio.wait_for(enough.wait(), 10)
+    await generator.stop()
+    elapsed = sends[9][0] - started
+    produced = sum(count for _, count in sends[:10])
+    assert elapsed >= 2.0  # ten sends of 0.2 s each
+    assert produced >= 0.9 * 1000 * (elapsed - 0.2)  # the rate over all but the last send's time
+    assert max(count for _, count in sends) <= 1000 * handlers.Generator.catch_up_s
 
 
 async def test_rest_control_over_real_kafka(kafka_bootstrap, topics, topic_prefix):

@@ -181,6 +181,7 @@ async def test_lag_scales_ingest_up_then_down_after_cooldown(operator, api, kafk
     await api.create(f"/api/v1/namespaces/{ns}/secrets", secret(ns, "clickhouse", dsn=chdb_dsn))
     await api.create(LP.format(ns=ns), pipeline(
         name, ns, kafka_bootstrap, f"op_{uuid.uuid4().hex[:8]}",
+        kafka={"partitions": 4},
         consumers={"ingest": {"minReplicas": 1, "maxReplicas": 3, "targetLagPerReplica": 10, "cooldownSeconds": 3}},
         analysis={"enabled": False}))
     await ready(api, ns, name)
@@ -238,6 +239,52 @@ async def test_lag_scales_ingest_up_then_down_after_cooldown(operator, api, kafk
         ingest = current["status"]["consumers"]["ingest"]
         return ingest["summary"] == "1 (lag 0)" and ingest["lastDecision"] == "LagBelowTarget"
     await eventually(scaled_down, 10, what="status shows the scale-down")
+
+
+async def test_incoming_rate_scales_ingest_to_the_sized_capacity_capped_by_partitions(
+        operator, api, kafka_bootstrap, chdb_dsn):
+    ns, name = "team-b", f"r{uuid.uuid4().hex[:6]}"
+    await api.create(f"/api/v1/namespaces/{ns}/secrets", secret(ns, "clickhouse", dsn=chdb_dsn))
+    # The lag target is out of reach: only the rate (records/s over 2 per replica) can scale.
+    await api.create(LP.format(ns=ns), pipeline(
+        name, ns, kafka_bootstrap, f"op_{uuid.uuid4().hex[:8]}",
+        consumers={"ingest": {"minReplicas": 1, "maxReplicas": 4, "targetLagPerReplica": 1_000_000,
+                              "recordsPerSecondPerReplica": 2, "cooldownSeconds": 600}},
+        analysis={"enabled": False}))
+    await ready(api, ns, name)
+    deployment = f"/apis/apps/v1/namespaces/{ns}/deployments/{name}-ingest"
+    assert (await api.get(deployment))["spec"]["replicas"] == 1
+
+    topic = f"{ns}.{name}.raw-logs"
+    producer = new_producer(kafka_bootstrap)
+    await producer.start()
+    stop = asyncio.Event()
+
+    async def produce():
+        # About 20 records/s, one record per batch (Tansu counts a batch's end offset as one).
+        index = 0
+        while not stop.is_set():
+            await (await producer.send(topic, b'{"message": "x"}', partition=index % 2))
+            index += 1
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(produce())
+    try:
+        async def scaled():
+            ingest = ((await api.get(f"{LP.format(ns=ns)}/{name}"))["status"].get("consumers") or {}).get("ingest") or {}
+            # The status of a pass after the scale-up (the first pass has no rate yet).
+            return ingest if ingest.get("replicas") == 2 and ingest.get("ratePerSecond") else None
+        seen = await eventually(scaled, 30, what="ingest scaled by its incoming rate")
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
+    # 20 records/s at 2 per replica want 10 replicas; maxReplicas is 4, the topic has 2 partitions.
+    assert (await api.get(deployment))["spec"]["replicas"] == 2
+    assert seen["partitions"] == 2 and seen["ratePerSecond"] > 4
+    assert seen["lag"] < 1_000_000
+    assert ("Normal", "ScaledUp") in await events(api, ns, name)
+    assert metric("logpipe_operator_incoming_records_per_second", pipeline=f"{ns}/{name}", component="ingest") > 0
 
 
 async def test_two_pipelines_stay_isolated_and_retain_keeps_data(operator, api, kafka_bootstrap, chdb_dsn):

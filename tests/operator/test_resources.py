@@ -109,6 +109,55 @@ def test_no_flapping_when_lag_oscillates_around_the_target():
     assert changes == 1 and replicas == 2  # up once, never down within the 60 s cooldown
 
 
+# The sizing rule: 1,000 records/s per replica (docs/operator.md, Sizing).
+SIZED = Consumer(min_replicas=1, max_replicas=8, target_lag_per_replica=100_000, cooldown_seconds=60,
+                 records_per_second_per_replica=1_000)
+
+
+@pytest.mark.parametrize("rate, lag, partitions, wanted", [
+    (0.0, 0, 8, 1),          # nothing arrives: the minimum
+    (999.0, 0, 8, 1),        # one replica takes 1,000/s
+    (3_500.0, 0, 8, 4),      # ceil(3,500 / 1,000)
+    (3_500.0, 500_000, 8, 5),  # the lag asks for more (ceil(500,000 / 100,000)): the larger wins
+    (20_000.0, 0, 8, 8),     # maxReplicas
+    (20_000.0, 0, 3, 3),     # a replica beyond the partitions would get none
+    (None, 0, 8, 1),         # no rate measured yet (the first pass): the lag alone
+])
+def test_wanted_replicas_follow_the_incoming_rate_at_the_sized_capacity(rate, lag, partitions, wanted):
+    assert wanted_replicas(lag, SIZED, rate=rate, partitions=partitions) == wanted
+
+
+def test_without_a_sizing_rule_the_rate_is_ignored_and_partitions_still_cap():
+    assert wanted_replicas(0, CONSUMER, rate=1_000_000.0, partitions=4) == 1
+    assert wanted_replicas(10_000, CONSUMER, rate=None, partitions=2) == 2
+    assert decide_scale(1, 10_000, CONSUMER, None, partitions=2) == resources.ScaleDecision(2, "LagAboveTarget")
+
+
+def test_scaling_by_rate_names_its_reason_and_keeps_the_cooldown():
+    assert decide_scale(1, 0, SIZED, 0, rate=2_500.0, partitions=8) == resources.ScaleDecision(3, "RateAboveCapacity")
+    assert decide_scale(3, 0, SIZED, 10, rate=800.0, partitions=8) == resources.ScaleDecision(3, "CoolingDown")
+    assert decide_scale(3, 0, SIZED, 61, rate=800.0, partitions=8) == resources.ScaleDecision(1, "LagBelowTarget")
+    # Partitions went down to 2 under 3 replicas: the idle one goes once the cooldown passed.
+    assert decide_scale(3, 0, SIZED, 61, rate=5_000.0, partitions=2) == resources.ScaleDecision(2, "AbovePartitions")
+
+
+def test_incoming_rate_from_two_end_offset_readings():
+    assert resources.incoming_rate(13_000, 110.0, 3_000, 100.0) == 1_000.0
+    assert resources.incoming_rate(3_000, 100.0, None, None) is None  # the first reading
+    assert resources.incoming_rate(10, 110.0, 3_000, 100.0) is None   # the topic was recreated
+    assert resources.incoming_rate(3_000, 100.0, 3_000, 100.0) is None
+
+
+def test_the_sizing_rule_is_read_from_the_spec():
+    spec = {"kafka": {"bootstrapServers": "kafka:9092"}, "storage": {"dsnSecretRef": {"name": "ch"}},
+            "consumers": {"ingest": {"recordsPerSecondPerReplica": 40_000},
+                          "vectorizer": {"recordsPerSecondPerReplica": 1_500}}}
+    pipeline = resources.parse("p", "ns", spec)
+    assert pipeline.consumers["ingest"].records_per_second_per_replica == 40_000
+    assert pipeline.consumers["vectorizer"].records_per_second_per_replica == 1_500
+    assert resources.parse("p", "ns", {**spec, "consumers": {}}).consumers["ingest"].records_per_second_per_replica is None
+
+
 def test_conditions_ready_reason_and_transition_times():
     first = status.merge_conditions(None, [status.Condition("TopicsReady", True, "TopicsPresent", "5 topics"),
                                            status.Condition("StorageReady", False, "StorageUnavailable", "refused")],

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from logpipe import schemas
-from logpipe.core.lag import consumer_lag
+from logpipe.core.lag import group_offsets
 from logpipe_operator import FINALIZER, GROUP, PLURAL, VERSION, metrics, resources
 from logpipe_operator.kube import Kube
 from logpipe_operator.settings import Settings
@@ -241,28 +241,42 @@ async def scale(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, sta
             continue  # the reconcile has not created it yet
         current = int((deployment.get("spec") or {}).get("replicas") or 0)
         try:
-            lag = await asyncio.wait_for(
-                consumer_lag(bootstrap, pipeline.group_id(component),
-                             getattr(pipeline.topics, resources.TOPIC_OF[component]),
-                             SETTINGS.kafka_timeout_seconds), SETTINGS.kafka_timeout_seconds * 2)
+            offsets = await asyncio.wait_for(
+                group_offsets(bootstrap, pipeline.group_id(component),
+                              getattr(pipeline.topics, resources.TOPIC_OF[component]),
+                              SETTINGS.kafka_timeout_seconds), SETTINGS.kafka_timeout_seconds * 2)
         except Exception as exc:  # noqa: BLE001 - the broker being down must not stop the timer
             log.warning(f"{pipeline.id}: lag of {component} not read: {_cause(exc)}")
             reported[component] = dict(before, replicas=current, lagError=_cause(exc),
                                        summary=consumer_summary(current, None))
             continue
+        lag = offsets.lag
+        observed = time.time()
+        # The incoming rate from the growth of the topic's end offsets since the last reading.
+        rate = resources.incoming_rate(offsets.end_offsets, observed, before.get("endOffsets"),
+                                       before.get("observedAt"))
         metrics.LAG.labels(pipeline.id, component).set(lag)
-        entry = dict(before, replicas=current, lag=lag, lagError=None,
+        entry = dict(before, replicas=current, lag=lag, lagError=None, endOffsets=offsets.end_offsets,
+                     observedAt=observed, partitions=offsets.partitions,
+                     ratePerSecond=None if rate is None else round(rate, 1),
                      summary=consumer_summary(current, lag))
+        if rate is not None:
+            metrics.RATE.labels(pipeline.id, component).set(rate)
         if pipeline.scaler == "operator":
-            decision = resources.decide_scale(current, lag, consumer, _seconds_since(before.get("lastScaleTime")))
+            decision = resources.decide_scale(current, lag, consumer, _seconds_since(before.get("lastScaleTime")),
+                                              rate=rate, partitions=offsets.partitions or None)
             entry["lastDecision"] = decision.reason
             if decision.changed(current):
                 await kube.patch("apps/v1", "Deployment", namespace, pipeline.child_name(component),
                                  {"spec": {"replicas": decision.replicas}})
                 direction = "up" if decision.replicas > current else "down"
                 metrics.SCALING.labels(component, direction).inc()
+                capacity = (f", {'?' if rate is None else round(rate)} records/s at "
+                            f"{consumer.records_per_second_per_replica} per replica"
+                            if consumer.records_per_second_per_replica else "")
                 message = (f"{component} scaled {direction} from {current} to {decision.replicas} replicas "
-                           f"(lag {lag}, target {consumer.target_lag_per_replica} per replica)")
+                           f"(lag {lag}, target {consumer.target_lag_per_replica} per replica{capacity}; "
+                           f"{decision.reason})")
                 log.info(f"{pipeline.id}: {message}")
                 _event(body, True, f"Scaled{direction.capitalize()}", message)
                 entry.update(replicas=decision.replicas, lastScaleTime=now_iso(),

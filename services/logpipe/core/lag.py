@@ -5,6 +5,8 @@ The operator scales consumers by it; a partition the group never committed count
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -14,8 +16,22 @@ def group_lag(end_offsets: dict[tuple[str, int], int], committed: dict[tuple[str
     return sum(max(0, end - max(committed.get(key, 0), 0)) for key, end in end_offsets.items())
 
 
+@dataclass(frozen=True)
+class GroupOffsets:
+    lag: int
+    # The topic's end offsets summed over its partitions: two readings apart in time give the
+    # incoming rate (records per second), the operator's other scaling input.
+    end_offsets: int
+    partitions: int
+
+
 async def consumer_lag(bootstrap_servers: str, group: str, topic: str, timeout_s: float = 10.0) -> int:
     """The lag of `group` on `topic`, read from the broker (end offsets vs committed offsets)."""
+    return (await group_offsets(bootstrap_servers, group, topic, timeout_s)).lag
+
+
+async def group_offsets(bootstrap_servers: str, group: str, topic: str, timeout_s: float = 10.0) -> GroupOffsets:
+    """`group`'s lag on `topic`, the topic's summed end offsets and its partition count."""
     timeout_ms = int(timeout_s * 1000)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
                                 request_timeout_ms=timeout_ms)
@@ -27,12 +43,13 @@ async def consumer_lag(bootstrap_servers: str, group: str, topic: str, timeout_s
                       for partition in sorted(consumer.partitions_for_topic(topic)
                                               or await _partitions(consumer, topic))]
         if not partitions:
-            return 0
+            return GroupOffsets(0, 0, 0)
         end = await consumer.end_offsets(partitions)
         # Partitions named explicitly: brokers such as Tansu do not answer "all of them".
         offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
         committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
-        return group_lag({(tp.topic, tp.partition): offset for tp, offset in end.items()}, committed)
+        ends = {(tp.topic, tp.partition): offset for tp, offset in end.items()}
+        return GroupOffsets(group_lag(ends, committed), sum(ends.values()), len(partitions))
     finally:
         await consumer.stop()
         await admin.close()
