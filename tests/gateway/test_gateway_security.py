@@ -175,6 +175,14 @@ async def test_no_token_appears_in_logs_error_bodies_or_metrics(kafka_bootstrap,
     previous = root.level
     root.addHandler(capture)
     root.setLevel(logging.DEBUG)
+    # An earlier test may have run uvicorn in this process with its own logging config, which
+    # stops "uvicorn" propagating (and log_level may have raised its level): as in a service,
+    # where logpipe's config leaves them propagating to the root handler, for this test.
+    uvicorn_loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved = [(logger.propagate, logger.level, logger.disabled) for logger in uvicorn_loggers]
+    for logger in uvicorn_loggers:
+        logger.propagate, logger.disabled = True, False
+        logger.setLevel(logging.NOTSET)
     gateway, server = start_gateway(gateway_settings(kafka_bootstrap, topics.prefix, clickhouse, tmp_path))
     bodies: list[str] = []
     created_token = ""
@@ -220,6 +228,9 @@ async def test_no_token_appears_in_logs_error_bodies_or_metrics(kafka_bootstrap,
         server.stop()
         root.removeHandler(capture)
         root.setLevel(previous)
+        for logger, (propagate, level, disabled) in zip(uvicorn_loggers, saved):
+            logger.propagate, logger.disabled = propagate, disabled
+            logger.setLevel(level)
     logs = "\n".join(capture.lines)
     assert "WebSocket /ws/logs" in logs  # uvicorn logged the tail's URL: with its token redacted
     assert "token=[redacted]" in logs
