@@ -453,7 +453,13 @@ def stream_post(url: str, headers: dict[str, str], chunks: Iterator[bytes],
                 readable, writable, _ = select.select([sock], [sock], [], 30)
                 if readable:
                     break
-                sent = sock.send(view)
+                try:
+                    sent = sock.send(view)
+                except (ConnectionResetError, BrokenPipeError):
+                    # The server answered and closed between select and send; its answer
+                    # is still in the receive queue, read below (the kernel returns it first).
+                    readable = [sock]
+                    break
                 view = view[sent:]
             if readable:
                 break
