@@ -243,7 +243,8 @@ async def test_past_novel_errors_are_listed_for_a_range_newest_first(gateway, ka
                              "nearest": {"record_id": "old", "score": 0.41, "message": "x", "service": service}})
 
     await produce(kafka_bootstrap, topics.novel_errors, [
-        event("n-old", 3 * 60, "checkout"), event("n-1", 30, "checkout"), event("n-2", 5, "payments"), b"not json"])
+        event("n-old", 3 * 60, "checkout"), event("n-1", 30, "checkout"), event("n-2", 5, "payments"), b"not json",
+        orjson.dumps({"record_id": "bad", "timestamp": now.isoformat(), "similarity": "high", "nearest": [1]})])
     async with httpx.AsyncClient(base_url=gateway.url, headers=gateway.headers("read"), timeout=30) as client:
         since = datetime.fromtimestamp(now.timestamp() - 3600, timezone.utc).isoformat()
         response = await client.get("/api/novel-errors", params={"start": since})

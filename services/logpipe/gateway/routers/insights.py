@@ -19,7 +19,7 @@ from logpipe.core.record import MAX_TIMESTAMP, MIN_TIMESTAMP, to_utc_ms
 from logpipe.core.topics import Topics
 from logpipe.gateway import insights
 from logpipe.gateway.auth import Principal, require, token_from_headers
-from logpipe.gateway.responses import (AnomalyList, NovelErrorList, PatternList, Report, ReportList,
+from logpipe.gateway.responses import (AnomalyList, NovelError, NovelErrorList, PatternList, Report, ReportList,
                                         SearchResponse)
 from logpipe.gateway.schemas import AnalyzeRequest, SemanticSearchRequest
 from logpipe.gateway.service import check_pipeline_access, effective_pipeline, split_values
@@ -166,9 +166,18 @@ async def list_novel_errors(
                                    start, end, max_events=NOVEL_ERRORS_READ, timeout_s=settings.pipeline_timeout_s)
     services = set(split_values(service))
     events = [event for event in read.events if not services or event.get("service") in services]
-    events = [event for event in events if isinstance(event.get("record_id"), str)]
+    # The topic is not ours alone: an event that is not a novel error is left out, never a 500.
+    events = [event for event in events if _valid_novel_error(event)]
     events.sort(key=lambda event: str(event.get("timestamp") or ""), reverse=True)
     return {"novel_errors": events[:limit], "total": len(events), "truncated": read.truncated, "error": read.error}
+
+
+def _valid_novel_error(event: dict[str, Any]) -> bool:
+    try:
+        NovelError.model_validate(event)
+    except ValueError:
+        return False
+    return True
 
 
 @router.post("/api/analyze", status_code=202, summary="Start an analysis run now (admin)")
