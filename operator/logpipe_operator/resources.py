@@ -74,6 +74,8 @@ class Pipeline:
     llm_model: str
     llm_endpoint: str
     llm_api_key_secret: tuple[str, str] | None
+    # Where KEDA reads the operator's incoming-rate gauge (scaler: keda with the sizing rule).
+    prometheus_address: str = ""
 
     @property
     def id(self) -> str:
@@ -156,6 +158,7 @@ def parse(name: str, namespace: str, spec: dict[str, Any]) -> Pipeline:
         llm_model=llm.get("model") or "llama3.1:8b",
         llm_endpoint=llm.get("endpoint") or "",
         llm_api_key_secret=_secret(llm.get("apiKeySecretRef"), "apiKey"),
+        prometheus_address=consumers.get("prometheusAddress") or "",
     )
 
 
@@ -296,7 +299,10 @@ def cronjob(pipeline: Pipeline) -> dict[str, Any] | None:
 
 
 def scaled_object(pipeline: Pipeline, component: str) -> dict[str, Any]:
-    """A KEDA ScaledObject with a Kafka trigger (consumers.scaler: keda)."""
+    """A KEDA ScaledObject (consumers.scaler: keda): a Kafka trigger on the group's lag and, with
+    the sizing rule and a Prometheus address, a Prometheus trigger on the incoming rate the
+    operator measures (`logpipe_operator_incoming_records_per_second`), so KEDA scales by lag and
+    by rate as the operator's own scaler does: KEDA takes the larger of the two triggers."""
     spec = pipeline.consumers[component]
     metadata: dict[str, str] = {
         "consumerGroup": pipeline.group_id(component),
@@ -309,15 +315,27 @@ def scaled_object(pipeline: Pipeline, component: str) -> dict[str, Any]:
         metadata["bootstrapServersFromEnv"] = "KAFKA_BOOTSTRAP_SERVERS"
     else:
         metadata["bootstrapServers"] = pipeline.bootstrap_servers
+    triggers: list[dict[str, Any]] = [{"type": "kafka", "metadata": metadata}]
+    if spec.records_per_second_per_replica and pipeline.prometheus_address:
+        # AverageValue: KEDA asks for ceil(rate / threshold) replicas. No sample yet (the
+        # operator's first pass has no rate) reads as 0, which leaves the lag trigger in charge.
+        query = (f'max(logpipe_operator_incoming_records_per_second{{pipeline="{pipeline.id}",'
+                 f'component="{component}"}})')
+        triggers.append({"type": "prometheus", "metadata": {
+            "serverAddress": pipeline.prometheus_address, "query": query,
+            "threshold": str(spec.records_per_second_per_replica), "ignoreNullValues": "true"}})
     return {
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
         "metadata": {"name": pipeline.child_name(component), "namespace": pipeline.namespace,
                      "labels": labels(pipeline, component)},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": pipeline.child_name(component)},
-            "minReplicaCount": spec.min_replicas, "maxReplicaCount": spec.max_replicas,
+            # A group gives each partition to one member: replicas beyond the partitions idle
+            # (the Kafka trigger stops there by itself; the rate trigger would not).
+            "minReplicaCount": spec.min_replicas,
+            "maxReplicaCount": replica_ceiling(spec, pipeline.partitions),
             "cooldownPeriod": spec.cooldown_seconds, "pollingInterval": 30,
-            "triggers": [{"type": "kafka", "metadata": metadata}],
+            "triggers": triggers,
         },
     }
 

@@ -136,6 +136,7 @@ def minimal(**spec_changes) -> dict:
     ({"consumers__scaler": "hpa"}, "hpa"),
     ({"vectors__levels": ["ERROR", "LOUD"]}, "LOUD"),
     ({"analysis__schedule": "every night"}, "does not match"),
+    ({"consumers__prometheusAddress": "prometheus:9090"}, "does not match"),
 ])
 def test_schema_rejects_invalid_resources(changes, message):
     with pytest.raises(jsonschema.ValidationError, match=message):
@@ -149,10 +150,20 @@ def test_schema_rejects_invalid_resources(changes, message):
     ({"kafka__bootstrapServersSecretRef": {"name": "kafka"}}, "exactly one of bootstrapServers"),
     ({"kafka__bootstrapServers": None}, "exactly one of bootstrapServers"),
     ({"analysis__llm": {"backend": "ollama"}}, "need an endpoint"),
+    ({"consumers": {"scaler": "keda", "ingest": {"recordsPerSecondPerReplica": 1000}}}, "needs prometheusAddress"),
+    ({"consumers": {"scaler": "keda", "vectorizer": {"recordsPerSecondPerReplica": 100}}}, "needs prometheusAddress"),
 ])
 def test_cel_rules_reject_invalid_resources(changes, message):
     with pytest.raises(ValueError, match=message):
         admit(minimal(**changes))
+
+
+def test_cel_admits_keda_rate_scaling_with_a_prometheus_address():
+    admitted = admit(minimal(consumers={"scaler": "keda", "prometheusAddress": "http://prometheus:9090",
+                                        "ingest": {"recordsPerSecondPerReplica": 1000}}))
+    assert admitted["spec"]["consumers"]["ingest"]["recordsPerSecondPerReplica"] == 1000
+    # The operator's own scaler reads the rate itself: no address needed.
+    admit(minimal(consumers={"scaler": "operator", "ingest": {"recordsPerSecondPerReplica": 1000}}))
 
 
 def test_cel_rejects_a_long_name():

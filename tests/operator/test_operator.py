@@ -5,6 +5,10 @@ user sees: topics on the broker, children with owner references, status conditio
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+import shutil
+import subprocess
 import uuid
 
 import aiohttp
@@ -13,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from logpipe.core.broker import free_port
 from logpipe.core.kafka import new_producer
 from logpipe.core.topics import Topics
 from logpipe.stores.clickhouse import ClickHouseStore
@@ -285,6 +290,92 @@ async def test_incoming_rate_scales_ingest_to_the_sized_capacity_capped_by_parti
     assert seen["lag"] < 1_000_000
     assert ("Normal", "ScaledUp") in await events(api, ns, name)
     assert metric("logpipe_operator_incoming_records_per_second", pipeline=f"{ns}/{name}", component="ingest") > 0
+
+
+async def test_keda_scales_by_the_incoming_rate_through_a_real_prometheus(
+        operator, api, kafka_bootstrap, chdb_dsn, tmp_path):
+    """scaler: keda with the sizing rule: the ScaledObject's Prometheus trigger, evaluated by a
+    real Prometheus scraping this operator's /metrics, asks for what the operator's own scaler
+    would (ceil(rate / recordsPerSecondPerReplica), capped at the partitions)."""
+    prometheus_binary = shutil.which("prometheus")
+    if prometheus_binary is None:
+        pytest.fail("prometheus is missing: install Debian's prometheus (scripts/system-deps.sh)")
+    from prometheus_client import REGISTRY, start_http_server
+
+    metrics_port, prometheus_port = free_port(), free_port()
+    server, thread = start_http_server(metrics_port, addr="127.0.0.1", registry=REGISTRY)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(json.dumps({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                                  "scrape_configs": [{"job_name": "operator", "static_configs": [
+                                      {"targets": [f"127.0.0.1:{metrics_port}"]}]}]}))
+    prometheus = subprocess.Popen([prometheus_binary, f"--config.file={config}",
+                                   f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                   f"--web.listen-address=127.0.0.1:{prometheus_port}"],
+                                  stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("w"))
+    address = f"http://127.0.0.1:{prometheus_port}"
+    producer = new_producer(kafka_bootstrap)
+    stop = asyncio.Event()
+    task, started = None, False
+    try:
+        ns, name = "team-k", f"k{uuid.uuid4().hex[:6]}"
+        await api.create(f"/api/v1/namespaces/{ns}/secrets", secret(ns, "clickhouse", dsn=chdb_dsn))
+        await api.create(LP.format(ns=ns), pipeline(
+            name, ns, kafka_bootstrap, f"op_{uuid.uuid4().hex[:8]}",
+            consumers={"scaler": "keda", "prometheusAddress": address,
+                       "ingest": {"minReplicas": 1, "maxReplicas": 4, "targetLagPerReplica": 1_000_000,
+                                  "recordsPerSecondPerReplica": 6}},
+            analysis={"enabled": False}))
+        await ready(api, ns, name)
+        scaled = await api.get(f"/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/{name}-ingest")
+        kafka_trigger, rate_trigger = scaled["spec"]["triggers"]
+        assert kafka_trigger["type"] == "kafka" and rate_trigger["type"] == "prometheus"
+        assert rate_trigger["metadata"]["serverAddress"] == address
+        assert rate_trigger["metadata"]["threshold"] == "6"
+        # maxReplicas 4, but the topic has 2 partitions: KEDA may not go past them either.
+        assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 2)
+        # The vectorizer has no sizing rule: lag alone.
+        vectorizer = await api.get(f"/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/{name}-vectorizer")
+        assert [trigger["type"] for trigger in vectorizer["spec"]["triggers"]] == ["kafka"]
+
+        await producer.start()
+        started = True
+
+        async def produce():
+            index = 0  # about 10 records/s, one per batch (Tansu counts a batch's end offset as one)
+            while not stop.is_set():
+                await (await producer.send(f"{ns}.{name}.raw-logs", b'{"message": "x"}', partition=index % 2))
+                index += 1
+                await asyncio.sleep(0.1)
+
+        task = asyncio.create_task(produce())
+
+        async def evaluated():
+            # What KEDA does each pollingInterval: run the trigger's query, want ceil(value / threshold).
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{address}/api/v1/query",
+                                       params={"query": rate_trigger["metadata"]["query"]}) as response:
+                    answer = await response.json()
+            assert answer["status"] == "success", answer
+            result = answer["data"]["result"]
+            return float(result[0]["value"][1]) if result and float(result[0]["value"][1]) > 0 else None
+        rate = await eventually(evaluated, 60, interval=1, what="the trigger's query answers with the incoming rate")
+        wanted = math.ceil(rate / int(rate_trigger["metadata"]["threshold"]))
+        status = (await api.get(f"{LP.format(ns=ns)}/{name}"))["status"]["consumers"]["ingest"]
+        # The same figure the operator reports (one pass apart, so only roughly the same).
+        assert status["ratePerSecond"] and 0.3 < rate / status["ratePerSecond"] < 3
+        assert wanted >= 2, rate  # ~10 records/s at 6 per replica
+        assert min(wanted, scaled["spec"]["maxReplicaCount"]) == 2
+        # The operator itself leaves the replicas to KEDA.
+        assert (await api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}-ingest"))["spec"]["replicas"] == 1
+    finally:
+        stop.set()
+        if task is not None:
+            await task
+        if started:
+            await producer.stop()
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
+        server.shutdown()
 
 
 async def test_two_pipelines_stay_isolated_and_retain_keeps_data(operator, api, kafka_bootstrap, chdb_dsn):

@@ -62,7 +62,30 @@ def test_keda_renders_a_scaled_object_with_a_kafka_trigger():
     assert trigger["metadata"]["lagThreshold"] == "50000"
     # The brokers come from a Secret: KEDA reads them from the scaled container's environment.
     assert trigger["metadata"]["bootstrapServersFromEnv"] == "KAFKA_BOOTSTRAP_SERVERS"
-    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 8)
+    # maxReplicas 8, but the topic has 6 partitions: a seventh member would get none.
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 6)
+
+
+def test_keda_scales_by_rate_with_the_sizing_rule_and_a_prometheus_address():
+    pipeline = cases()["keda"]
+    rate = resources.scaled_object(pipeline, "ingest")["spec"]["triggers"][1]
+    assert rate == {"type": "prometheus", "metadata": {
+        "serverAddress": "http://prometheus-operated.monitoring:9090",
+        "query": 'max(logpipe_operator_incoming_records_per_second{pipeline="shop/payments",component="ingest"})',
+        "threshold": "20000", "ignoreNullValues": "true"}}
+    # The vectorizer's own rule and its own series.
+    vectorizer = resources.scaled_object(pipeline, "vectorizer")["spec"]["triggers"][1]["metadata"]
+    assert vectorizer["threshold"] == "2400" and 'component="vectorizer"' in vectorizer["query"]
+    # Without the rule, or without Prometheus, KEDA scales by lag alone.
+    for change in ({"recordsPerSecondPerReplica": None}, {"prometheusAddress": None}):
+        spec = copy.deepcopy(example("pipeline-full.yaml")["spec"])
+        spec["consumers"]["scaler"] = "keda"
+        if "prometheusAddress" in change:
+            del spec["consumers"]["prometheusAddress"]
+        else:
+            del spec["consumers"]["ingest"]["recordsPerSecondPerReplica"]
+        scaled = resources.scaled_object(resources.parse("payments", "shop", spec), "ingest")
+        assert [trigger["type"] for trigger in scaled["spec"]["triggers"]] == ["kafka"]
 
 
 def test_resources_are_written_as_the_api_server_reads_them_back():
