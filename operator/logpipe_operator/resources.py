@@ -340,12 +340,40 @@ def scaled_object(pipeline: Pipeline, component: str) -> dict[str, Any]:
     }
 
 
-def desired_objects(pipeline: Pipeline) -> list[dict[str, Any]]:
-    """Every child object of the pipeline, in the order they are applied."""
+@dataclass(frozen=True)
+class NetworkRules:
+    """Who may reach a consumer's port (the operator's settings, from the chart's `networkPolicy`
+    values). Nothing calls a consumer's routes in a cluster; only Prometheus scrapes /metrics,
+    which shares the port with /flush and /process (refused without a token anyway). Empty
+    selectors: any namespace, any pod there."""
+    metrics_namespace_selector: dict[str, Any] = field(default_factory=dict)
+    metrics_pod_selector: dict[str, Any] = field(default_factory=dict)
+
+
+def network_policy(pipeline: Pipeline, component: str, rules: NetworkRules) -> dict[str, Any]:
+    """A NetworkPolicy in front of one consumer: only the metrics scraper reaches its port."""
+    peer: dict[str, Any] = {"namespaceSelector": dict(rules.metrics_namespace_selector)}
+    if rules.metrics_pod_selector:
+        peer["podSelector"] = dict(rules.metrics_pod_selector)
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": pipeline.child_name(component), "namespace": pipeline.namespace,
+                     "labels": labels(pipeline, component)},
+        "spec": {"podSelector": {"matchLabels": selector(pipeline, component)},
+                 "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [peer], "ports": [{"port": "http", "protocol": "TCP"}]}]},
+    }
+
+
+def desired_objects(pipeline: Pipeline, network: NetworkRules | None = None) -> list[dict[str, Any]]:
+    """Every child object of the pipeline, in the order they are applied; `network` None: no
+    NetworkPolicies (OPERATOR_NETWORK_POLICIES=false)."""
     objects: list[dict[str, Any]] = []
     for component in COMPONENTS:
         objects.append(deployment(pipeline, component))
         objects.append(service(pipeline, component))
+        if network is not None:
+            objects.append(network_policy(pipeline, component, network))
         if pipeline.scaler == "keda":
             objects.append(scaled_object(pipeline, component))
     job = cronjob(pipeline)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
@@ -25,6 +26,12 @@ class Settings(CommonSettings):
     # Kubernetes events on changes and failures (kmock in tests cannot store generated names).
     post_events: bool = True
     kafka_timeout_seconds: float = Field(10.0, gt=0)
+    # A NetworkPolicy in front of each consumer: only the metrics scraper reaches its port
+    # (label selectors as JSON, e.g. {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}};
+    # empty: any namespace / any pod there). The chart sets these from `networkPolicy`.
+    network_policies: bool = True
+    metrics_namespace_selector: dict[str, Any] = Field(default_factory=dict)
+    metrics_pod_selector: dict[str, Any] = Field(default_factory=dict)
     # Watch these namespaces only (comma-separated); empty watches every namespace.
     namespaces: str = ""
     # A pipeline naming no Qdrant URL: the operator prepares the embedded engine here, as

@@ -266,7 +266,8 @@ def test_operator_rbac_covers_what_the_operator_touches():
                for group in rule["apiGroups"] for resource in rule["resources"]}
     for key in [("logpipe.io", "logpipelines"), ("logpipe.io", "logpipelines/status"),
                 ("logpipe.io", "logpipelines/finalizers"), ("apps", "deployments"), ("", "services"),
-                ("batch", "cronjobs"), ("keda.sh", "scaledobjects"), ("coordination.k8s.io", "leases")]:
+                ("batch", "cronjobs"), ("keda.sh", "scaledobjects"), ("coordination.k8s.io", "leases"),
+                ("networking.k8s.io", "networkpolicies")]:
         assert {"get", "list", "watch", "patch"} <= granted[key], key
     assert granted[("", "secrets")] == {"get", "list", "watch"}
     assert granted[("apiextensions.k8s.io", "customresourcedefinitions")] == {"get", "list", "watch"}
@@ -350,3 +351,31 @@ def test_network_policies_let_only_the_gateway_the_operator_and_prometheus_reach
             assert scrapers == [scrape_peer], name
         operator = policies["logpipe-operator"]["spec"]["ingress"]
         assert [rule["ports"] for rule in operator] == [[{"port": "metrics", "protocol": "TCP"}]]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_operator_gives_pipelines_consumers_the_same_network_policy(enabled, monkeypatch):
+    """The operator reads the chart's networkPolicy values (its env) and puts the same scrape
+    rule in front of every pipeline's ingest and vectorizer."""
+    from logpipe_operator import resources
+    from logpipe_operator.settings import Settings
+
+    prometheus = {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    rendered = render({"networkPolicy": {"enabled": enabled, "metricsNamespaceSelector": monitoring,
+                                         "metricsPodSelector": prometheus}})
+    container = by_kind(rendered, "Deployment")["logpipe-operator"]["spec"]["template"]["spec"]["containers"][0]
+    for item in container["env"]:
+        if item["name"].startswith("OPERATOR_") and "value" in item:
+            monkeypatch.setenv(item["name"], item["value"])
+    settings = Settings()
+    assert settings.network_policies is enabled
+    rules = resources.NetworkRules(settings.metrics_namespace_selector, settings.metrics_pod_selector)
+    pipeline = resources.parse("checkout", "shop", {"kafka": {"bootstrapServers": "k:9092"},
+                                                    "storage": {"dsnSecretRef": {"name": "c"}}})
+    peer = resources.network_policy(pipeline, "ingest", rules)["spec"]["ingress"][0]["from"]
+    # The release's own services admit Prometheus the same way.
+    if enabled:
+        chart_ingest = by_kind(rendered, "NetworkPolicy")["logpipe-ingest"]["spec"]["ingress"]
+        assert peer[0] in [p for rule in chart_ingest for p in rule["from"]]
+    assert peer == [{"namespaceSelector": monitoring, "podSelector": prometheus}]

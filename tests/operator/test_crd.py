@@ -193,9 +193,13 @@ def test_kubernetes_validate_strict_accepts_the_crd_and_every_built_object(versi
             spec = copy.deepcopy(admitted["spec"])
             spec["consumers"]["scaler"] = scaler
             pipeline = resources.parse(admitted["metadata"]["name"], admitted["metadata"]["namespace"], spec)
-            objects += resources.desired_objects(pipeline)
+            rules = resources.NetworkRules({"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                                           {"matchExpressions": [{"key": "app", "operator": "In",
+                                                                  "values": ["prometheus"]}]})
+            objects += resources.desired_objects(pipeline, rules)
     built_in = [obj for obj in objects if obj["kind"] != "ScaledObject"]
-    assert {obj["kind"] for obj in built_in} == {"CustomResourceDefinition", "Deployment", "Service", "CronJob"}
+    assert {obj["kind"] for obj in built_in} == {"CustomResourceDefinition", "Deployment", "Service", "CronJob",
+                                                 "NetworkPolicy"}
     for obj in built_in:
         assert kubernetes_validate.validate(obj, version, strict=True), obj["kind"]
 

@@ -124,6 +124,8 @@ async def test_apply_creates_a_ready_pipeline_then_grow_then_delete(operator, ap
                  f"/apis/apps/v1/namespaces/{ns}/deployments/{name}-vectorizer",
                  f"/api/v1/namespaces/{ns}/services/{name}-ingest",
                  f"/api/v1/namespaces/{ns}/services/{name}-vectorizer",
+                 f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}-ingest",
+                 f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}-vectorizer",
                  f"/apis/batch/v1/namespaces/{ns}/cronjobs/{name}-analysis"):
         child = await api.get(path)
         assert child is not None, path
@@ -376,6 +378,30 @@ async def test_keda_scales_by_the_incoming_rate_through_a_real_prometheus(
         prometheus.terminate()
         prometheus.wait(timeout=30)
         server.shutdown()
+
+
+async def test_network_policies_follow_the_operator_setting(operator, api, kafka_bootstrap, chdb_dsn, monkeypatch):
+    from logpipe_operator.handlers import pipeline as handlers
+
+    ns, name = "team-n", f"n{uuid.uuid4().hex[:6]}"
+    await api.create(f"/api/v1/namespaces/{ns}/secrets", secret(ns, "clickhouse", dsn=chdb_dsn))
+    await api.create(LP.format(ns=ns), pipeline(name, ns, kafka_bootstrap, f"op_{uuid.uuid4().hex[:8]}",
+                                                analysis={"enabled": False}))
+    await ready(api, ns, name)
+    policy_path = f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}-ingest"
+    policy = await api.get(policy_path)
+    pods = (await api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}-ingest"))["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pods["metadata"]["labels"].items()
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+
+    # Turned off (the chart's networkPolicy.enabled: false): the timer's next pass removes them.
+    monkeypatch.setattr(handlers.SETTINGS, "network_policies", False)
+
+    async def removed():
+        return all([await api.get(policy_path) is None,
+                    await api.get(policy_path.replace("-ingest", "-vectorizer")) is None])
+    await eventually(removed, 15, what="NetworkPolicies removed")
+    await api.delete(f"{LP.format(ns=ns)}/{name}")
 
 
 async def test_two_pipelines_stay_isolated_and_retain_keeps_data(operator, api, kafka_bootstrap, chdb_dsn):

@@ -33,7 +33,7 @@ def cases() -> dict[str, resources.Pipeline]:
 
 @pytest.mark.parametrize("case", ["minimal", "full", "keda", "no-analysis"])
 def test_builders_match_golden_objects(case):
-    built = resources.desired_objects(cases()[case])
+    built = resources.desired_objects(cases()[case], resources.NetworkRules())
     path = GOLDEN / f"{case}.yaml"
     if os.environ.get("LOGPIPE_UPDATE_GOLDEN"):
         path.write_text(yaml.safe_dump_all(built, sort_keys=False))
@@ -50,6 +50,28 @@ def test_minimal_pipeline_defaults_and_names():
     assert pipeline.retention_seconds == 168 * 3600
     assert [obj["kind"] for obj in resources.desired_objects(pipeline)] == \
         ["Deployment", "Service", "Deployment", "Service", "CronJob"]
+    assert [obj["kind"] for obj in resources.desired_objects(pipeline, resources.NetworkRules())] == \
+        ["Deployment", "Service", "NetworkPolicy", "Deployment", "Service", "NetworkPolicy", "CronJob"]
+
+
+def test_network_policy_lets_only_the_metrics_scraper_reach_a_consumer():
+    pipeline = cases()["minimal"]
+    rules = resources.NetworkRules({"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                                   {"matchLabels": {"app.kubernetes.io/name": "prometheus"}})
+    policy = resources.network_policy(pipeline, "vectorizer", rules)
+    pods = resources.deployment(pipeline, "vectorizer")["spec"]["template"]["metadata"]["labels"]
+    # It selects exactly the consumer's pods (and not the other consumer's).
+    chosen = policy["spec"]["podSelector"]["matchLabels"]
+    assert chosen.items() <= pods.items()
+    assert not chosen.items() <= resources.deployment(pipeline, "ingest")["spec"]["template"]["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [{
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
+        "ports": [{"port": "http", "protocol": "TCP"}]}]
+    # The named port is the container's.
+    container = resources.deployment(pipeline, "vectorizer")["spec"]["template"]["spec"]["containers"][0]
+    assert [port["name"] for port in container["ports"]] == ["http"]
 
 
 def test_keda_renders_a_scaled_object_with_a_kafka_trigger():

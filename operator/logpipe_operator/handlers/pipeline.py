@@ -136,7 +136,9 @@ async def _children(kube: Kube, pipeline: resources.Pipeline, body: kopf.Body, l
     """Apply every child; remove the ones the spec no longer wants (KEDA off, analysis off)."""
     applied: dict[str, str] = {}
     try:
-        for desired in resources.desired_objects(pipeline):
+        network = (resources.NetworkRules(SETTINGS.metrics_namespace_selector, SETTINGS.metrics_pod_selector)
+                   if SETTINGS.network_policies else None)
+        for desired in resources.desired_objects(pipeline, network):
             kopf.adopt(desired, owner=body)
             keep = ("replicas",) if desired["kind"] == "Deployment" else ()
             outcome, _ = await kube.apply(desired, keep=keep)
@@ -146,6 +148,10 @@ async def _children(kube: Kube, pipeline: resources.Pipeline, body: kopf.Body, l
         if pipeline.scaler != "keda":
             for component in resources.COMPONENTS:
                 await kube.delete("keda.sh/v1alpha1", "ScaledObject", pipeline.namespace,
+                                  pipeline.child_name(component))
+        if network is None:
+            for component in resources.COMPONENTS:
+                await kube.delete("networking.k8s.io/v1", "NetworkPolicy", pipeline.namespace,
                                   pipeline.child_name(component))
         if not pipeline.analysis_enabled:
             await kube.delete("batch/v1", "CronJob", pipeline.namespace, pipeline.child_name("analysis"))
