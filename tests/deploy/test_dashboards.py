@@ -32,7 +32,7 @@ PROMTOOL = shutil.which("promtool")
 RATE_INTERVAL = "15s"
 OPERATOR_METRICS = {"logpipe_operator_reconciles_total", "logpipe_operator_errors_total",
                     "logpipe_operator_reconcile_seconds_bucket", "logpipe_operator_scaling_decisions_total",
-                    "logpipe_operator_consumer_lag"}
+                    "logpipe_operator_consumer_lag", "logpipe_operator_incoming_records_per_second"}
 PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "max", "or", "on", "vector", "le",
                 "without", "and", "unless", "min", "avg", "count", "topk"}
 
