@@ -370,7 +370,7 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=22)
     parser.add_argument("--throughput-logs", type=int, default=20_000, help="0 skips the 80 %%-duplicates run")
     parser.add_argument("--show-misses", action="store_true")
-    parser.add_argument("--methods", default="", help="comma-separated method names to run (default: all)")
+    parser.add_argument("--methods", default="", help="comma-separated method names (or their beginnings) to run (default: all)")
     parser.add_argument("--search-constant", action="append", default=[], metavar="NAME=JSON",
                         help="set a logpipe.ai.search constant for every method, e.g. COSINE_MARGIN=0.08")
     parser.add_argument("--optimize", action="store_true",
@@ -394,7 +394,9 @@ async def main() -> None:
         backend = local_backend(os.environ.get("LOGPIPE_DATA_DIR") or data_dir, prefer="onnx", threads=2)
         query_embedder = Embedder(backend, MemoryCache())
         stores: dict[str, tuple[EdgeVectorStore, dict]] = {}
-        chosen_methods = [name.strip() for name in args.methods.split(",") if name.strip()] or list(METHODS)
+        # A name's beginning is enough (names hold commas): "hybrid: expanded" is the default.
+        wanted = [name.strip() for name in args.methods.split(",") if name.strip()]
+        chosen_methods = [name for name in METHODS if any(name.startswith(w) for w in wanted)] or list(METHODS)
         for name in chosen_methods:
             options, method, constants = METHODS[name]
             key = json.dumps(options, sort_keys=True)

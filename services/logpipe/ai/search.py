@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 
-from logpipe.ai.glossary import GLOSSARY
+from logpipe.ai.glossary import GLOSSARY, MODEL_WORDS
 from logpipe.core.record import normalize_level
 from logpipe.stores.vectors import KeywordVector, VectorFilter, VectorHit, VectorStore
 
@@ -175,13 +175,16 @@ def keyword_terms(text: str) -> list[str]:
 def expand_query(text: str) -> str:
     """The question as the vector side embeds it: followed by what its abbreviations, products
     and HTTP statuses stand for (`GLOSSARY`), so "OOMKilled pod" is embedded with "out memory
-    killed". Unchanged when no word is in the glossary."""
+    killed". Words the model knows (`MODEL_WORDS`) are left to it. Unchanged when no other
+    word is in the glossary."""
     tokens = _glossary_tokens(text)
     present = {word for lowered, parts in tokens for word in (lowered, *parts)}
     present |= {p.lower() for token in _TOKEN.findall(text) for p in _CAMEL.findall(token)}
     added: list[str] = []
     for _, parts in tokens:
         for part in parts:
+            if part in MODEL_WORDS:
+                continue
             for word in GLOSSARY.get(part, "").split():
                 if word not in present and word not in added:
                     added.append(word)
