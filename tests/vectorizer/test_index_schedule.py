@@ -3,6 +3,8 @@ un-indexed tail a search scans stays bounded and a high error rate cannot keep a
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 from logpipe.stores.vectors import EdgeVectorStore, VectorPoint
@@ -60,16 +62,27 @@ def points(rng, start: int, count: int, dim: int = 384) -> list[VectorPoint]:
                         {"service": "svc", "level": "ERROR", "message": f"m {start + i}"}) for i in range(count)]
 
 
-async def grow(vectorizer: Vectorizer, store: EdgeVectorStore, rng, start: int, count: int) -> None:
-    """Write `count` points as a batch would and let the vectorizer's schedule act on them."""
+async def grow(vectorizer: Vectorizer, store: EdgeVectorStore, rng, start: int, count: int,
+               write_during: bool = False) -> list[VectorPoint]:
+    """Write `count` points as a batch would and let the vectorizer's schedule act on them;
+    with `write_during`, go on writing small batches while a build it started runs (returned)."""
     store.upsert(points(rng, start, count))
     vectorizer._maybe_optimize(count)
+    written: list[VectorPoint] = []
+    while (write_during and vectorizer._optimizing is not None and not vectorizer._optimizing.done()
+           and len(written) < 5_000):
+        batch = points(rng, start + count + len(written), 10)
+        await asyncio.to_thread(store.upsert, batch)
+        written += batch
+        await asyncio.sleep(0)
     if vectorizer._optimizing is not None:
         await vectorizer._optimizing
+    return written
 
 
 async def test_the_vectorizer_builds_the_index_as_the_shard_grows_and_after_a_restart(tmp_path):
-    """8,000 x 384 floats is the smallest shard the engine indexes at all."""
+    """8,000 x 384 floats is the smallest shard the engine indexes at all. The second build
+    runs in a child process, as shipped, while writes go on: every one of them is kept."""
     rng = np.random.default_rng(5)
     settings = Settings(optimize_after_points=8_000, optimize_growth=2.0, optimize_in_child=False)
     store = EdgeVectorStore(tmp_path, "scheduled")
@@ -82,20 +95,24 @@ async def test_the_vectorizer_builds_the_index_as_the_shard_grows_and_after_a_re
     assert store.index_state()[1] >= 8_000
     await grow(vectorizer, store, rng, 8_000, 4_000)  # 12,000: not yet twice 8,000
     assert vectorizer.stats.index_builds == 1
-    await grow(vectorizer, store, rng, 12_000, 4_000)
-    assert vectorizer.stats.index_builds == 2
+    vectorizer.settings.optimize_in_child = True
+    during = await grow(vectorizer, store, rng, 12_000, 4_000, write_during=True)
+    assert vectorizer.stats.index_builds == 2 and during
+    total = 16_000 + len(during)
+    assert store.count() == total
     assert store.index_state()[1] >= 16_000
+    assert len(store.retrieve([p.record_id for p in during])) == len(during)
+    assert store.search(during[-1].vector, limit=1)[0].record_id == during[-1].record_id
     view = vectorizer.stats_view()["index"]
-    assert view["builds"] == 2 and view["indexed_at_points"] == 16_000 and view["points"] == 16_000
-    assert not view["building"]
+    assert view["builds"] == 2 and 16_000 <= view["indexed_at_points"] <= total and not view["building"]
     await vectorizer.close()
 
-    # A restarted vectorizer reads what the last build indexed: no build until 32,000 points.
+    # A restarted vectorizer reads what the last build indexed: no build until twice that.
     restarted = Vectorizer(settings, pipeline=None, producer=None, store=store)
-    await grow(restarted, store, rng, 16_000, 1_000)
+    await grow(restarted, store, rng, total, 1_000)
     assert restarted.stats.index_builds == 0
     assert restarted.stats_view()["index"]["indexed_at_points"] >= 16_000
-    assert store.count() == 17_000
+    assert store.count() == total + 1_000
     assert store.search(points(np.random.default_rng(5), 0, 1)[0].vector, limit=1)[0].record_id == "rec-0"
     await restarted.close()
     store.close()
