@@ -116,3 +116,48 @@ async def test_the_vectorizer_builds_the_index_as_the_shard_grows_and_after_a_re
     assert store.search(points(np.random.default_rng(5), 0, 1)[0].vector, limit=1)[0].record_id == "rec-0"
     await restarted.close()
     store.close()
+
+
+class _ServerLikeStore:
+    """A store that indexes on its own (a Qdrant server): index_state is None."""
+
+    def __init__(self) -> None:
+        self.state_reads = 0
+        self.optimized = 0
+
+    def index_state(self):
+        self.state_reads += 1
+        return None
+
+    def optimize(self, in_child: bool = False) -> bool:
+        self.optimized += 1
+        return True
+
+
+class _BrokenStateStore(_ServerLikeStore):
+    def index_state(self):
+        self.state_reads += 1
+        raise ConnectionError("shard closed")
+
+
+async def test_a_store_that_indexes_itself_is_asked_once_and_never_built():
+    store = _ServerLikeStore()
+    vectorizer = Vectorizer(Settings(optimize_after_points=10), pipeline=None, producer=None, store=store)
+    for _ in range(5):
+        vectorizer._maybe_optimize(1_000)
+        if vectorizer._optimizing is not None:
+            await vectorizer._optimizing
+    assert store.state_reads == 1 and store.optimized == 0
+    assert vectorizer.stats_view()["index"]["builds"] == 0
+    await vectorizer.close()
+
+
+async def test_an_unreadable_index_state_is_not_asked_for_at_every_batch():
+    store = _BrokenStateStore()
+    vectorizer = Vectorizer(Settings(optimize_after_points=10), pipeline=None, producer=None, store=store)
+    for _ in range(5):
+        vectorizer._maybe_optimize(1_000)
+        if vectorizer._optimizing is not None:
+            await vectorizer._optimizing
+    assert store.state_reads == 1 and store.optimized == 0
+    await vectorizer.close()

@@ -93,6 +93,7 @@ class Vectorizer:
         self._points: int | None = None
         self._indexed_at: int | None = None
         self._next_try_at = 0
+        self._state_retry_at = 0.0
         # A poll returns at most a batch, so the buffer and every batch in flight hold fewer
         # than two batches' records each: this many in flight keeps the total within MAX_BUFFERED.
         in_flight = max(1, settings.max_buffered // (2 * settings.batch_size) - 1)
@@ -195,13 +196,20 @@ class Vectorizer:
             self._points += upserted
         if self._optimizing is not None and not self._optimizing.done():
             return
+        if self._points is None and time.monotonic() < self._state_retry_at:
+            return
         if self._points is not None and (self._points < self._next_try_at
                                          or not self.index_schedule.due(self._points, self._indexed_at or 0)):
             return
         self._optimizing = asyncio.create_task(self._index_when_due(), name="vectorizer-optimize")
 
     async def _index_when_due(self) -> None:
-        state = await asyncio.to_thread(self.store.index_state)
+        try:
+            state = await asyncio.to_thread(self.store.index_state)
+        except Exception as exc:  # noqa: BLE001 - the store's own errors surface on the next write
+            log.warning("cannot read the vector index state: %s", exc)
+            self._state_retry_at = time.monotonic() + 60
+            return
         if state is None:
             # A Qdrant server indexes on its own.
             self._indexed_at = -1
