@@ -14,7 +14,8 @@
    was chosen; HELD_OUT was written at the same time and not looked at while tuning;
    HELD_OUT_HARD (the four kinds of the issue, harder) was written later, before the next
    round of retrieval changes, and is scored per kind too; TUNE_MORE was added to tune that
-   round on.
+   round on; HELD_OUT_FRESH (same kinds) was written before the round after that, to check
+   that changes made for HELD_OUT_HARD's failure classes generalise.
 4. Every question runs through `semantic_search`, the function behind
    `POST /api/search/semantic` (the route only parses filters and serialises the hits; the
    route itself is covered by tests/gateway/test_gateway_search.py). In process because the
@@ -152,7 +153,41 @@ HELD_OUT_HARD = [
     ("clients refuse to connect: the server's validity date is in the past", "tls_expired", "symptom"),
     ("the same request shows up two or three times downstream", "retrying", "symptom"),
 ]
-QUESTION_SETS = {"tune": TUNE, "tune_more": TUNE_MORE, "held_out": HELD_OUT, "held_out_hard": [(q, f) for q, f, _ in HELD_OUT_HARD]}
+# (question, family, kind): a third held-out set, written for the round that made the index
+# build by default (2026-12-07) before any retrieval change of that round, by a writer who had
+# read HELD_OUT_HARD but not the glossary's entries for it, and committed alone. Two per family,
+# the same four kinds. It checks that what that round changes on HELD_OUT_HARD's failure
+# classes generalises; never tune on it.
+HELD_OUT_FRESH = [
+    ("the relational store takes ages to hand back rows", "slow_query", "synonym"),
+    ("DB query p99 way above target", "slow_query", "abbreviation"),
+    ("Okta login denied", "auth_failed", "product"),
+    ("login page keeps saying try again", "auth_failed", "symptom"),
+    ("the buyer's money transfer was turned down", "payment_declined", "synonym"),
+    ("Braintree rejected the card", "payment_declined", "product"),
+    ("second and third attempts at talking to another service", "retrying", "synonym"),
+    ("the same job logs several attempts before it goes through", "retrying", "symptom"),
+    ("storage is exhausted, nothing more can be saved", "disk_full", "synonym"),
+    ("FS full on the node, 0 bytes avail", "disk_full", "abbreviation"),
+    ("accessed a member of something that did not exist", "null_pointer", "synonym"),
+    ("NRE thrown in the billing worker", "null_pointer", "abbreviation"),
+    ("OOM on a worker node", "out_of_memory", "abbreviation"),
+    ("service restarts over and over, memory climbs until it dies", "out_of_memory", "symptom"),
+    ("RPS cap hit by a single IP", "rate_limit", "abbreviation"),
+    ("a customer is told to slow down", "rate_limit", "symptom"),
+    ("mem util over 90 pct of the container limit", "memory_high", "abbreviation"),
+    ("memory graph creeping toward the limit", "memory_high", "symptom"),
+    ("HikariCP couldn't hand out a connection in time", "db_timeout", "product"),
+    ("pages hang on anything that reads from the database then error out", "db_timeout", "symptom"),
+    ("Envoy returns 503 for the backend", "http_5xx", "product"),
+    ("a remote service answered with a server fault", "http_5xx", "synonym"),
+    ("Confluent cluster refuses produced records", "kafka_publish_failed", "product"),
+    ("orders stuck because nothing is written to the event stream", "kafka_publish_failed", "symptom"),
+    ("TLS cert EOL on the postgres conn", "tls_expired", "abbreviation"),
+    ("cert-manager certificate ran out on the database endpoint", "tls_expired", "product"),
+]
+QUESTION_SETS = {"tune": TUNE, "tune_more": TUNE_MORE, "held_out": HELD_OUT, "held_out_hard": [(q, f) for q, f, _ in HELD_OUT_HARD],
+                 "held_out_fresh": [(q, f) for q, f, _ in HELD_OUT_FRESH]}
 
 # name -> (vectorizer options, search method, logpipe.ai.search constants set for the run).
 # "message vector" is logpipe before issue #22; the plain-RRF rows are the search before query
@@ -258,7 +293,7 @@ def scores(ranked_families: list[str], family: str, relevant_total: int) -> tupl
 async def evaluate(store, embedder, method: str, families: dict[str, str], counts: dict[str, int]) -> dict:
     out = {}
     misses = []
-    kinds = {question: kind for question, _, kind in HELD_OUT_HARD}
+    kinds = {question: kind for question, _, kind in HELD_OUT_HARD + HELD_OUT_FRESH}
     for name, questions in QUESTION_SETS.items():
         rows = []
         for question, family in questions:
@@ -271,7 +306,7 @@ async def evaluate(store, embedder, method: str, families: dict[str, str], count
         out[name] = {"p@10": round(float(np.mean([r[0] for r in rows])), 3),
                      "mrr": round(float(np.mean([r[1] for r in rows])), 3),
                      "ndcg@10": round(float(np.mean([r[2] for r in rows])), 3), "questions": len(rows)}
-        if name == "held_out_hard":
+        if name in ("held_out_hard", "held_out_fresh"):
             by_kind: dict[str, list[float]] = {}
             for (question, _), row in zip(questions, rows):
                 by_kind.setdefault(kinds[question], []).append(row[0])
@@ -335,7 +370,7 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=22)
     parser.add_argument("--throughput-logs", type=int, default=20_000, help="0 skips the 80 %%-duplicates run")
     parser.add_argument("--show-misses", action="store_true")
-    parser.add_argument("--methods", default="", help="comma-separated method names to run (default: all)")
+    parser.add_argument("--methods", default="", help="comma-separated method names (or their beginnings) to run (default: all)")
     parser.add_argument("--search-constant", action="append", default=[], metavar="NAME=JSON",
                         help="set a logpipe.ai.search constant for every method, e.g. COSINE_MARGIN=0.08")
     parser.add_argument("--optimize", action="store_true",
@@ -359,7 +394,9 @@ async def main() -> None:
         backend = local_backend(os.environ.get("LOGPIPE_DATA_DIR") or data_dir, prefer="onnx", threads=2)
         query_embedder = Embedder(backend, MemoryCache())
         stores: dict[str, tuple[EdgeVectorStore, dict]] = {}
-        chosen_methods = [name.strip() for name in args.methods.split(",") if name.strip()] or list(METHODS)
+        # A name's beginning is enough (names hold commas): "hybrid: expanded" is the default.
+        wanted = [name.strip() for name in args.methods.split(",") if name.strip()]
+        chosen_methods = [name for name in METHODS if any(name.startswith(w) for w in wanted)] or list(METHODS)
         for name in chosen_methods:
             options, method, constants = METHODS[name]
             key = json.dumps(options, sort_keys=True)

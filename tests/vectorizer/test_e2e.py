@@ -115,6 +115,8 @@ async def test_an_unreachable_embedder_holds_the_records(kafka_bootstrap, topics
                                   batch_mode="fixed", batch_size=100) as (app, http, settings):
         await produce(kafka_bootstrap, topics.vectorization_queue, values)
         await wait_for(lambda: app.state.vectorizer.circuits["embedder"].is_open, timeout=30)
+        # The poll loop pauses fetching on its next turn after the circuit opens.
+        await wait_for(lambda: app.state.vectorizer.consumer.stats.paused, timeout=30)
         health = (await http.get("/health")).json()
         assert health["dependencies"]["embedder"] == "disconnected" and health["status"] == "unhealthy"
         assert health["circuits"]["embedder"] == "open" and "unreachable" in health["reasons"]["circuit:embedder"]

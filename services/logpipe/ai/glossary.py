@@ -111,5 +111,19 @@ def _http_statuses() -> dict[str, str]:
     return out
 
 
+# Product names that are also everyday words: the model reads the word, not the product.
+PRODUCTS_NAMED_LIKE_WORDS = frozenset({"aurora", "cassandra", "envoy", "oracle", "stripe"})
+# Glossary words the embedded default model (all-MiniLM-L6-v2) reads as one word of its
+# vocabulary, products aside: it knows what they mean, so the vector side does not append what
+# they stand for (appending "upstream" to "peer" or "dependency" pulled questions about retries
+# to HTTP 5xx logs). Abbreviations, products and words it splits into pieces (oom, xmx,
+# postgres, kafka, login) are expanded. tests/ai/test_semantic_search.py checks this list
+# against the model's vocabulary.
+MODEL_WORDS = frozenset({
+    "cc", "charge", "charges", "db", "dependency", "disk", "downstream", "evicted", "heap", "https", "lb", "mfa",
+    "mount", "password", "peer", "pg", "producer", "publisher", "queue", "quota", "ram", "slower", "sql",
+    "storage", "throttle", "timed", "tx", "unauthorized", "volume",
+})
+
 GLOSSARY: dict[str, str] = {**{key: value for group in _GROUPS.values() for key, value in group.items()},
                             **_http_statuses()}

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 
-from logpipe.ai.glossary import GLOSSARY
+from logpipe.ai.glossary import GLOSSARY, MODEL_WORDS
 from logpipe.core.record import normalize_level
 from logpipe.stores.vectors import KeywordVector, VectorFilter, VectorHit, VectorStore
 
@@ -71,26 +71,35 @@ def record_context(record: dict[str, Any], route: bool = True) -> str:
     Embedded (and indexed for keywords) after the message, so "the Postgres pool" finds a
     `HikariPool` frame and "bad gateway" finds an HTTP 502 whose message only says 502.
     """
+    error_type, status, logger, stack = (record.get("error_type"), record.get("http_status"), record.get("logger"),
+                                         record.get("stack_trace"))
+    path = record.get("http_path") if route else None
+    return _context(error_type if isinstance(error_type, str) else None,
+                    status if isinstance(status, int) and not isinstance(status, bool) else None,
+                    str(record.get("http_method") or "") if isinstance(path, str) and path else None,
+                    path if isinstance(path, str) else None,
+                    logger if isinstance(logger, str) else None,
+                    stack[:4096] if isinstance(stack, str) else None)
+
+
+@lru_cache(maxsize=16_384)
+def _context(error_type: str | None, status: int | None, method: str | None, path: str | None, logger: str | None,
+             stack: str | None) -> str:
+    # Copies of one error carry the same context: each is worked out once per process.
     parts = []
-    error_type = record.get("error_type")
-    if isinstance(error_type, str) and error_type:
+    if error_type:
         parts.append(split_identifier(error_type))
-    status = record.get("http_status")
-    if isinstance(status, int) and status >= 400:
+    if status is not None and status >= 400:
         try:
             parts.append(f"{status} {HTTPStatus(status).phrase.lower()}")
         except ValueError:
             parts.append(str(status))
-    path = record.get("http_path")
-    if route and isinstance(path, str) and path:
-        method = record.get("http_method") or ""
+    if path:
         parts.append(f"{method} {_ROUTE_ID.sub('/{id}', path.split('?', 1)[0])}".strip())
-    logger = record.get("logger")
-    if isinstance(logger, str) and logger:
+    if logger:
         parts.append(logger)
-    stack = record.get("stack_trace")
-    if isinstance(stack, str) and stack:
-        frame = _FRAME.search(stack[:4096])
+    if stack:
+        frame = _FRAME.search(stack)
         if frame:
             parts.append(f"at {split_identifier(frame.group(1))}")
     return "; ".join(parts)
@@ -175,13 +184,16 @@ def keyword_terms(text: str) -> list[str]:
 def expand_query(text: str) -> str:
     """The question as the vector side embeds it: followed by what its abbreviations, products
     and HTTP statuses stand for (`GLOSSARY`), so "OOMKilled pod" is embedded with "out memory
-    killed". Unchanged when no word is in the glossary."""
+    killed". Words the model knows (`MODEL_WORDS`) are left to it. Unchanged when no other
+    word is in the glossary."""
     tokens = _glossary_tokens(text)
     present = {word for lowered, parts in tokens for word in (lowered, *parts)}
     present |= {p.lower() for token in _TOKEN.findall(text) for p in _CAMEL.findall(token)}
     added: list[str] = []
     for _, parts in tokens:
         for part in parts:
+            if part in MODEL_WORDS:
+                continue
             for word in GLOSSARY.get(part, "").split():
                 if word not in present and word not in added:
                     added.append(word)

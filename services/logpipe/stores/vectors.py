@@ -172,6 +172,10 @@ class VectorStore:
     def dimension(self) -> int | None:
         raise NotImplementedError
 
+    def index_state(self) -> tuple[int, int] | None:
+        """(points, indexed vectors) where this process builds the index; None where the server does."""
+        return None
+
     def optimize(self, in_child: bool = False) -> bool:
         """Build indexes for points written since the last call (the server does this itself);
         `in_child`: in a child process, so this process never stalls (embedded engine)."""
@@ -480,6 +484,11 @@ class EdgeVectorStore(VectorStore):
                 item["vector"] = vector.get("", next(iter(vector.values()))) if isinstance(vector, dict) else vector
             out.append(item)
         return out
+
+    def index_state(self) -> tuple[int, int] | None:
+        with self._use() as (shard, _):
+            info = shard.info()
+        return int(info.points_count), int(info.indexed_vectors_count)
 
     def optimize(self, in_child: bool = False) -> bool:
         # One build at a time. qdrant-edge-py 0.9 keeps the GIL while building, so in process

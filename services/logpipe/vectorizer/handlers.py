@@ -26,7 +26,7 @@ from logpipe.core.consumer import Batch, BatchConsumer, ConsumerOptions, Message
 from logpipe.core.http import requires_token
 from logpipe.core.kafka import send_values
 from logpipe.core.topics import Topics
-from logpipe.vectorizer.service import BatchOutcome, QueueMessage, VectorizerPipeline
+from logpipe.vectorizer.service import BatchOutcome, IndexSchedule, QueueMessage, VectorizerPipeline
 from logpipe.vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ NOVEL = metrics.counter("logpipe_vectorizer_novel_errors_total", "Errors unlike 
 RETRIES = metrics.counter("logpipe_vectorizer_retries_total", "Retried embedder/store calls", ("stage",))
 NOVELTY_FAILURES = metrics.counter("logpipe_vectorizer_novelty_failures_total",
                                    "Batches whose novelty check failed (vectors still stored)")
+INDEX_BUILDS = metrics.counter("logpipe_vectorizer_index_builds_total",
+                               "HNSW index builds of the embedded Qdrant engine", ("outcome",))
 BATCH_SECONDS = metrics.histogram("logpipe_vectorizer_batch_seconds", "Time to process one batch",
                                   buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
@@ -54,6 +56,7 @@ class Stats:
     dlq: int = 0
     novel: int = 0
     retries: int = 0
+    index_builds: int = 0
     last_error: str | None = None
     started_at: float = field(default_factory=time.time)
 
@@ -84,7 +87,13 @@ class Vectorizer:
         self.stats = Stats()
         self.recent_novel: deque[dict] = deque(maxlen=20)
         self._optimizing: asyncio.Task | None = None
-        self._points_since_optimize = 0
+        self.index_schedule = IndexSchedule(settings.optimize_after_points, settings.optimize_growth)
+        # The shard's points (counted once, then followed batch by batch) and how many the last
+        # index build saw; None until read from the store (after a restart: its indexed count).
+        self._points: int | None = None
+        self._indexed_at: int | None = None
+        self._next_try_at = 0
+        self._state_retry_at = 0.0
         # A poll returns at most a batch, so the buffer and every batch in flight hold fewer
         # than two batches' records each: this many in flight keeps the total within MAX_BUFFERED.
         in_flight = max(1, settings.max_buffered // (2 * settings.batch_size) - 1)
@@ -120,6 +129,7 @@ class Vectorizer:
         data["last_error"] = self.stats.last_error or consumer.last_error
         data["buffered"] = self.buffered
         data["circuits"] = {name: breaker.view() for name, breaker in self.circuits.items()}
+        data["index"] = self.index_view()
         return data
 
     async def _write(self, batch: Batch[Messages]) -> dict[str, Any]:
@@ -179,16 +189,58 @@ class Vectorizer:
         count_periodically(log, "novel errors", len(outcome.novel_events))
 
     def _maybe_optimize(self, upserted: int) -> None:
-        """Index new points in the background once enough have arrived (embedded Qdrant only)."""
-        threshold = self.settings.optimize_after_points
-        self._points_since_optimize += upserted
-        if not threshold or self._points_since_optimize < threshold:
+        """Start an index build in the background when the schedule says so (embedded Qdrant only)."""
+        if self.index_schedule.first_after <= 0 or self._indexed_at == -1:
             return
+        if self._points is not None:
+            self._points += upserted
         if self._optimizing is not None and not self._optimizing.done():
             return
-        self._points_since_optimize = 0
-        self._optimizing = asyncio.create_task(asyncio.to_thread(self.store.optimize, self.settings.optimize_in_child),
-                                               name="vectorizer-optimize")
+        if self._points is None and time.monotonic() < self._state_retry_at:
+            return
+        if self._points is not None and (self._points < self._next_try_at
+                                         or not self.index_schedule.due(self._points, self._indexed_at or 0)):
+            return
+        self._optimizing = asyncio.create_task(self._index_when_due(), name="vectorizer-optimize")
+
+    async def _index_when_due(self) -> None:
+        try:
+            state = await asyncio.to_thread(self.store.index_state)
+        except Exception as exc:  # noqa: BLE001 - the store's own errors surface on the next write
+            log.warning("cannot read the vector index state: %s", exc)
+            self._state_retry_at = time.monotonic() + 60
+            return
+        if state is None:
+            # A Qdrant server indexes on its own.
+            self._indexed_at = -1
+            return
+        points, indexed = state
+        if self._indexed_at is None:
+            self._indexed_at = indexed
+        self._points = points
+        if not self.index_schedule.due(points, self._indexed_at):
+            return
+        log.info("building the vector index", extra={"points": points, "indexed_at": self._indexed_at})
+        started = time.perf_counter()
+        try:
+            built = await asyncio.to_thread(self.store.optimize, self.settings.optimize_in_child)
+        except Exception as exc:  # noqa: BLE001 - the tail stays searchable; the build is tried again later
+            built = False
+            log.warning("vector index build failed: %s", exc)
+        INDEX_BUILDS.labels("built" if built else "failed").inc()
+        if built:
+            self._indexed_at = points
+            self.stats.index_builds += 1
+            log.info("vector index built", extra={"points": points,
+                                                  "seconds": round(time.perf_counter() - started, 1)})
+        else:
+            # Not at every batch from now on: after another first_after points.
+            self._next_try_at = points + self.index_schedule.first_after
+
+    def index_view(self) -> dict[str, Any]:
+        return {"builds": self.stats.index_builds, "building": bool(self._optimizing and not self._optimizing.done()),
+                "indexed_at_points": max(self._indexed_at or 0, 0), "points": self._points,
+                "first_after": self.index_schedule.first_after, "growth": self.index_schedule.growth}
 
     async def close(self) -> None:
         """Stop consuming; process and commit what was consumed (the rest is read again on restart)."""

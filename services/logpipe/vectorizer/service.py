@@ -314,3 +314,28 @@ def _raise_if_outage(dependency: str, exc: Exception) -> None:
         raise exc
     if is_outage(exc):
         raise DependencyUnavailable(dependency, f"{dependency} unavailable: {_describe(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class IndexSchedule:
+    """When the embedded engine (re)builds its HNSW index, on a geometric schedule.
+
+    Without the index a search scans every point its filter matches; with it, only the points
+    written since the last build (the un-indexed tail) are scanned. The first build comes once
+    `first_after` points are un-indexed; each later one once the shard has grown by `growth`
+    since the last. So the tail stays below max(first_after, (growth - 1) x the indexed points)
+    (plus what arrives during a build), the number of builds grows with log(points), and the
+    points all builds together handle stay below growth / (growth - 1) x the shard
+    (2x with growth 2): a high error rate cannot keep a build running all the time.
+    """
+
+    first_after: int = 20_000
+    growth: float = 2.0
+
+    def due(self, points: int, indexed_at: int) -> bool:
+        """True when a shard of `points` whose last build saw `indexed_at` should build now."""
+        if self.first_after <= 0:
+            return False
+        if points - indexed_at < self.first_after:
+            return False
+        return indexed_at == 0 or points >= indexed_at * self.growth

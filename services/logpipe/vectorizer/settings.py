@@ -47,12 +47,15 @@ class Settings(ServiceSettings, EmbeddingSettings):
     # bench/search_quality.py's questions, for about 2x the model calls on a cold cache, since
     # copies of one error then differ by logger, status and frame (docs/vectors.md).
     embed_context: bool = True
-    # Embedded Qdrant only: build the HNSW index after this many new points (0 = never).
-    # Off by default: qdrant-edge-py 0.9 holds the Python GIL while it builds (about 45 s for
-    # 24k points on 2 cores), which freezes every service in the process. Filtered searches
-    # stay fast without it (payload indexes narrow the brute-force scan).
-    optimize_after_points: int = Field(0, ge=0)
+    # Embedded Qdrant only: build the HNSW index once this many points are un-indexed, then
+    # each time the shard has grown by OPTIMIZE_GROWTH since the last build (0 = never; a search
+    # then scans every point its filter matches). A geometric schedule: the un-indexed tail stays
+    # below the indexed part, and all builds together handle at most growth / (growth - 1) x the
+    # points (IndexSchedule, docs/vectors.md).
+    optimize_after_points: int = Field(20_000, ge=0)
+    optimize_growth: float = Field(2.0, ge=1.1, le=100)
     # Build that index in a child process on a copy of the shard and swap it in: the process
-    # keeps serving meanwhile (bench/vectors_offload.py). False: in process, pausing it.
+    # keeps serving meanwhile (qdrant-edge-py 0.9 holds the GIL while it builds: 45 s for 24k
+    # points on 2 cores, bench/vectors_offload.py). False: in process, pausing it.
     optimize_in_child: bool = True
     qdrant_api_key: str = shared("", "QDRANT_API_KEY")
