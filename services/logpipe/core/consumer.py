@@ -686,8 +686,12 @@ class BatchConsumer(Generic[C]):
                 self._stall(None)
             self._lost_at = self._rejoin_due = None
             self._rejoin_wait = self.options.rejoin_after_seconds
-        if self.stats.paused and partitions:
-            consumer.pause(partitions)  # still full: new partitions wait like the old ones
+        if partitions:
+            # New partitions wait like the old ones while full, and fetch otherwise: a partition
+            # paused before a rebalance stays paused when assigned again (librdkafka keeps the
+            # flag), and the resume that ended that pause may have come while nothing was assigned
+            # (a broker restart: after it ingest owned its partitions again and never fetched).
+            consumer.pause(partitions) if self.stats.paused else consumer.resume(partitions)
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._note_assignment, keys)
 
