@@ -369,3 +369,42 @@ async def test_a_member_that_lost_its_topic_to_a_broker_restart_rejoins_by_itsel
     finally:
         await consumer.stop(timeout_s=10)
         broker.stop()
+
+
+async def test_partitions_paused_before_a_broker_restart_are_fetched_again_once_reassigned():
+    """Fetching paused for back-pressure, then the broker restarts: the member loses its
+    partitions while paused, its writes finish while it owns none (so the resume has nothing to
+    act on), and it gets the same partitions back. librdkafka keeps a partition's pause over a
+    rebalance: without resuming them on assignment the member owned them and never fetched."""
+    from logpipe.core.broker import EmbeddedBroker, free_port
+    from logpipe.core.topics import Topics, ensure_topics
+
+    port = free_port()
+    broker = EmbeddedBroker(port=port).start()
+    topics = Topics(f"paused{uuid.uuid4().hex[:6]}-")
+    sink, name = Sink(), group()
+    sink.gate = asyncio.Event()
+    opts = options(broker.bootstrap_servers, topics.raw_logs, name, batch_size=10, batch_timeout_seconds=0.2,
+                   max_batches_in_flight=1, revoke_timeout_seconds=1.0)
+    consumer = BatchConsumer(opts, decode=decode, write=sink.write, name="test")
+    try:
+        await ensure_topics(broker.bootstrap_servers, topics, partitions=PARTITIONS)
+        consumer.start()
+        await produce_to_every_partition(broker.bootstrap_servers, topics.raw_logs, values(100), PARTITIONS)
+        await wait_for(lambda: consumer.stats.paused, timeout=30, message=lambda: consumer.stats)
+
+        broker.stop()
+        await wait_for(lambda: not consumer.stats.assigned_partitions, timeout=30, message=lambda: consumer.stats)
+        sink.gate.set()  # the writes finish while nothing is assigned: fetching is no longer held
+        await wait_for(lambda: not consumer.stats.paused, timeout=30, message=lambda: consumer.stats)
+
+        broker = EmbeddedBroker(port=port).start()
+        await ensure_topics(broker.bootstrap_servers, topics, partitions=PARTITIONS)
+        after = values(40, start=1_000)
+        await produce_to_every_partition(broker.bootstrap_servers, topics.raw_logs, after, PARTITIONS)
+        await wait_for(lambda: set(after) <= set(sink.values), timeout=30,
+                       message=lambda: f"{len(set(after) & set(sink.values))} of 40 consumed; {consumer.stats}")
+    finally:
+        sink.gate.set()
+        await consumer.stop(timeout_s=10)
+        broker.stop()

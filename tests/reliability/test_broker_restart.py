@@ -345,7 +345,10 @@ async def restart_mid_stream(persistent: bool, storage_engine: str, environment:
             await asyncio.wait_for(shipper, 30)
 
             acknowledged_after = set(ledger.after_restart)
-            new_log = await asyncio.to_thread(read_topic, bootstrap, topics.raw_logs, PARTITIONS)
+            # The s3 log starts with what was there before the stop, and its fetches (moto's S3 in
+            # Python) can pause for seconds under load: read on until it is quiet for longer.
+            new_log = await asyncio.to_thread(read_topic, bootstrap, topics.raw_logs, PARTITIONS,
+                                              idle_s=10 if persistent else 1.5, timeout_s=90)
             # Acknowledged after the restart means in the restarted broker's log.
             assert acknowledged_after <= new_log.keys(), len(acknowledged_after - new_log.keys())
             # Ingest, left to itself, consumes and stores everything acknowledged after the restart

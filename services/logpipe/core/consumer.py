@@ -371,7 +371,8 @@ class BatchConsumer(Generic[C]):
         consumer = self._consumer
         waited = time.monotonic() - lost_at
         if consumer.assignment():
-            return  # the assignment callback is on its way
+            self._rejoin_due = time.monotonic() + self._rejoin_wait  # its assignment callback is on its way
+            return
         partitions, missing = 0, []
         try:
             for topic in self.options.topics:
