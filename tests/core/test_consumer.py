@@ -313,3 +313,98 @@ async def test_a_lone_record_is_written_at_once_and_one_behind_a_busy_writer_wit
         await wait_for(lambda: len(sink.values) == 2)
         await wait_for(lambda: committed_is(kafka_bootstrap, name, topics.raw_logs, 2), timeout=10)
     assert sink.values == [b"lone", b"behind"]
+
+
+async def test_a_member_that_lost_its_topic_to_a_broker_restart_rejoins_by_itself():
+    """An in-memory broker restarted: the group and the topic are gone. The topic comes back
+    later than librdkafka waits for a vanished topic (1 s here, 30 s by default), so the client
+    counts zero partitions for it and, left alone, never consumes again. The engine rebuilds it,
+    says so in /health while it waits, and counts the rebuild in /metrics."""
+    from prometheus_client import REGISTRY
+
+    from logpipe.core.broker import EmbeddedBroker, free_port
+    from logpipe.core.health import Health
+    from logpipe.core.topics import Topics, ensure_topics
+
+    port = free_port()
+    broker = EmbeddedBroker(port=port).start()
+    topics = Topics(f"rejoin{uuid.uuid4().hex[:6]}-")
+    health = Health("test")
+    sink, name = Sink(), group()
+    opts = options(broker.bootstrap_servers, topics.raw_logs, name, batch_timeout_seconds=0.2,
+                   rejoin_after_seconds=2.0,
+                   client_options={"topic.metadata.propagation.max.ms": 1000, "reconnect.backoff.max.ms": 500})
+    rebuilds_before = REGISTRY.get_sample_value("logpipe_consumer_rebuilds_total", {"service": "rejoin"}) or 0.0
+    consumer = BatchConsumer(opts, decode=decode, write=sink.write, name="rejoin", health=health)
+    try:
+        await ensure_topics(broker.bootstrap_servers, topics, partitions=PARTITIONS)
+        consumer.start()
+        await produce_to_every_partition(broker.bootstrap_servers, topics.raw_logs, values(40), PARTITIONS)
+        await wait_for(lambda: len(sink.values) == 40, timeout=30)
+
+        broker.stop()
+        broker = EmbeddedBroker(port=port).start()
+        # While the topic is away the member owns nothing and /health says why.
+        await wait_for(lambda: "not on the broker" in (consumer.stats.stalled or ""), timeout=30,
+                       message=lambda: consumer.stats)
+        body, _ = await health.report()
+        assert body["status"] == "degraded", body
+        assert topics.raw_logs in body["reasons"]["consumer:rejoin"], body
+        assert consumer.stats.rebuilds == 0  # nothing to join yet: no rebuild
+
+        await ensure_topics(broker.bootstrap_servers, topics, partitions=PARTITIONS)
+        after = values(40, start=1_000)
+        await produce_to_every_partition(broker.bootstrap_servers, topics.raw_logs, after, PARTITIONS)
+        await wait_for(lambda: set(after) <= set(sink.values), timeout=60,
+                       message=lambda: f"{len(set(after) & set(sink.values))} of 40 consumed; {consumer.stats}")
+        assert consumer.stats.rebuilds >= 1
+        assert REGISTRY.get_sample_value("logpipe_consumer_rebuilds_total",
+                                         {"service": "rejoin"}) == rebuilds_before + consumer.stats.rebuilds
+        assert consumer.stats.stalled is None
+        assert REGISTRY.get_sample_value("logpipe_consumer_stalled", {"service": "rejoin"}) == 0
+        body, _ = await health.report()
+        assert "consumer:rejoin" not in body.get("reasons", {}), body
+        # Each record once: the restarted log numbers from 0 again and the new client starts there.
+        assert sorted(sink.values) == sorted(values(40) + after)
+    finally:
+        await consumer.stop(timeout_s=10)
+        broker.stop()
+
+
+async def test_partitions_paused_before_a_broker_restart_are_fetched_again_once_reassigned():
+    """Fetching paused for back-pressure, then the broker restarts: the member loses its
+    partitions while paused, its writes finish while it owns none (so the resume has nothing to
+    act on), and it gets the same partitions back. librdkafka keeps a partition's pause over a
+    rebalance: without resuming them on assignment the member owned them and never fetched."""
+    from logpipe.core.broker import EmbeddedBroker, free_port
+    from logpipe.core.topics import Topics, ensure_topics
+
+    port = free_port()
+    broker = EmbeddedBroker(port=port).start()
+    topics = Topics(f"paused{uuid.uuid4().hex[:6]}-")
+    sink, name = Sink(), group()
+    sink.gate = asyncio.Event()
+    opts = options(broker.bootstrap_servers, topics.raw_logs, name, batch_size=10, batch_timeout_seconds=0.2,
+                   max_batches_in_flight=1, revoke_timeout_seconds=1.0)
+    consumer = BatchConsumer(opts, decode=decode, write=sink.write, name="test")
+    try:
+        await ensure_topics(broker.bootstrap_servers, topics, partitions=PARTITIONS)
+        consumer.start()
+        await produce_to_every_partition(broker.bootstrap_servers, topics.raw_logs, values(100), PARTITIONS)
+        await wait_for(lambda: consumer.stats.paused, timeout=30, message=lambda: consumer.stats)
+
+        broker.stop()
+        await wait_for(lambda: not consumer.stats.assigned_partitions, timeout=30, message=lambda: consumer.stats)
+        sink.gate.set()  # the writes finish while nothing is assigned: fetching is no longer held
+        await wait_for(lambda: not consumer.stats.paused, timeout=30, message=lambda: consumer.stats)
+
+        broker = EmbeddedBroker(port=port).start()
+        await ensure_topics(broker.bootstrap_servers, topics, partitions=PARTITIONS)
+        after = values(40, start=1_000)
+        await produce_to_every_partition(broker.bootstrap_servers, topics.raw_logs, after, PARTITIONS)
+        await wait_for(lambda: set(after) <= set(sink.values), timeout=30,
+                       message=lambda: f"{len(set(after) & set(sink.values))} of 40 consumed; {consumer.stats}")
+    finally:
+        sink.gate.set()
+        await consumer.stop(timeout_s=10)
+        broker.stop()

@@ -53,10 +53,17 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 @dataclass
 class EmbeddedBroker:
-    """A Tansu process on 127.0.0.1 with in-memory storage."""
+    """A Tansu process on 127.0.0.1, with in-memory storage unless told otherwise.
+
+    `storage_engine` is Tansu's URL: `memory://tansu/` (lost when the process ends), or
+    `s3://BUCKET/` with the S3 endpoint and credentials in `environment` (AWS_ENDPOINT,
+    AWS_ACCESS_KEY_ID, ...): topics, records and committed offsets outlive a restart. This
+    binary has no `postgres://` or `sqlite://` engine (it answers FeatureNotEnabled)."""
 
     port: int = 9092
     host: str = "127.0.0.1"
+    storage_engine: str = "memory://tansu/"
+    environment: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -71,9 +78,9 @@ class EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         self.process = subprocess.Popen(
             [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+             "--storage-engine", self.storage_engine],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
+            env={**os.environ, **self.environment, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )

@@ -49,6 +49,18 @@ are already on). Rebalancing is eager (librdkafka's default, set explicitly): a 
 every partition. What could not be written within `revoke_timeout_seconds` is still written
 later, but offsets are only ever committed for partitions this member owns: the next owner
 reads those records again (at least once; storage keyed by record id absorbs the copy).
+
+Rejoining (`rejoin_after_seconds`): a member that lost its partitions and, that long after, still
+owns none although the broker lists partitions for its topics is rebuilt: the client is closed
+and a new one subscribes and joins afresh, again after a doubling wait (up to
+`rejoin_max_seconds`) while it still gets none. librdkafka does not recover from this by itself:
+once a topic was missing from the broker's metadata for `topic.metadata.propagation.max.ms` (a
+restarted in-memory broker before the topics are created again), it counts zero partitions for
+it, and the same client did not get them back after the topic was created (not within 60 s, the
+metadata refresh is every 5 minutes; docs/reliability.md). While a member waits like this,
+`stats.stalled` says why, `/health` lists it as a degraded reason (`consumer:<name>`), and
+`logpipe_consumer_stalled{service}` is 1; `logpipe_consumer_rebuilds_total{service}` counts the
+rebuilds. A member that never owned a partition (more members than partitions) is left alone.
 """
 
 from __future__ import annotations
@@ -62,9 +74,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Mapping, Protocol, Sequence, TypeVar
 
+from logpipe.core import metrics
 from logpipe.core.circuit import CircuitBreaker
 
 log = logging.getLogger(__name__)
+
+REBUILDS = metrics.counter("logpipe_consumer_rebuilds_total",
+                           "Kafka consumers rebuilt after owning no partition of existing topics too long",
+                           ("service",))
+STALLED = metrics.gauge("logpipe_consumer_stalled",
+                        "1 while a consumer that lost its partitions owns none and waits to rejoin", ("service",))
 
 TopicPartition = tuple[str, int]
 
@@ -114,6 +133,10 @@ class ConsumerOptions:
     retry_max_seconds: float = 30.0
     # How long a rebalance waits for the buffered records to be written before dropping them.
     revoke_timeout_seconds: float = 60.0
+    # How long a member that lost its partitions may own none while the broker lists some for
+    # its topics before the client is rebuilt; the wait doubles per rebuild up to the maximum.
+    rejoin_after_seconds: float = 30.0
+    rejoin_max_seconds: float = 300.0
     client_options: dict[str, Any] = field(default_factory=dict)
 
     def librdkafka_config(self) -> dict[str, Any]:
@@ -144,7 +167,8 @@ class ConsumerOptions:
             batch_max_bytes=getattr(settings, "batch_max_bytes", 0),
             auto_offset_reset=settings.auto_offset_reset, session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
-            max_poll_interval_ms=settings.max_poll_interval_ms, check_crcs=settings.kafka_check_crcs)
+            max_poll_interval_ms=settings.max_poll_interval_ms, check_crcs=settings.kafka_check_crcs,
+            rejoin_after_seconds=getattr(settings, "rejoin_after_seconds", 30.0))
         options.update(overrides)
         return cls(**options)
 
@@ -172,6 +196,10 @@ class ConsumerStats:
     last_batch_records: int = 0
     last_batch_bytes: int = 0
     last_batch_waited_seconds: float = 0.0
+    # Why this member consumes nothing while it should, for as long as that lasts (also in /health).
+    stalled: str | None = None
+    # Clients closed and built again because they owned no partition (module docstring: Rejoining).
+    rebuilds: int = 0
 
 
 @dataclass
@@ -203,8 +231,10 @@ class BatchConsumer(Generic[C]):
                  prepare: Callable[[Batch[C]], Awaitable[None]] | None = None,
                  after_commit: Callable[[Batch[C], Any], None] | None = None,
                  on_assign: Callable[[list[TopicPartition]], None] | None = None, name: str = "consumer",
-                 circuits: Mapping[str, CircuitBreaker] | None = None) -> None:
+                 circuits: Mapping[str, CircuitBreaker] | None = None, health: Any = None) -> None:
         self.options = options
+        # core.health.Health: a stalled member is listed among its degraded reasons.
+        self._health = health
         self.circuits: dict[str, CircuitBreaker] = dict(circuits or {})
         self.stats = ConsumerStats()
         self._decode = decode
@@ -242,16 +272,18 @@ class BatchConsumer(Generic[C]):
         self._commit_waiters: list[asyncio.Future] = []
         self._revoking = False
         self._lag_due = 0.0
+        # Rejoining: when this member last went from owning partitions to owning none (monotonic;
+        # None while it owns some, or never did), and when to look at it next.
+        self._lost_at: float | None = None
+        self._rejoin_due: float | None = None
+        self._rejoin_wait = options.rejoin_after_seconds
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        from confluent_kafka import Consumer
-
         self._loop = asyncio.get_running_loop()
         self._to_write = asyncio.Queue()
         self._prepare_slots = asyncio.Semaphore(self.options.prepare_workers)
-        self._consumer = Consumer(self.options.librdkafka_config())
-        self._consumer.subscribe(list(self.options.topics), on_assign=self._assigned, on_revoke=self._revoked)
+        self._consumer = self._new_client()
         self._tasks = [asyncio.create_task(self._poll_loop(), name=f"{self._name}-poll"),
                        asyncio.create_task(self._write_loop(), name=f"{self._name}-write"),
                        asyncio.create_task(self._timer(), name=f"{self._name}-batch-timer")]
@@ -289,8 +321,18 @@ class BatchConsumer(Generic[C]):
         """Records consumed and not yet written (in the buffer or in a batch on its way)."""
         return self._buffered + sum(p.batch.records for p in self._in_flight)
 
+    def _new_client(self):
+        from confluent_kafka import Consumer
+
+        consumer = Consumer(self.options.librdkafka_config())
+        consumer.subscribe(list(self.options.topics), on_assign=self._assigned, on_revoke=self._revoked)
+        return consumer
+
     # -- polling (the consumer's thread) -----------------------------------------------------------
     def _poll(self, max_records: int, pause: bool | None) -> C | None:
+        due, lost_at = self._rejoin_due, self._lost_at
+        if due is not None and lost_at is not None and time.monotonic() >= due:
+            self._check_rejoin(lost_at)
         consumer = self._consumer
         self._polled_bytes = 0
         if pause is not None:
@@ -322,6 +364,58 @@ class BatchConsumer(Generic[C]):
             # again, instead of a later batch committing past them.
             self._rewind(consumer, good)
             raise
+
+    def _check_rejoin(self, lost_at: float) -> None:
+        """This member lost its partitions at `lost_at` and owns none since: rebuild the client
+        if the broker lists partitions for its topics (module docstring: Rejoining)."""
+        consumer = self._consumer
+        waited = time.monotonic() - lost_at
+        if consumer.assignment():
+            self._rejoin_due = time.monotonic() + self._rejoin_wait  # its assignment callback is on its way
+            return
+        partitions, missing = 0, []
+        try:
+            for topic in self.options.topics:
+                found = consumer.list_topics(topic, timeout=5.0).topics.get(topic)
+                if found is None or found.error is not None or not found.partitions:
+                    missing.append(topic)
+                else:
+                    partitions += len(found.partitions)
+        except Exception as exc:  # noqa: BLE001 - the broker away: nothing to rejoin yet
+            self._stall(f"owns no partition for {waited:.0f} s; the broker does not answer: {exc}"[:500])
+            self._rejoin_due = time.monotonic() + self._rejoin_wait / 2
+            return
+        if not partitions:
+            self._stall(f"owns no partition for {waited:.0f} s; {', '.join(missing)} not on the broker")
+            self._rejoin_due = time.monotonic() + self._rejoin_wait / 2
+            return
+        self.stats.rebuilds += 1
+        REBUILDS.labels(self._name).inc()
+        reason = (f"owned no partition for {waited:.0f} s after losing its assignment although the broker "
+                  f"lists {partitions} for {', '.join(self.options.topics)}: Kafka client rebuilt "
+                  f"({self.stats.rebuilds} so far), waiting for its assignment")
+        log.warning("%s: %s", self._name, reason)
+        self._stall(reason)
+        try:
+            consumer.close()  # leaves the group; it owns nothing, so there is nothing to flush
+        except Exception as exc:  # noqa: BLE001 - replaced either way
+            log.warning("%s: closing the stalled Kafka client failed: %s", self._name, exc)
+        self._consumer = self._new_client()
+        self._rejoin_wait = min(self.options.rejoin_max_seconds, self._rejoin_wait * 2)
+        self._rejoin_due = time.monotonic() + self._rejoin_wait
+
+    def _stall(self, reason: str | None) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._note_stall, reason)
+
+    def _note_stall(self, reason: str | None) -> None:
+        self.stats.stalled = reason
+        STALLED.labels(self._name).set(1 if reason else 0)
+        if self._health is not None:
+            if reason:
+                self._health.degraded_reasons[f"consumer:{self._name}"] = reason
+            else:
+                self._health.degraded_reasons.pop(f"consumer:{self._name}", None)
 
     @staticmethod
     def _lag(consumer) -> int | None:
@@ -588,8 +682,17 @@ class BatchConsumer(Generic[C]):
         keys = [(tp.topic, tp.partition) for tp in partitions]
         with self._lock:
             self._owned.update(keys)
-        if self.stats.paused and partitions:
-            consumer.pause(partitions)  # still full: new partitions wait like the old ones
+        if keys:
+            if self._lost_at is not None or self.stats.stalled:
+                self._stall(None)
+            self._lost_at = self._rejoin_due = None
+            self._rejoin_wait = self.options.rejoin_after_seconds
+        if partitions:
+            # New partitions wait like the old ones while full, and fetch otherwise: a partition
+            # paused before a rebalance stays paused when assigned again (librdkafka keeps the
+            # flag), and the resume that ended that pause may have come while nothing was assigned
+            # (a broker restart: after it ingest owned its partitions again and never fetched).
+            consumer.pause(partitions) if self.stats.paused else consumer.resume(partitions)
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._note_assignment, keys)
 
@@ -627,6 +730,9 @@ class BatchConsumer(Generic[C]):
         with self._lock:
             self._owned.difference_update((tp.topic, tp.partition) for tp in partitions)
             owned = sorted(self._owned)
+        if partitions and not owned and not self._closed:
+            self._lost_at = time.monotonic()
+            self._rejoin_due = self._lost_at + self._rejoin_wait
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(
                 setattr, self.stats, "assigned_partitions", [f"{t}/{p}" for t, p in owned])

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tagger = await asyncio.to_thread(build_tagger, store, settings)
         breaker = health.circuit("clickhouse", settings.breaker_threshold, settings.retry_base_seconds,
                                  settings.retry_max_seconds)
-        ingestor = handlers.Ingestor(settings, store, producer, tagger, breaker)
+        ingestor = handlers.Ingestor(settings, store, producer, tagger, breaker, health)
         app.state.ingestor = ingestor
         app.state.store = store
         health.add("clickhouse", store.aping)

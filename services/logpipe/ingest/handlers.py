@@ -98,7 +98,7 @@ class Ingestor:
     """
 
     def __init__(self, settings: Settings, store: ClickHouseStore, producer: AIOKafkaProducer,
-                 tagger: Any = None, breaker: CircuitBreaker | None = None) -> None:
+                 tagger: Any = None, breaker: CircuitBreaker | None = None, health: Any = None) -> None:
         self.settings = settings
         self.store = store
         self.producer = producer
@@ -119,7 +119,8 @@ class Ingestor:
             retry_base_seconds=settings.retry_base_seconds, retry_max_seconds=settings.retry_max_seconds)
         self.consumer: BatchConsumer[RawBatch] = BatchConsumer(
             options, decode=self._decode, prepare=self._prepare, write=self._write,
-            on_assign=self.forget_partitions, name="ingest", circuits={"clickhouse": self.breaker})
+            on_assign=self.forget_partitions, name="ingest", circuits={"clickhouse": self.breaker},
+            health=health)
 
     def start(self) -> None:
         self.consumer.start()

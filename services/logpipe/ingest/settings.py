@@ -26,6 +26,9 @@ class Settings(ServiceSettings):
     heartbeat_interval_ms: int = 3_000
     # A batch held back by a ClickHouse outage must not cost this consumer its partitions.
     max_poll_interval_ms: int = 3_600_000
+    # A consumer that lost its partitions and owns none this long, while the broker lists them,
+    # is rebuilt (core/consumer.py, "Rejoining"); the wait doubles per rebuild, up to 5 minutes.
+    rejoin_after_seconds: float = Field(30.0, gt=0)
     breaker_threshold: int = 3
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 30.0

@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await producer.start()
         circuits = {name: health.circuit(name, settings.breaker_threshold, max(settings.retry_base_seconds, 0.01),
                                          settings.retry_max_seconds) for name in ("embedder", "qdrant")}
-        vectorizer = handlers.Vectorizer(settings, pipeline, producer, store, circuits)
+        vectorizer = handlers.Vectorizer(settings, pipeline, producer, store, circuits, health)
         app.state.vectorizer = vectorizer
         app.state.embedder = embedder
         app.state.vector_store = store

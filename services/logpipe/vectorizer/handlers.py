@@ -78,7 +78,7 @@ class Vectorizer:
     """Runs the pipeline on each batch the consumer cuts and publishes what came of it."""
 
     def __init__(self, settings: Settings, pipeline: VectorizerPipeline, producer: AIOKafkaProducer,
-                 store: Any, circuits: dict[str, CircuitBreaker] | None = None) -> None:
+                 store: Any, circuits: dict[str, CircuitBreaker] | None = None, health: Any = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.producer = producer
@@ -105,7 +105,7 @@ class Vectorizer:
         self.circuits = circuits or {}
         self.consumer: BatchConsumer[Messages] = BatchConsumer(
             options, decode=decode, write=self._write, after_commit=self._committed, name="vectorizer",
-            circuits=self.circuits)
+            circuits=self.circuits, health=health)
 
     @property
     def buffered(self) -> int:

@@ -25,6 +25,9 @@ class Settings(ServiceSettings, EmbeddingSettings):
     heartbeat_interval_ms: int = 3_000
     # A batch held back by retries must not cost this consumer its partitions.
     max_poll_interval_ms: int = 3_600_000
+    # As ingest's (INGEST_REJOIN_AFTER_SECONDS): a consumer owning no partition this long after
+    # losing its assignment, while the broker lists them, is rebuilt.
+    rejoin_after_seconds: float = Field(30.0, gt=0)
     retry_attempts: int = Field(3, ge=0, le=20)
     retry_base_seconds: float = Field(0.5, ge=0, le=60)
     # A batch whose embedder or Qdrant is away is retried after base * 2^n seconds up to this;
