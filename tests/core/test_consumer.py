@@ -408,3 +408,78 @@ async def test_partitions_paused_before_a_broker_restart_are_fetched_again_once_
         sink.gate.set()
         await consumer.stop(timeout_s=10)
         broker.stop()
+
+
+async def test_a_member_left_without_partitions_by_a_bigger_group_is_not_rebuilt():
+    """Three members, two partitions: the member that owned one and lost it when a third joined
+    owns nothing while the others consume. That is not the stuck client of a broker restart
+    (records wait, nobody commits them): rebuilding it would make the whole group rebalance, again
+    and again. The group's committed offsets move, so it is left alone."""
+    from logpipe.core.broker import EmbeddedBroker, free_port
+    from logpipe.core.kafka import new_producer
+    from logpipe.core.topics import Topics, ensure_topics
+
+    broker = EmbeddedBroker(port=free_port()).start()
+    topics = Topics(f"crowd{uuid.uuid4().hex[:6]}-")
+    name = group()
+    sinks = {member: Sink() for member in ("z", "y", "a")}
+
+    def member(client_id: str) -> BatchConsumer:
+        # The range assignor orders members by id, which begins with client.id: "a" (joining
+        # last) takes a partition from "y" or "z", and "z" ends up with none after owning one.
+        opts = options(broker.bootstrap_servers, topics.raw_logs, name, batch_size=10, batch_timeout_seconds=0.2,
+                       rejoin_after_seconds=1.0, client_options={"client.id": client_id})
+        return BatchConsumer(opts, decode=decode, write=sinks[client_id].write, name=f"crowd-{client_id}")
+
+    members: dict[str, BatchConsumer] = {}
+    producer = new_producer(broker.bootstrap_servers)
+    stop = asyncio.Event()
+    sent: list[bytes] = []
+
+    async def produce() -> None:
+        index = 0
+        while not stop.is_set():
+            value = f"r{index}".encode()
+            await (await producer.send(topics.raw_logs, value, partition=index % 2))
+            sent.append(value)
+            index += 1
+            await asyncio.sleep(0.02)
+
+    task = None
+    try:
+        await ensure_topics(broker.bootstrap_servers, topics, partitions=2)
+        await producer.start()
+        task = asyncio.create_task(produce())
+        for client_id in ("z", "y"):
+            members[client_id] = member(client_id)
+            members[client_id].start()
+        await wait_for(lambda: len(members["z"].stats.assigned_partitions) == 1
+                       and len(members["y"].stats.assigned_partitions) == 1, timeout=30,
+                       message=lambda: {k: m.stats.assigned_partitions for k, m in members.items()})
+        members["a"] = member("a")
+        members["a"].start()
+        await wait_for(lambda: not members["z"].stats.assigned_partitions
+                       and len(members["a"].stats.assigned_partitions) == 1
+                       and len(members["y"].stats.assigned_partitions) == 1, timeout=30,
+                       message=lambda: {k: m.stats.assigned_partitions for k, m in members.items()})
+        # Well past the rejoin wait and the progress window (1 s each), with records flowing.
+        deadline = asyncio.get_running_loop().time() + 8
+        while asyncio.get_running_loop().time() < deadline:
+            assert all(m.stats.rebuilds == 0 for m in members.values()), \
+                {k: (m.stats.rebuilds, m.stats.stalled) for k, m in members.items()}
+            await asyncio.sleep(0.2)
+        stop.set()
+        await task
+        consumed = lambda: sorted(v for sink in sinks.values() for v in sink.values)  # noqa: E731
+        await wait_for(lambda: set(sent) <= set(consumed()), timeout=30,
+                       message=lambda: f"{len(set(sent) - set(consumed()))} of {len(sent)} missing")
+        assert not members["z"].stats.assigned_partitions and members["z"].stats.stalled is None
+        assert all(m.stats.rebuilds == 0 for m in members.values())
+    finally:
+        stop.set()
+        if task is not None:
+            await task
+        for consumer in members.values():
+            await consumer.stop(timeout_s=10)
+        await producer.stop()
+        broker.stop()

@@ -60,7 +60,11 @@ it, and the same client did not get them back after the topic was created (not w
 metadata refresh is every 5 minutes; docs/reliability.md). While a member waits like this,
 `stats.stalled` says why, `/health` lists it as a degraded reason (`consumer:<name>`), and
 `logpipe_consumer_stalled{service}` is 1; `logpipe_consumer_rebuilds_total{service}` counts the
-rebuilds. A member that never owned a partition (more members than partitions) is left alone.
+rebuilds. A member that never owned a partition is left alone, and so is one that lost its share
+to other members (more members than partitions): before rebuilding, the member reads the group's
+committed offsets and the partitions' end offsets, and rebuilds only when records wait and the
+committed offsets did not move over `PROGRESS_WINDOW_SECONDS` (nobody consumes them); otherwise
+a rebuild would only make the whole group rebalance, again and again.
 """
 
 from __future__ import annotations
@@ -86,6 +90,9 @@ STALLED = metrics.gauge("logpipe_consumer_stalled",
                         "1 while a consumer that lost its partitions owns none and waits to rejoin", ("service",))
 
 TopicPartition = tuple[str, int]
+# How long a member that owns nothing watches the group's committed offsets before it calls the
+# group stuck (records waiting, nobody committing them) and rebuilds its client.
+PROGRESS_WINDOW_SECONDS = 10.0
 
 
 class Chunk(Protocol):
@@ -277,6 +284,8 @@ class BatchConsumer(Generic[C]):
         self._lost_at: float | None = None
         self._rejoin_due: float | None = None
         self._rejoin_wait = options.rejoin_after_seconds
+        # The group's committed offsets at the last look while this member owned nothing.
+        self._progress: dict[TopicPartition, int] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -373,21 +382,37 @@ class BatchConsumer(Generic[C]):
         if consumer.assignment():
             self._rejoin_due = time.monotonic() + self._rejoin_wait  # its assignment callback is on its way
             return
-        partitions, missing = 0, []
+        listed: list[TopicPartition] = []
+        missing = []
         try:
             for topic in self.options.topics:
                 found = consumer.list_topics(topic, timeout=5.0).topics.get(topic)
                 if found is None or found.error is not None or not found.partitions:
                     missing.append(topic)
                 else:
-                    partitions += len(found.partitions)
+                    listed += [(topic, partition) for partition in sorted(found.partitions)]
+            progress = self._group_progress(consumer, listed) if listed else None
         except Exception as exc:  # noqa: BLE001 - the broker away: nothing to rejoin yet
             self._stall(f"owns no partition for {waited:.0f} s; the broker does not answer: {exc}"[:500])
             self._rejoin_due = time.monotonic() + self._rejoin_wait / 2
             return
-        if not partitions:
+        if not listed:
             self._stall(f"owns no partition for {waited:.0f} s; {', '.join(missing)} not on the broker")
             self._rejoin_due = time.monotonic() + self._rejoin_wait / 2
+            return
+        partitions = len(listed)
+        lag, committed = progress
+        previous, self._progress = self._progress, committed
+        if lag == 0 or (previous is not None and committed != previous):
+            # Nothing waits to be consumed, or the group's committed offsets moved since the last
+            # look: other members own the partitions (more members than partitions; this one lost
+            # its share in a rebalance). Rebuilding would only make the whole group rebalance.
+            self._stall(None)
+            self._rejoin_due = time.monotonic() + self._rejoin_wait
+            return
+        if previous is None:
+            # Records wait: see whether anyone commits them before calling the group stuck.
+            self._rejoin_due = time.monotonic() + min(PROGRESS_WINDOW_SECONDS, self.options.rejoin_after_seconds)
             return
         self.stats.rebuilds += 1
         REBUILDS.labels(self._name).inc()
@@ -403,6 +428,21 @@ class BatchConsumer(Generic[C]):
         self._consumer = self._new_client()
         self._rejoin_wait = min(self.options.rejoin_max_seconds, self._rejoin_wait * 2)
         self._rejoin_due = time.monotonic() + self._rejoin_wait
+
+    @staticmethod
+    def _group_progress(consumer, listed: list[TopicPartition]) -> tuple[int, dict[TopicPartition, int]]:
+        """The group's lag over these partitions and its committed offsets, from the broker (a
+        partition never committed, or forgotten by a restarted broker, counts from its start)."""
+        from confluent_kafka import TopicPartition as KafkaPartition
+
+        committed: dict[TopicPartition, int] = {}
+        lag = 0
+        for tp in consumer.committed([KafkaPartition(topic, partition) for topic, partition in listed], timeout=5.0):
+            low, high = consumer.get_watermark_offsets(KafkaPartition(tp.topic, tp.partition), timeout=5.0,
+                                                       cached=False)
+            committed[(tp.topic, tp.partition)] = tp.offset
+            lag += max(0, high - max(tp.offset, low))
+        return lag, committed
 
     def _stall(self, reason: str | None) -> None:
         if not self._loop.is_closed():
@@ -685,7 +725,7 @@ class BatchConsumer(Generic[C]):
         if keys:
             if self._lost_at is not None or self.stats.stalled:
                 self._stall(None)
-            self._lost_at = self._rejoin_due = None
+            self._lost_at = self._rejoin_due = self._progress = None
             self._rejoin_wait = self.options.rejoin_after_seconds
         if partitions:
             # New partitions wait like the old ones while full, and fetch otherwise: a partition
