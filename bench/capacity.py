@@ -107,6 +107,8 @@ class Counters:
             "forwarded": ingest["forwarded"],
             "vectorizer_consumed": vectorizer["consumed"],
             "vectorizer_done": vectorizer["vectorized"] + vectorizer["dlq"],
+            "ingest_batches": ingest.get("batches", 0),
+            "vectorizer_batches": vectorizer.get("batches", 0),
             "ingest_broker_lag": ingest.get("lag"),
             "vectorizer_broker_lag": vectorizer.get("lag"),
         }
@@ -249,6 +251,14 @@ async def run_step(platform: Platform, client, counters: Counters, rate: float, 
         "produced_per_s": round(produced_rate), "stored_per_s": round(stored_rate),
         "forwarded_per_s": round(forwarded_rate), "vectorized_per_s": round(vectorized_rate),
         "forwarded_share": round(forwarded_rate / produced_rate, 4) if produced_rate else None,
+        # Records per insert (ingest) and per embed-and-upsert (vectorizer): fixed costs per
+        # batch (ClickHouse parts to merge, the masking query, the novelty search) weigh less
+        # in larger ones.
+        "records_per_batch": {
+            "ingest": round((end["ingest_done"] - start["ingest_done"])
+                            / max(1, end["ingest_batches"] - start["ingest_batches"])),
+            "vectorizer": round((end["vectorizer_done"] - start["vectorizer_done"])
+                                / max(1, end["vectorizer_batches"] - start["vectorizer_batches"]))},
         "ingest_lag": ingest, "vectorizer_lag": vectorizer,
         "broker_reported_lag_end": {"ingest": end["ingest_broker_lag"], "vectorizer": end["vectorizer_broker_lag"]},
         "dashboard": dashboard, "dashboard_failures": failures[:10], "dashboard_ok": dashboard_ok,
