@@ -107,6 +107,8 @@ class Counters:
             "forwarded": ingest["forwarded"],
             "vectorizer_consumed": vectorizer["consumed"],
             "vectorizer_done": vectorizer["vectorized"] + vectorizer["dlq"],
+            "ingest_batches": ingest.get("batches", 0),
+            "vectorizer_batches": vectorizer.get("batches", 0),
             "ingest_broker_lag": ingest.get("lag"),
             "vectorizer_broker_lag": vectorizer.get("lag"),
         }
@@ -134,7 +136,9 @@ def cpu_used(before: dict, after: dict) -> dict:
     stages = diff(before["sampler"].get("stages", {}), after["sampler"].get("stages", {}))
     processes = diff(before["processes"], after["processes"])
     for name, cores in processes.items():
-        if name != "platform":
+        if name.startswith("logpipe run "):
+            stages[f"{name.removeprefix('logpipe run ')} (own process)"] = cores
+        elif name != "platform":
             stages[f"broker ({name} process)"] = cores
     stages["bench client (not the platform)"] = round((after["bench"] - before["bench"]) / wall, 3)
     total = sum(cores for name, cores in stages.items() if not name.startswith("bench"))
@@ -247,6 +251,14 @@ async def run_step(platform: Platform, client, counters: Counters, rate: float, 
         "produced_per_s": round(produced_rate), "stored_per_s": round(stored_rate),
         "forwarded_per_s": round(forwarded_rate), "vectorized_per_s": round(vectorized_rate),
         "forwarded_share": round(forwarded_rate / produced_rate, 4) if produced_rate else None,
+        # Records per insert (ingest) and per embed-and-upsert (vectorizer): fixed costs per
+        # batch (ClickHouse parts to merge, the masking query, the novelty search) weigh less
+        # in larger ones.
+        "records_per_batch": {
+            "ingest": round((end["ingest_done"] - start["ingest_done"])
+                            / max(1, end["ingest_batches"] - start["ingest_batches"])),
+            "vectorizer": round((end["vectorizer_done"] - start["vectorizer_done"])
+                                / max(1, end["vectorizer_batches"] - start["vectorizer_batches"]))},
         "ingest_lag": ingest, "vectorizer_lag": vectorizer,
         "broker_reported_lag_end": {"ingest": end["ingest_broker_lag"], "vectorizer": end["vectorizer_broker_lag"]},
         "dashboard": dashboard, "dashboard_failures": failures[:10], "dashboard_ok": dashboard_ok,
@@ -272,6 +284,7 @@ async def main_async(args) -> dict:
     rates = [float(rate) for rate in args.rates.split(",")]
     result: dict = {"bench": "capacity", "cpu_count": os.cpu_count(), "step_seconds": args.step_seconds,
                     "partitions": args.partitions, "forwarded_share_asked": args.forwarded_share,
+                    "generator_process": args.generator_process,
                     "generator_error_rate_percentage": error_rate,
                     "criteria": {"generator_at_least": 0.95, "lag_bound_seconds_of_input": args.lag_bound_seconds,
                                  "lag_growth_at_most_of_input_rate": 0.05,
@@ -279,7 +292,8 @@ async def main_async(args) -> dict:
                                  "lag_source": "the services' /stats counters (Tansu undercounts end offsets)"},
                     "goal_logs_per_s": 50_000, "load_average_before": load_average()}
     started = time.monotonic()
-    with Platform(partitions=args.partitions) as platform:
+    env = {"LOGPIPE_DEV_GENERATOR_PROCESS": "true"} if args.generator_process else {}
+    with Platform(partitions=args.partitions, env=env) as platform:
         result["platform_start_s"] = round(time.monotonic() - started, 1)
         # uvicorn closes a connection idle for 5 s; a burst every 5 s must not reuse one
         # the server is closing (a client-side race, not a slow answer).
@@ -346,6 +360,9 @@ def main() -> None:
                         help="seconds between two Explore page-load bursts (0: none)")
     parser.add_argument("--dashboard-target-ms", type=float, default=1000.0)
     parser.add_argument("--keep-going", action="store_true", help="run every step, even after one fails")
+    parser.add_argument("--generator-process", action="store_true",
+                        help="the generator in a process of its own (LOGPIPE_DEV_GENERATOR_PROCESS), "
+                             "not in the services' one as `make dev` runs it")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main_async(args))), flush=True)
 

@@ -77,7 +77,12 @@ def process_name(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             parts = handle.read().split(b"\0")
-        return os.path.basename(parts[0].decode()) if parts and parts[0] else "?"
+        words = [part.decode(errors="replace") for part in parts if part]
+        if "logpipe.cli" in words and "run" in words[words.index("logpipe.cli"):]:
+            # A service in a process of its own (LOGPIPE_DEV_GENERATOR_PROCESS): by its service.
+            rest = words[words.index("logpipe.cli"):]
+            return "logpipe run " + " ".join(rest[rest.index("run") + 1:rest.index("run") + 2])
+        return os.path.basename(words[0]) if words else "?"
     except OSError:
         return "?"
 

@@ -70,8 +70,73 @@ def run_dev(port: int | None = None, partitions: int | None = None, generate: bo
             token = ensure_bootstrap_token(CommonSettings())
         overrides = {"generator": {"autostart": generate}}
         banner = _emphasised(_banner(broker.bootstrap_servers, token, names))
-        run_services(names, overrides, on_started=lambda: print(banner, file=sys.stderr, flush=True))
+        in_process = names
+        if settings.dev_generator_process and "generator" in names:
+            in_process = [name for name in names if name != "generator"]
+            # The same service token in both processes, as `run all` shares one (none is
+            # made where one is configured).
+            from logpipe.runner import shared_service_token
+
+            shared = shared_service_token(names).get("service_token")
+            if shared:
+                os.environ["LOGPIPE_SERVICE_TOKEN"] = shared
+
+        def started() -> None:
+            nonlocal generator
+            if len(in_process) < len(names):
+                # Started once every consumer exists, as `run all` starts it last.
+                generator = _start_generator_process(generate)
+            print(banner, file=sys.stderr, flush=True)
+
+        generator = None
+        try:
+            run_services(in_process, overrides, on_started=started)
+        finally:
+            if generator is not None:
+                _stop_process(generator)
     except KeyboardInterrupt:
         pass
     finally:
         broker.stop()
+
+
+def _start_generator_process(generate: bool, timeout_s: float = 120.0):
+    """`logpipe run generator` as a child; returns once it answers /health (a few seconds of
+    imports, during which the services' event loop waits: it runs once, at start)."""
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    from logpipe.generator.settings import Settings
+
+    settings = Settings()
+    env = dict(os.environ, GENERATOR_AUTOSTART="true" if generate else "false")
+    process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "run", "generator"], env=env)
+    url = f"http://{settings.host}:{settings.port}/health"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the generator process stopped at start (exit code {process.returncode})")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0):
+                return process
+        except urllib.error.HTTPError:
+            return process  # it answers (a dependency it reports on may still be starting)
+        except OSError:
+            time.sleep(0.2)
+    _stop_process(process)
+    raise SystemExit(f"the generator process did not answer {url} within {timeout_s:.0f} s")
+
+
+def _stop_process(process, timeout_s: float = 15.0) -> None:
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

@@ -147,3 +147,69 @@ def test_dev_runs_the_whole_platform_readably_on_a_terminal_and_stops_cleanly(tm
 def _healthy(port: int) -> dict | None:
     health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
     return health if health["status"] in ("healthy", "degraded") else None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as handle:
+            found += [int(child) for child in handle.read().split()]
+    return found
+
+
+def _cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return [part.decode() for part in handle.read().split(b"\0") if part]
+
+
+def test_dev_can_run_the_generator_in_a_process_of_its_own(tmp_path):
+    """LOGPIPE_DEV_GENERATOR_PROCESS: the generator leaves the services' process (and GIL),
+    its logs still reach ClickHouse, and Ctrl-C stops it with everything else."""
+    ports = {name: free_port() for name in ("gateway", "generator", "ingest", "embedder", "vectorizer", "analyzer")}
+    broker_port = free_port()
+    env = {
+        **os.environ,
+        "LOGPIPE_DATA_DIR": str(tmp_path / "data"),
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
+        "LOGPIPE_DEV_GENERATOR_PROCESS": "true",
+        "GENERATOR_RATE_PER_SECOND": "300",
+        "GENERATOR_INCIDENTS": "none",
+        "INGEST_SESSION_TIMEOUT_MS": "2000",
+        "INGEST_HEARTBEAT_INTERVAL_MS": "500",
+        "VECTORIZER_SESSION_TIMEOUT_MS": "2000",
+        "VECTORIZER_HEARTBEAT_INTERVAL_MS": "500",
+        "LOG_FORMAT": "json",
+        **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+    }
+    log_path = tmp_path / "dev.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "dev"], env=env, cwd=tmp_path,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def banner() -> bool:
+            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            return "logpipe is running" in log_path.read_text(errors="replace")
+
+        wait_until(banner, timeout=240, interval=0.5,
+                   message=lambda: log_path.read_text(errors="replace")[-3000:])
+        generators = [child for child in _children(process.pid) if _cmdline(child)[-2:] == ["run", "generator"]]
+        assert len(generators) == 1, [_cmdline(child) for child in _children(process.pid)]
+        generator_pid = generators[0]
+
+        def stored() -> int:
+            produced = httpx.get(f"http://127.0.0.1:{ports['generator']}/stats", timeout=10).json()["produced"]
+            ingest = httpx.get(f"http://127.0.0.1:{ports['ingest']}/stats", timeout=10).json()
+            return produced > 0 and ingest["written"] >= 300 and ingest["dlq"] == 0
+
+        wait_until(stored, timeout=90, interval=1, message=lambda: log_path.read_text(errors="replace")[-3000:])
+        assert _healthy(ports["generator"])["dependencies"] == {"kafka": "connected"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert code == 0, log_path.read_text(errors="replace")[-3000:]
+    assert not os.path.exists(f"/proc/{generator_pid}"), "the generator process outlived `logpipe dev`"
+    assert wait_until(lambda: not port_in_use(ports["generator"]), timeout=10)

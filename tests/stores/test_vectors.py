@@ -62,6 +62,17 @@ def test_dimension_mismatch_is_refused(store):
         store.ensure_collection(DIM + 1)
 
 
+def test_point_ids_are_the_uuid5_of_the_record_id():
+    """Collections written before point_id was hand-rolled hold uuid5 ids: a replayed record
+    must land on the same point, not beside it."""
+    import uuid
+
+    from logpipe.stores.vectors import POINT_ID_NAMESPACE
+
+    for record_id in ["rec-3", "0ed90475-9531-485d-9d9d-c9f81818e811", "bench-1-99", "ünïcode/ïd", "x" * 128]:
+        assert point_id(record_id) == str(uuid.uuid5(POINT_ID_NAMESPACE, record_id))
+
+
 def test_reupsert_is_idempotent(store):
     points = make_points(10)
     store.upsert(points)

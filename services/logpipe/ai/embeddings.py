@@ -22,6 +22,7 @@ import re
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -140,6 +141,11 @@ class OnnxBackend:
         options.intra_op_num_threads = max(0, threads)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT's pool threads busy-wait after each run for the next one by default: between the
+        # vectorizer's small, spaced calls that spin took a core's worth of time from every other
+        # service in `run all` and about halved the CPU per text (docs/capacity.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
         # One inference at a time: ORT already uses every thread it was given.
@@ -396,6 +402,10 @@ class Embedder:
             raise ValueError(f"dimension {dimension} is outside 1..{native} for model {backend.model}")
         self.dimension = dimension or native
         self.stats = EmbedderStats()
+        # The model runs on a thread of its own (it releases the GIL), so its calls never queue
+        # behind the stores' calls in the event loop's shared default executor (`run all` has
+        # every service's blocking work there); one at a time, as the backend runs them anyway.
+        self._model_thread: ThreadPoolExecutor | None = None
 
     @property
     def model(self) -> str:
@@ -418,6 +428,9 @@ class Embedder:
         return (await self.embed([text]))[0]
 
     async def close(self) -> None:
+        if self._model_thread is not None:
+            self._model_thread.shutdown(wait=False)
+            self._model_thread = None
         if self.cache is not None:
             await self.cache.close()
 
@@ -437,7 +450,9 @@ class Embedder:
         self.stats.cache_misses += len(misses)
         if misses:
             model_started = time.perf_counter()
-            computed = await asyncio.to_thread(self.backend.embed, misses)
+            if self._model_thread is None:
+                self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder-model")
+            computed = await asyncio.get_running_loop().run_in_executor(self._model_thread, self.backend.embed, misses)
             self.stats.model_calls += 1
             self.stats.model_seconds += time.perf_counter() - model_started
             computed = truncate_dimension(computed, self.dimension)

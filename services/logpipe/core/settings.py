@@ -45,6 +45,10 @@ class CommonSettings(BaseSettings):
     # a table property.
     clickhouse_time_projection: bool = shared(False, "CLICKHOUSE_TIME_PROJECTION")
     log_ttl_days: int = shared(90, "LOG_TTL_DAYS", ge=1, le=36500)
+    # `logpipe dev` only: run the generator as a process of its own (`logpipe run generator`)
+    # instead of in the services' process, where it shares one event loop and one GIL with
+    # every service (docs/capacity.md). Off: `make dev`'s one process, as before.
+    dev_generator_process: bool = shared(False, "LOGPIPE_DEV_GENERATOR_PROCESS")
     # What one log may look like (core/shippers.py RecordLimits; docs/ingest.md "Hostile input"):
     # deeper or wider logs are refused with the reason, a time this far ahead of the arrival
     # time is clamped to it.

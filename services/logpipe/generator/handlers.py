@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -130,12 +131,13 @@ class Generator:
             records += self.factory.incident_records(elapsed, self.tick_s, moment)
             if records:
                 try:
-                    await send_values(self.producer, self.topic, [encode(r) for r in records])
+                    await send_values(self.producer, self.topic, list(map(encode, records)))
                     self.stats.produced += len(records)
-                    for record in records:
-                        level = record["level"]
-                        self.stats.by_level[level] = self.stats.by_level.get(level, 0) + 1
-                        PRODUCED.labels(level).inc()
+                    # Counted per level once a tick: a labelled counter costs about a microsecond
+                    # an increment, a tenth of what making the record costs.
+                    for level, count in Counter([record["level"] for record in records]).items():
+                        self.stats.by_level[level] = self.stats.by_level.get(level, 0) + count
+                        PRODUCED.labels(level).inc(count)
                 except Exception as exc:  # noqa: BLE001 - keep generating; the broker may come back
                     self.stats.errors += 1
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"
