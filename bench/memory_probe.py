@@ -10,9 +10,9 @@ services' process that every `--every` seconds writes one JSON line:
 - glibc's heap (`mallinfo2`: what Python's large objects and the vector engine allocate; chdb
   has its own jemalloc);
 - chdb: `system.metrics` MemoryTracking and every cache's bytes, active parts, their rows;
-- Python: allocated blocks, and with `--tracemalloc` the lines whose traced memory changed most since
-  tracing began, largest change first (tracing starts at `--trace-from` seconds, after the model loaded: traced from the
-  start, the platform barely runs on 2 cores).
+- Python: allocated blocks, and with `--tracemalloc` the lines whose traced memory changed most
+  since tracing began, largest change first (tracing starts at `--trace-from` seconds, after the
+  model loaded: traced from the start, the platform barely runs on 2 cores).
 
     .venv/bin/python bench/memory_probe.py --rate 15000 --seconds 300
     .venv/bin/python bench/memory_probe.py --rate 8000 --seconds 330 --tracemalloc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import subprocess
@@ -147,3 +148,31 @@ def test_a_warning_says_when_the_embedded_broker_holds_much_memory(caplog):
     assert warnings[0].broker_rss_mb >= warn_at and warnings[0].warn_mb == warn_at
     assert "KAFKA_BOOTSTRAP_SERVERS" in warnings[0].getMessage()
     assert watch.next_mb > warnings[0].broker_rss_mb  # the next one waits for a doubling
+
+
+def test_logpipe_broker_warns_about_its_memory(tmp_path):
+    """The wiring: `logpipe broker` starts the watch with LOGPIPE_BROKER_MEMORY_WARN_MB (here
+    below what an idle Tansu holds, so the first check, 10 s in, warns)."""
+    port = free_port()
+    stderr = tmp_path / "stderr"
+    with open(stderr, "w") as errors:
+        process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "broker", "--port", str(port)],
+                                   stdout=subprocess.PIPE, stderr=errors, text=True,
+                                   env={**os.environ, "LOGPIPE_BROKER_MEMORY_WARN_MB": "1", "LOG_FORMAT": "json"})
+        try:
+            assert f"127.0.0.1:{port}" in process.stdout.readline()
+            wait_until(lambda: "holds every record in memory" in stderr.read_text(), timeout=40, interval=0.5,
+                       message=lambda: f"no warning in {stderr.read_text()[-2000:]!r}")
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    warning = next(json.loads(line) for line in stderr.read_text().splitlines()
+                   if "holds every record in memory" in line)
+    assert warning["level"] == "WARN" and warning["warn_mb"] == 1 and warning["broker_rss_mb"] >= 1
+
+
+def test_no_watch_when_the_warning_is_off():
+    from logpipe.core.broker import EmbeddedBroker, watch_memory
+
+    with EmbeddedBroker(port=free_port()) as broker:
+        assert watch_memory(broker, warn_mb=0) is None
