@@ -9,6 +9,11 @@ bench's own count (Tansu undercounts end offsets). Then it stops the generator a
 ingest and the vectorizer to catch up, and checks the counts: every log produced was stored or
 dead-lettered, every forwarded one vectorized or dead-lettered.
 
+Each process's RSS is also split into anonymous memory (what the process itself holds: heaps,
+the embedded stores' in-memory structures) and file-backed pages (mapped files: libraries, the
+embedded vector store's on-disk segments, which the kernel can drop and read again), with the
+thread count, so a growth can be told apart.
+
 Memory levels off when the RSS slope over the run's second half (least squares, MB per minute)
 is at most `--max-slope-mb-per-min` (default 1.0) for every process; the first half is printed
 beside it (caches and the model warm up there).
@@ -34,6 +39,19 @@ from capacity import error_rate_for_share, slope  # noqa: E402 - bench/ is not a
 from running import Platform, cpu_seconds, load_average, open_files, rss_bytes  # noqa: E402
 
 MB = 2**20
+
+
+def status_fields(pid: int) -> dict[str, float]:
+    """RssAnon and RssFile (MB) and Threads from /proc/PID/status."""
+    found = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            name, _, value = line.partition(":")
+            if name in ("RssAnon", "RssFile"):
+                found[name] = int(value.split()[0]) / 1024
+            elif name == "Threads":
+                found[name] = int(value)
+    return found
 
 
 async def counts(client, platform: Platform) -> dict:
@@ -75,6 +93,7 @@ async def main_async(args) -> dict:
             started = time.monotonic()
             rss: dict[str, list[tuple[float, float]]] = {}
             files: dict[str, list[tuple[float, float]]] = {}
+            parts: dict[str, dict[str, list[tuple[float, float]]]] = {}
             cpu_start = {}
             lags, vector_lags, loads = [], [], []
             first = await counts(client, platform)
@@ -85,6 +104,8 @@ async def main_async(args) -> dict:
                     try:
                         rss.setdefault(name, []).append((now, rss_bytes(pid) / MB))
                         files.setdefault(name, []).append((now, open_files(pid)))
+                        for field, value in status_fields(pid).items():
+                            parts.setdefault(name, {}).setdefault(field, []).append((now, value))
                         cpu_start.setdefault(name, (now, cpu_seconds(f"/proc/{pid}/stat")))
                     except OSError:
                         pass
@@ -112,6 +133,13 @@ async def main_async(args) -> dict:
                 await asyncio.sleep(1.0)
             drain_s = args.drain_seconds - max(0.0, deadline - time.monotonic())
     rss_summary = {name: memory_summary(series) for name, series in rss.items()}
+    for name, fields in parts.items():
+        for field in ("RssAnon", "RssFile"):
+            if field in fields:
+                rss_summary[name][field.lower().replace("rss", "") + "_mb"] = memory_summary(fields[field])
+        if "Threads" in fields:
+            rss_summary[name]["threads"] = {"start": int(fields["Threads"][0][1]), "end": int(fields["Threads"][-1][1]),
+                                            "max": int(max(v for _, v in fields["Threads"]))}
     files_summary = {name: {"start": int(series[0][1]), "end": int(series[-1][1]), "max": int(max(v for _, v in series)),
                             "slope_second_half_per_min": round(slope([((t - series[0][0]) / 60, v) for t, v in
                                                                       series[len(series) // 2:]]), 2)}

