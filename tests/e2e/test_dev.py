@@ -54,24 +54,29 @@ class Screen:
         return "\n".join(self.text().splitlines()[-lines:])
 
 
-def test_dev_runs_the_whole_platform_readably_on_a_terminal_and_stops_cleanly(tmp_path):
+def dev_environment(tmp_path, **extra: str) -> tuple[dict[str, str], dict[str, int]]:
+    """What both `logpipe dev` tests run with: free ports, a fresh data directory, a steady
+    generator without incidents and short group timeouts; `extra` on top."""
     ports = {name: free_port() for name in ("gateway", "generator", "ingest", "embedder", "vectorizer", "analyzer")}
-    broker_port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("LOG_FORMAT", "NO_COLOR")},
         "LOGPIPE_DATA_DIR": str(tmp_path / "data"),
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "GENERATOR_RATE_PER_SECOND": "300",
-        "GENERATOR_ERROR_RATE_PERCENTAGE": "20",
         "GENERATOR_INCIDENTS": "none",
-        "INGEST_BATCH_TIMEOUT_SECONDS": "1",
         "INGEST_SESSION_TIMEOUT_MS": "2000",
         "INGEST_HEARTBEAT_INTERVAL_MS": "500",
         "VECTORIZER_SESSION_TIMEOUT_MS": "2000",
         "VECTORIZER_HEARTBEAT_INTERVAL_MS": "500",
-        "TERM": "xterm",
         **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        **extra,
     }
+    return env, ports
+
+
+def test_dev_runs_the_whole_platform_readably_on_a_terminal_and_stops_cleanly(tmp_path):
+    env, ports = dev_environment(tmp_path, GENERATOR_ERROR_RATE_PERCENTAGE="20", INGEST_BATCH_TIMEOUT_SECONDS="1",
+                                 TERM="xterm")
     master, slave = os.openpty()
     process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "dev"], env=env, cwd=tmp_path,
                                stdin=slave, stdout=slave, stderr=slave)
@@ -141,7 +146,7 @@ def test_dev_runs_the_whole_platform_readably_on_a_terminal_and_stops_cleanly(tm
     summaries = [line for line in logged if " novel errors  count=" in line]
     assert 1 <= len(summaries) <= 2 + int(minutes_after_banner), summaries
 
-    assert wait_until(lambda: not port_in_use(broker_port), timeout=10, message="the broker outlived `logpipe dev`")
+    assert wait_until(lambda: not port_in_use(int(env["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1])), timeout=10, message="the broker outlived `logpipe dev`")
 
 
 def _healthy(port: int) -> dict | None:
@@ -165,22 +170,7 @@ def _cmdline(pid: int) -> list[str]:
 def test_dev_can_run_the_generator_in_a_process_of_its_own(tmp_path):
     """LOGPIPE_DEV_GENERATOR_PROCESS: the generator leaves the services' process (and GIL),
     its logs still reach ClickHouse, and Ctrl-C stops it with everything else."""
-    ports = {name: free_port() for name in ("gateway", "generator", "ingest", "embedder", "vectorizer", "analyzer")}
-    broker_port = free_port()
-    env = {
-        **os.environ,
-        "LOGPIPE_DATA_DIR": str(tmp_path / "data"),
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
-        "LOGPIPE_DEV_GENERATOR_PROCESS": "true",
-        "GENERATOR_RATE_PER_SECOND": "300",
-        "GENERATOR_INCIDENTS": "none",
-        "INGEST_SESSION_TIMEOUT_MS": "2000",
-        "INGEST_HEARTBEAT_INTERVAL_MS": "500",
-        "VECTORIZER_SESSION_TIMEOUT_MS": "2000",
-        "VECTORIZER_HEARTBEAT_INTERVAL_MS": "500",
-        "LOG_FORMAT": "json",
-        **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
-    }
+    env, ports = dev_environment(tmp_path, LOGPIPE_DEV_GENERATOR_PROCESS="true", LOG_FORMAT="json")
     log_path = tmp_path / "dev.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "dev"], env=env, cwd=tmp_path,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from logpipe.stores.vectors import EdgeVectorStore, VectorPoint
 from logpipe.vectorizer.handlers import Vectorizer
@@ -140,8 +141,11 @@ class _BrokenStateStore(_ServerLikeStore):
         raise ConnectionError("shard closed")
 
 
-async def test_a_store_that_indexes_itself_is_asked_once_and_never_built():
-    store = _ServerLikeStore()
+@pytest.mark.parametrize("store_class", [_ServerLikeStore, _BrokenStateStore], ids=["indexes-itself", "unreadable"])
+async def test_a_store_without_a_readable_local_index_is_asked_once_and_never_built(store_class):
+    """A server that indexes itself answers None; a shard whose state cannot be read fails:
+    neither is asked again at every batch, and nothing is built."""
+    store = store_class()
     vectorizer = Vectorizer(Settings(optimize_after_points=10), pipeline=None, producer=None, store=store)
     for _ in range(5):
         vectorizer._maybe_optimize(1_000)
@@ -149,15 +153,4 @@ async def test_a_store_that_indexes_itself_is_asked_once_and_never_built():
             await vectorizer._optimizing
     assert store.state_reads == 1 and store.optimized == 0
     assert vectorizer.stats_view()["index"]["builds"] == 0
-    await vectorizer.close()
-
-
-async def test_an_unreadable_index_state_is_not_asked_for_at_every_batch():
-    store = _BrokenStateStore()
-    vectorizer = Vectorizer(Settings(optimize_after_points=10), pipeline=None, producer=None, store=store)
-    for _ in range(5):
-        vectorizer._maybe_optimize(1_000)
-        if vectorizer._optimizing is not None:
-            await vectorizer._optimizing
-    assert store.state_reads == 1 and store.optimized == 0
     await vectorizer.close()
