@@ -132,6 +132,7 @@ async def main_async(args) -> dict:
                     break
                 await asyncio.sleep(1.0)
             drain_s = args.drain_seconds - max(0.0, deadline - time.monotonic())
+            vector_stats = (await client.get(f"{platform.url('vectorizer')}/stats")).json()
     rss_summary = {name: memory_summary(series) for name, series in rss.items()}
     for name, fields in parts.items():
         for field in ("RssAnon", "RssFile"):
@@ -164,6 +165,9 @@ async def main_async(args) -> dict:
                             nothing_lost=(drained["stored"] + drained["ingest_dlq"] == drained["produced"]
                                           and drained["vectorized"] + drained["vectorizer_dlq"] == drained["forwarded"])),
         "load_average_each_minute": loads, "load_average_after": load_average(),
+        # The vectors' retention and index builds (VECTORIZER_MAX_POINTS caps the embedded store).
+        "vector_points": vector_stats.get("points"), "vector_index": vector_stats.get("index"),
+        "vector_retention": vector_stats.get("retention"),
     })
     return result
 

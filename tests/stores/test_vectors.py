@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
+from logpipe.stores import vectors as vectors_module
 from logpipe.stores.vectors import (
     EdgeVectorStore,
     ServerVectorStore,
@@ -218,3 +219,54 @@ def test_novel_flag_round_trips_and_filters(store):
     assert store.retrieve(["rec-5"])[0]["payload"]["novel"] is False
     hits = store.search(unit(4), limit=12, filters=VectorFilter(novel=True))
     assert {h.record_id for h in hits} == {"rec-0", "rec-4", "rec-8"} and all(h.payload["novel"] for h in hits)
+
+
+def test_expire_deletes_by_age_then_the_oldest_beyond_the_cap(store):
+    """Retention (the vectorizer's): points whose log is older than `before` go, then the
+    oldest by the log's time until `keep` remain; the newest stay searchable."""
+    store.upsert(make_points(40))  # rec-i at T0 + i minutes
+    assert store.expire(before=T0 + timedelta(minutes=10), keep=25, page=4) == {"age": 10, "cap": 5}
+    assert store.count() == 25
+    left = {item["payload"]["record_id"] for item in store.retrieve([f"rec-{i}" for i in range(40)])}
+    assert left == {f"rec-{i}" for i in range(15, 40)}
+    assert store.search(unit(39), limit=1)[0].record_id == "rec-39"
+    # Nothing past either bound: nothing goes.
+    assert store.expire(before=T0, keep=25) == {"age": 0, "cap": 0}
+    assert store.expire(keep=None) == {"age": 0, "cap": 0} and store.count() == 25
+
+
+def test_points_deleted_during_a_build_in_a_child_stay_deleted(tmp_path):
+    """Retention may delete while a child builds the indexed copy: the copy swapped in gets the
+    deletions too, in order with the writes (a point written again after its deletion stays)."""
+    import threading
+
+    dim = 384
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((8_040, dim)).astype(np.float32)
+    stored = [VectorPoint(f"rec-{i}", vectors[i] / np.linalg.norm(vectors[i]),
+                          {"service": "svc", "level": "ERROR", "message": f"m {i}",
+                           "timestamp": T0 + timedelta(seconds=i)}) for i in range(8_040)]
+    store = EdgeVectorStore(tmp_path, "retained")
+    store.ensure_collection(dim)
+    store.upsert(stored[:8_000])
+    outcome: list = []
+    build = threading.Thread(target=lambda: outcome.append(store.optimize(in_child=True)))
+    build.start()
+    copying = threading.Event()  # never set: a bounded pause between looks
+    # The build takes its copy under the swap guard; the first use after it sees the journal.
+    entry = vectors_module._shards[str(store.path)]  # noqa: SLF001 - the test looks inside the store
+    deadline = datetime.now() + timedelta(minutes=2)
+    while entry[5] is None and build.is_alive() and datetime.now() < deadline:
+        copying.wait(0.01)
+    assert store.expire(keep=7_000) == {"age": 0, "cap": 1_000}  # rec-0 .. rec-999
+    store.upsert(stored[8_000:])
+    store.upsert(stored[:1])  # rec-0 comes back after its deletion
+    # All of it happened while the child built the copy, so the copy gets it from the journal.
+    assert build.is_alive() and entry[5] is not None and entry[5].size == 1_000 / 20 + 41
+    build.join(timeout=300)
+    assert outcome == [True]
+    assert store.shard.info().indexed_vectors_count >= 7_000
+    assert store.count() == 7_041
+    assert [item["payload"]["record_id"] for item in store.retrieve(["rec-0", "rec-1", "rec-999", "rec-8039"])] \
+        == ["rec-0", "rec-8039"]
+    store.close()

@@ -41,6 +41,8 @@ _INT64_LIMIT = 1 << 63
 # The named sparse vector that holds a point's keywords (hashed terms, BM25-like weights); the
 # dense embedding stays the unnamed default vector, so collections made before keep working.
 KEYWORDS = "keywords"
+# Retention deletes this many points per call to the store (ids in memory at once).
+EXPIRE_PAGE = 10_000
 
 
 class VectorStoreError(RuntimeError):
@@ -186,6 +188,36 @@ class VectorStore:
         """(points, indexed vectors) where this process builds the index; None where the server does."""
         return None
 
+    def expire(self, before: datetime | None = None, keep: int | None = None,
+               page: int = EXPIRE_PAGE) -> dict[str, int]:
+        """Retention: delete the points whose log is older than `before`, then the oldest points
+        beyond the newest `keep` (by the log's time). How many went, by reason ("age", "cap")."""
+        deleted = {"age": 0, "cap": 0}
+        if before is not None:
+            while True:
+                ids = self._oldest_ids(page, before)
+                if ids:
+                    self._delete_ids(ids)
+                    deleted["age"] += len(ids)
+                if len(ids) < page:
+                    break
+        if keep is not None:
+            excess = self.count() - keep
+            while excess > 0:
+                ids = self._oldest_ids(min(page, excess))
+                if not ids:
+                    break  # points without a time cannot be ordered; none are written so
+                self._delete_ids(ids)
+                deleted["cap"] += len(ids)
+                excess -= len(ids)
+        return deleted
+
+    def _oldest_ids(self, limit: int, before: datetime | None = None) -> list:
+        raise NotImplementedError
+
+    def _delete_ids(self, ids: list) -> None:
+        raise NotImplementedError
+
     def optimize(self, in_child: bool = False) -> bool:
         """Build indexes for points written since the last call (the server does this itself);
         `in_child`: in a child process, so this process never stalls (embedded engine)."""
@@ -228,6 +260,10 @@ class VectorStore:
         faults.check("qdrant")
         return await asyncio.to_thread(self.retrieve, list(record_ids), with_vectors)
 
+    async def aexpire(self, before: datetime | None = None, keep: int | None = None) -> dict[str, int]:
+        faults.check("qdrant")
+        return await asyncio.to_thread(self.expire, before, keep)
+
     async def aping(self) -> bool:
         faults.check("qdrant")
         return await asyncio.to_thread(self.ping)
@@ -240,6 +276,7 @@ _shards_lock = threading.Lock()
 # Points written while a child process builds the index are kept to be written again into the
 # indexed copy; past this many the build is given up (memory), and the next one starts afresh.
 CHILD_BUILD_JOURNAL_LIMIT = 100_000
+DELETIONS_PER_JOURNALED_POINT = 20
 
 
 class _SwapGuard:
@@ -281,17 +318,37 @@ class _SwapGuard:
 
 
 class _Journal:
+    """What is written to a shard while a child builds its indexed copy, in order: upserts of
+    points and deletions of point ids, written again into the copy at the swap."""
+
     def __init__(self) -> None:
-        self.points: list = []
+        self.operations: list[tuple[str, list]] = []
+        self.size = 0
         self.overflowed = False
 
     def add(self, points: list) -> None:
+        self._add("upsert", points)
+
+    def delete(self, ids: list) -> None:
+        self._add("delete", ids)
+
+    def _add(self, kind: str, items: list) -> None:
         if self.overflowed:
             return
-        if len(self.points) + len(points) > CHILD_BUILD_JOURNAL_LIMIT:
-            self.overflowed, self.points = True, []
+        # A deleted point is an id (tens of bytes); a written one is its vector and payload.
+        weight = len(items) if kind == "upsert" else len(items) / DELETIONS_PER_JOURNALED_POINT
+        if self.size + weight > CHILD_BUILD_JOURNAL_LIMIT:
+            self.overflowed, self.operations = True, []
             return
-        self.points.extend(points)
+        self.size += weight
+        self.operations.append((kind, items))
+
+    def replay(self, shard) -> None:
+        import qdrant_edge as qe
+
+        for kind, items in self.operations:
+            shard.update(qe.UpdateOperation.upsert_points(items) if kind == "upsert"
+                         else qe.UpdateOperation.delete_points(items))
 
 
 def _edge_filter(filters: VectorFilter | None):
@@ -495,6 +552,26 @@ class EdgeVectorStore(VectorStore):
             out.append(item)
         return out
 
+    def _oldest_ids(self, limit: int, before: datetime | None = None) -> list:
+        import qdrant_edge as qe
+
+        condition = None
+        if before is not None:
+            condition = qe.Filter(must=[qe.FieldCondition("timestamp", range=qe.RangeDateTime(lt=_iso(before)))])
+        with self._use() as (shard, _):
+            records, _ = shard.scroll(qe.ScrollRequest(
+                limit=limit, filter=condition, with_payload=False, with_vector=False,
+                order_by=qe.OrderBy("timestamp", direction=qe.Direction.Asc)))
+        return [record.id for record in records]
+
+    def _delete_ids(self, ids: list) -> None:
+        import qdrant_edge as qe
+
+        with self._use() as (shard, entry):
+            shard.update(qe.UpdateOperation.delete_points(ids))
+            if entry[5] is not None:
+                entry[5].delete(ids)
+
     def index_state(self) -> tuple[int, int] | None:
         with self._use() as (shard, _):
             info = shard.info()
@@ -561,8 +638,7 @@ class EdgeVectorStore(VectorStore):
                 entry[0] = qe.EdgeShard.load(str(self.path), self._config(entry[1], bool(entry[3])))
                 shutil.rmtree(building, ignore_errors=True)
                 raise
-            if journal.points:
-                shard.update(qe.UpdateOperation.upsert_points(journal.points))
+            journal.replay(shard)
             entry[0] = shard
         shutil.rmtree(previous, ignore_errors=True)
         return True
@@ -790,6 +866,23 @@ class ServerVectorStore(VectorStore):
                 item["vector"] = vector.get("") if isinstance(vector, dict) else vector
             out.append(item)
         return out
+
+    def _oldest_ids(self, limit: int, before: datetime | None = None) -> list:
+        from qdrant_client import models
+
+        condition = None
+        if before is not None:
+            condition = models.Filter(must=[models.FieldCondition(
+                key="timestamp", range=models.DatetimeRange(lt=_iso(before)))])
+        records, _ = self.client.scroll(self.collection, scroll_filter=condition, limit=limit, with_payload=False,
+                                        with_vectors=False,
+                                        order_by=models.OrderBy(key="timestamp", direction=models.Direction.ASC))
+        return [record.id for record in records]
+
+    def _delete_ids(self, ids: list) -> None:
+        from qdrant_client import models
+
+        self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)
 
     def ping(self) -> bool:
         self.client.get_collections()

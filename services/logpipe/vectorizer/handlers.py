@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -42,6 +43,8 @@ NOVELTY_FAILURES = metrics.counter("logpipe_vectorizer_novelty_failures_total",
                                    "Batches whose novelty check failed (vectors still stored)")
 INDEX_BUILDS = metrics.counter("logpipe_vectorizer_index_builds_total",
                                "HNSW index builds of the embedded Qdrant engine", ("outcome",))
+EXPIRED = metrics.counter("logpipe_vectorizer_expired_points_total",
+                          "Points deleted by the vectors' retention", ("reason",))
 BATCH_SECONDS = metrics.histogram("logpipe_vectorizer_batch_seconds", "Time to process one batch",
                                   buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
@@ -57,6 +60,9 @@ class Stats:
     novel: int = 0
     retries: int = 0
     index_builds: int = 0
+    index_builds_failed: int = 0
+    expired_by_age: int = 0
+    expired_by_cap: int = 0
     last_error: str | None = None
     started_at: float = field(default_factory=time.time)
 
@@ -94,6 +100,11 @@ class Vectorizer:
         self._indexed_at: int | None = None
         self._next_try_at = 0
         self._state_retry_at = 0.0
+        # Points deleted by the retention since the last index build (their memory comes back
+        # with the next build: IndexSchedule.due_after_deletions).
+        self._deleted_since_build = 0
+        self._retention: asyncio.Task | None = None
+        self._retention_ran_at: float | None = None
         # A poll returns at most a batch, so the buffer and every batch in flight hold fewer
         # than two batches' records each: this many in flight keeps the total within MAX_BUFFERED.
         in_flight = max(1, settings.max_buffered // (2 * settings.batch_size) - 1)
@@ -113,6 +124,38 @@ class Vectorizer:
 
     def start(self) -> None:
         self.consumer.start()
+        self._retention = asyncio.create_task(self._retain_forever(), name="vectorizer-retention")
+
+    async def _retain_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retention_interval_seconds)
+            try:
+                await self.retain()
+            except Exception as exc:  # noqa: BLE001 - Qdrant away: tried again next interval
+                log.warning("vector retention failed: %s", exc)
+
+    async def retain(self) -> dict[str, int]:
+        """Delete the points past the retention (age, then the cap); how many went, by reason.
+        Asks for an index build once enough went. During a build in a child the deletions are
+        journaled and applied to the indexed copy too; their memory comes back with the next."""
+        if not getattr(self.pipeline, "collection_ready", True):
+            return {"age": 0, "cap": 0}  # nothing stored yet (the collection comes with the first batch)
+        before = datetime.now(timezone.utc) - timedelta(days=self.settings.retention())
+        deleted = await self.store.aexpire(before, self.settings.points_cap())
+        self._retention_ran_at = time.time()
+        for reason, count in deleted.items():
+            if count:
+                EXPIRED.labels(reason).inc(count)
+        self.stats.expired_by_age += deleted["age"]
+        self.stats.expired_by_cap += deleted["cap"]
+        total = deleted["age"] + deleted["cap"]
+        if total:
+            log.info("vectors past their retention deleted", extra=deleted)
+            self._deleted_since_build += total
+            if self._points is not None:
+                self._points = max(0, self._points - total)
+            self._maybe_optimize(0)
+        return deleted
 
     async def flush(self) -> dict[str, Any]:
         """Process everything consumed so far; what came of it, summed over the batches."""
@@ -130,6 +173,7 @@ class Vectorizer:
         data["buffered"] = self.buffered
         data["circuits"] = {name: breaker.view() for name, breaker in self.circuits.items()}
         data["index"] = self.index_view()
+        data["retention"] = self.retention_view()
         return data
 
     async def _write(self, batch: Batch[Messages]) -> dict[str, Any]:
@@ -199,7 +243,7 @@ class Vectorizer:
         if self._points is None and time.monotonic() < self._state_retry_at:
             return
         if self._points is not None and (self._points < self._next_try_at
-                                         or not self.index_schedule.due(self._points, self._indexed_at or 0)):
+                                         or not self._build_due(self._points)):
             return
         self._optimizing = asyncio.create_task(self._index_when_due(), name="vectorizer-optimize")
 
@@ -218,9 +262,11 @@ class Vectorizer:
         if self._indexed_at is None:
             self._indexed_at = indexed
         self._points = points
-        if not self.index_schedule.due(points, self._indexed_at):
+        if not self._build_due(points):
             return
-        log.info("building the vector index", extra={"points": points, "indexed_at": self._indexed_at})
+        deleted = self._deleted_since_build
+        log.info("building the vector index", extra={"points": points, "indexed_at": self._indexed_at,
+                                                      "deleted_since_build": deleted})
         started = time.perf_counter()
         try:
             built = await asyncio.to_thread(self.store.optimize, self.settings.optimize_in_child)
@@ -229,21 +275,37 @@ class Vectorizer:
             log.warning("vector index build failed: %s", exc)
         INDEX_BUILDS.labels("built" if built else "failed").inc()
         if built:
+            # Points deleted during the build are deleted in the copy too, but still held there.
             self._indexed_at = points
+            self._deleted_since_build = max(0, self._deleted_since_build - deleted)
             self.stats.index_builds += 1
             log.info("vector index built", extra={"points": points,
                                                   "seconds": round(time.perf_counter() - started, 1)})
         else:
+            self.stats.index_builds_failed += 1
             # Not at every batch from now on: after another first_after points.
             self._next_try_at = points + self.index_schedule.first_after
 
+    def _build_due(self, points: int) -> bool:
+        return (self.index_schedule.due(points, self._indexed_at or 0)
+                or self.index_schedule.due_after_deletions(points, self._deleted_since_build))
+
+    def retention_view(self) -> dict[str, Any]:
+        return {"days": self.settings.retention(), "max_points": self.settings.points_cap(),
+                "interval_seconds": self.settings.retention_interval_seconds,
+                "expired": {"age": self.stats.expired_by_age, "cap": self.stats.expired_by_cap},
+                "deleted_since_build": self._deleted_since_build, "last_run_at": self._retention_ran_at}
+
     def index_view(self) -> dict[str, Any]:
-        return {"builds": self.stats.index_builds, "building": bool(self._optimizing and not self._optimizing.done()),
+        return {"builds": self.stats.index_builds, "failed": self.stats.index_builds_failed, "building": bool(self._optimizing and not self._optimizing.done()),
                 "indexed_at_points": max(self._indexed_at or 0, 0), "points": self._points,
                 "first_after": self.index_schedule.first_after, "growth": self.index_schedule.growth}
 
     async def close(self) -> None:
         """Stop consuming; process and commit what was consumed (the rest is read again on restart)."""
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
         await self.consumer.stop(timeout_s=30)
         if self._optimizing is not None:
             try:

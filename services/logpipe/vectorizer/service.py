@@ -339,3 +339,17 @@ class IndexSchedule:
         if points - indexed_at < self.first_after:
             return False
         return indexed_at == 0 or points >= indexed_at * self.growth
+
+    def due_after_deletions(self, points: int, deleted: int) -> bool:
+        """True when `deleted` points since the last build call for one: the engine gives their
+        memory back only when a build rewrites the segments holding them (it rewrites a segment
+        once a fifth of it is deleted), so retention under a cap rebuilds each time a fifth of
+        the shard has been replaced, which also indexes the points that replaced them."""
+        if self.first_after <= 0 or deleted <= 0:
+            return False
+        return deleted >= max(self.first_after, VACUUM_SHARE * points)
+
+
+# The share of a segment deleted from which the engine's build rewrites it (Qdrant's default
+# `deleted_threshold`).
+VACUUM_SHARE = 0.2

@@ -64,4 +64,25 @@ class Settings(ServiceSettings, EmbeddingSettings):
     # keeps serving meanwhile (qdrant-edge-py 0.9 holds the GIL while it builds: 45 s for 24k
     # points on 2 cores, bench/vectors_offload.py). False: in process, pausing it.
     optimize_in_child: bool = True
+    # Retention of the vectors (docs/vectors.md "Retention"), checked every RETENTION_INTERVAL:
+    # points whose log is older than RETENTION_DAYS go (0: LOG_TTL_DAYS, so no search finds a
+    # log ClickHouse has dropped), then the oldest beyond MAX_POINTS. MAX_POINTS unset: 400,000
+    # with the embedded engine, whose memory grows with its points and is given back only when
+    # deleted points are rebuilt away (about 1.1 KB of heap per indexed point, bench/vector_memory.py:
+    # 400,000 fit the chart's 2 Gi vectorizer), none with a Qdrant server; 0: no cap.
+    retention_days: int = Field(0, ge=0, le=36500)
+    max_points: int | None = Field(None, ge=0)
+    retention_interval_seconds: float = Field(60.0, gt=0, le=86_400)
     qdrant_api_key: str = shared("", "QDRANT_API_KEY")
+
+    def points_cap(self) -> int | None:
+        """The cap on stored points in force, or None for none."""
+        if self.max_points is None:
+            return None if self.qdrant_url else EMBEDDED_MAX_POINTS
+        return self.max_points or None
+
+    def retention(self) -> int:
+        return self.retention_days or self.log_ttl_days
+
+
+EMBEDDED_MAX_POINTS = 400_000
