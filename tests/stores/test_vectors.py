@@ -270,3 +270,32 @@ def test_points_deleted_during_a_build_in_a_child_stay_deleted(tmp_path):
     assert [item["payload"]["record_id"] for item in store.retrieve(["rec-0", "rec-1", "rec-999", "rec-8039"])] \
         == ["rec-0", "rec-8039"]
     store.close()
+
+
+def test_a_compaction_in_a_child_drops_deleted_points_without_indexing(tmp_path):
+    """`optimize(in_child=True, index=False)`: the copy is rewritten without the deleted points
+    and without HNSW for anything new (what the vectorizer runs when builds fall behind)."""
+    dim = 384
+    rng = np.random.default_rng(6)
+    vectors = rng.standard_normal((12_000, dim)).astype(np.float32)
+    stored = [VectorPoint(f"rec-{i}", vectors[i] / np.linalg.norm(vectors[i]),
+                          {"service": "svc", "level": "ERROR", "message": f"m {i}",
+                           "timestamp": T0 + timedelta(seconds=i)}) for i in range(12_000)]
+    store = EdgeVectorStore(tmp_path, "compacted")
+    store.ensure_collection(dim)
+    store.upsert(stored[:8_000])
+    assert store.optimize(in_child=True)
+    built = store.index_state()
+    assert built[0] == 8_000 and built[1] >= 8_000  # the dense vectors are in the HNSW graph
+    store.upsert(stored[8_000:])
+    assert store.expire(keep=6_000) == {"age": 0, "cap": 6_000}
+    assert store.optimize(in_child=True, index=False)
+    points, indexed = store.index_state()
+    assert points == 6_000 and store.count() == 6_000
+    # The segment that held the deleted points is rewritten without its graph, and the 4,000
+    # written after the build are not indexed (a full build of the same copy indexes some).
+    assert indexed == 0
+    assert store.retrieve(["rec-0", "rec-5999"]) == []
+    assert store.search(stored[-1].vector, limit=1)[0].record_id == "rec-11999"
+    assert store.search(stored[6_000].vector, limit=1)[0].record_id == "rec-6000"
+    store.close()

@@ -120,3 +120,56 @@ async def test_the_retention_runs_on_its_interval_and_outlives_a_failure(tmp_pat
     await vectorizer.close()
     assert vectorizer._retention.done()
     store.close()
+
+
+class _CappedStore:
+    """A shard held at its cap: as many points deleted as written (what the engine does is
+    tested above and in tests/stores); records which builds the vectorizer asks for."""
+
+    def __init__(self, points: int, indexed: int, outcomes: list[bool]) -> None:
+        self.points, self.indexed = points, indexed
+        self.outcomes = outcomes
+        self.builds: list[bool] = []  # index=True: a build, False: a compaction
+
+    def index_state(self):
+        return self.points, self.indexed
+
+    def optimize(self, in_child: bool = False, index: bool = True) -> bool:
+        self.builds.append(index)
+        return self.outcomes.pop(0) if self.outcomes else True
+
+    async def aexpire(self, before=None, keep=None):
+        return {"age": 0, "cap": self.deleted}
+
+
+async def test_builds_that_fall_behind_the_retention_give_way_to_a_compaction_and_a_failure_is_retried():
+    settings = Settings(optimize_after_points=20_000, max_points=100_000)
+    store = _CappedStore(100_000, 100_000, outcomes=[False])
+    vectorizer = Vectorizer(settings, pipeline=None, producer=None, store=store)
+
+    async def replaced(count: int) -> None:
+        """`count` points written and as many deleted by the retention, at the cap."""
+        vectorizer._maybe_optimize(count)
+        store.deleted = count
+        await vectorizer.retain()
+        if vectorizer._optimizing is not None:
+            await vectorizer._optimizing
+
+    await replaced(10_000)
+    assert store.builds == []  # a tenth of the shard replaced: not yet
+    await replaced(15_000)  # a quarter: an index build, which fails ...
+    assert store.builds == [True] and vectorizer.stats.index_builds_failed == 1
+    await replaced(5_000)  # ... and is not retried for every batch,
+    assert store.builds == [True]
+    await replaced(10_000)  # but after 20,000 more changes although the shard stays at its cap.
+    assert store.builds == [True, True] and vectorizer.stats.index_builds == 1
+    assert vectorizer._deleted_since_build == 0
+    # Deletions outran the builds: more deleted points held than live ones. A compaction first
+    # (no HNSW: it only gives their memory back), then an index build once due again.
+    vectorizer._deleted_since_build = 90_000
+    await replaced(20_000)
+    assert store.builds == [True, True, False] and vectorizer.stats.compactions == 1
+    assert vectorizer.stats_view()["index"]["compactions"] == 1
+    await replaced(20_000)
+    assert store.builds == [True, True, False, True] and vectorizer.stats.index_builds == 2
+    await vectorizer.close()

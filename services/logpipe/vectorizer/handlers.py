@@ -61,6 +61,7 @@ class Stats:
     retries: int = 0
     index_builds: int = 0
     index_builds_failed: int = 0
+    compactions: int = 0
     expired_by_age: int = 0
     expired_by_cap: int = 0
     last_error: str | None = None
@@ -98,6 +99,9 @@ class Vectorizer:
         # index build saw; None until read from the store (after a restart: its indexed count).
         self._points: int | None = None
         self._indexed_at: int | None = None
+        # Points written plus points deleted since start: a failed build is tried again after
+        # first_after more of them (under a cap the shard's size stops growing).
+        self._changes = 0
         self._next_try_at = 0
         self._state_retry_at = 0.0
         # Points deleted by the retention since the last index build (their memory comes back
@@ -152,6 +156,7 @@ class Vectorizer:
         if total:
             log.info("vectors past their retention deleted", extra=deleted)
             self._deleted_since_build += total
+            self._changes += total
             if self._points is not None:
                 self._points = max(0, self._points - total)
             self._maybe_optimize(0)
@@ -238,11 +243,12 @@ class Vectorizer:
             return
         if self._points is not None:
             self._points += upserted
+        self._changes += upserted
         if self._optimizing is not None and not self._optimizing.done():
             return
         if self._points is None and time.monotonic() < self._state_retry_at:
             return
-        if self._points is not None and (self._points < self._next_try_at
+        if self._points is not None and (self._changes < self._next_try_at
                                          or not self._build_due(self._points)):
             return
         self._optimizing = asyncio.create_task(self._index_when_due(), name="vectorizer-optimize")
@@ -265,26 +271,38 @@ class Vectorizer:
         if not self._build_due(points):
             return
         deleted = self._deleted_since_build
-        log.info("building the vector index", extra={"points": points, "indexed_at": self._indexed_at,
-                                                      "deleted_since_build": deleted})
+        index = not self._compaction_due(points)
+        log.info("building the vector index" if index else "compacting the vector store",
+                 extra={"points": points, "indexed_at": self._indexed_at, "deleted_since_build": deleted})
         started = time.perf_counter()
         try:
-            built = await asyncio.to_thread(self.store.optimize, self.settings.optimize_in_child)
+            built = await asyncio.to_thread(self.store.optimize, self.settings.optimize_in_child, index)
         except Exception as exc:  # noqa: BLE001 - the tail stays searchable; the build is tried again later
             built = False
             log.warning("vector index build failed: %s", exc)
-        INDEX_BUILDS.labels("built" if built else "failed").inc()
+        INDEX_BUILDS.labels(("built" if index else "compacted") if built else "failed").inc()
         if built:
             # Points deleted during the build are deleted in the copy too, but still held there.
-            self._indexed_at = points
             self._deleted_since_build = max(0, self._deleted_since_build - deleted)
-            self.stats.index_builds += 1
-            log.info("vector index built", extra={"points": points,
-                                                  "seconds": round(time.perf_counter() - started, 1)})
+            if index:
+                self._indexed_at = points
+                self.stats.index_builds += 1
+            else:
+                self.stats.compactions += 1
+            log.info("vector index built" if index else "vector store compacted",
+                     extra={"points": points, "seconds": round(time.perf_counter() - started, 1)})
         else:
             self.stats.index_builds_failed += 1
-            # Not at every batch from now on: after another first_after points.
-            self._next_try_at = points + self.index_schedule.first_after
+            # Not at every batch from now on: after another first_after points written or deleted.
+            self._next_try_at = self._changes + self.index_schedule.first_after
+
+    def _compaction_due(self, points: int) -> bool:
+        """More deleted points held than live ones, and the growth rule not due: the builds have
+        not kept up with the retention (each must index what arrived since the last, and the
+        deletions piled up meanwhile). A compaction (no HNSW, several times faster) gives their
+        memory back first; the next build, due after a fifth of the shard again, indexes."""
+        return (self.settings.optimize_in_child and self._deleted_since_build >= max(points, 1)
+                and not self.index_schedule.due(points, self._indexed_at or 0))
 
     def _build_due(self, points: int) -> bool:
         return (self.index_schedule.due(points, self._indexed_at or 0)
@@ -297,7 +315,8 @@ class Vectorizer:
                 "deleted_since_build": self._deleted_since_build, "last_run_at": self._retention_ran_at}
 
     def index_view(self) -> dict[str, Any]:
-        return {"builds": self.stats.index_builds, "failed": self.stats.index_builds_failed, "building": bool(self._optimizing and not self._optimizing.done()),
+        return {"builds": self.stats.index_builds, "failed": self.stats.index_builds_failed,
+                "compactions": self.stats.compactions, "building": bool(self._optimizing and not self._optimizing.done()),
                 "indexed_at_points": max(self._indexed_at or 0, 0), "points": self._points,
                 "first_after": self.index_schedule.first_after, "growth": self.index_schedule.growth}
 
