@@ -645,6 +645,7 @@ class EdgeVectorStore(VectorStore):
             journal.replay(shard)
             entry[0] = shard
         shutil.rmtree(previous, ignore_errors=True)
+        _give_back_freed_heap()
         return True
 
     def ping(self) -> bool:
@@ -684,6 +685,19 @@ def _load_edge(path: Path, config, dense_only_config):
         shard = qe.EdgeShard.load(str(path), dense_only_config)
         _without_keywords.add(str(path))
         return shard
+
+
+def _give_back_freed_heap() -> None:
+    """The shard just replaced freed its heap, but glibc keeps freed pages in its arenas, where
+    the next shard's differently sized allocations reuse them only in part: RSS crept up by a
+    MB or two per swap (bench/vector_memory.py --retention-cycles). malloc_trim returns the free
+    pages to the system. Not glibc (musl, macOS): nothing to do."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _build_paths(path: Path) -> tuple[Path, Path]:
