@@ -108,6 +108,9 @@ def _instrument_libraries() -> None:
     # aiokafka: wraps `AIOKafkaProducer.send` (a producer span, the context injected into the
     # record's headers) and `AIOKafkaConsumer.getone/getmany`; `send_batch`, our keyless hot
     # path in core/kafka.py, is not wrapped, so `send_values` still carries the context itself.
+    # Its reads make one span per record (plus one per poll and topic): the gateway's live tail
+    # reads raw-logs at the full ingest rate, so every log would become a span sent to the
+    # collector. The reads are unwrapped again (`_unwrap_aiokafka_reads`); the sends stay.
     # confluent-kafka: `instrument()` swaps `confluent_kafka.Consumer`/`Producer` for traced
     # subclasses; core/consumer.py looks the class up when it creates its client, after
     # `configure`, so it gets them. Its per-instance proxies cannot serve BatchConsumer:
@@ -125,8 +128,19 @@ def _instrument_libraries() -> None:
                 # tests/core/test_tracing.py checks its spans, so its version check is skipped.
                 instrumentor.instrument(skip_dep_check=name == "SQLAlchemyInstrumentor")
                 _instrumented.append(instrumentor)
+                if name == "AIOKafkaInstrumentor":
+                    _unwrap_aiokafka_reads()
         except ImportError as exc:
             log.info("tracing without %s (%s)", module, exc)
+
+
+def _unwrap_aiokafka_reads() -> None:
+    import aiokafka
+    from opentelemetry.instrumentation.utils import unwrap
+
+    # Its `_uninstrument` unwraps them again, which is a no-op on a plain method.
+    unwrap(aiokafka.AIOKafkaConsumer, "getone")
+    unwrap(aiokafka.AIOKafkaConsumer, "getmany")
 
 
 def _aiokafka_injects() -> bool:
