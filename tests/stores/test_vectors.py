@@ -129,6 +129,19 @@ def test_edge_collection_survives_restart(tmp_path):
         wrong.ensure_collection(DIM * 2)
 
 
+def test_the_upkeep_state_is_kept_beside_the_shard_and_a_damaged_one_is_ignored(tmp_path):
+    store = EdgeVectorStore(tmp_path, "kept")
+    assert store.load_upkeep() == {}
+    store.ensure_collection(DIM)
+    store.save_upkeep({"deleted_since_build": 1234})
+    # Beside the shard's directory, so a build's copy of the shard does not carry it.
+    assert not any(p.name.endswith("upkeep.json") for p in store.path.rglob("*"))
+    assert EdgeVectorStore(tmp_path, "kept").load_upkeep() == {"deleted_since_build": 1234}
+    store._upkeep_path.write_text("{not json")
+    assert store.load_upkeep() == {}
+    store.close()
+
+
 def test_edge_optimize_builds_index_and_search_still_answers(tmp_path):
     store = EdgeVectorStore(tmp_path, "optimized")
     store.ensure_collection(DIM)

@@ -173,3 +173,36 @@ async def test_builds_that_fall_behind_the_retention_give_way_to_a_compaction_an
     await replaced(20_000)
     assert store.builds == [True, True, False, True] and vectorizer.stats.index_builds == 2
     await vectorizer.close()
+
+
+async def test_deletions_not_yet_given_back_are_remembered_across_a_restart(tmp_path):
+    """The deleted points stay held in the shard until a build; a restarted vectorizer must still
+    count them, or the build they call for would wait for as many deletions again."""
+    rng = np.random.default_rng(5)
+    now = datetime.now(timezone.utc)
+    store = EdgeVectorStore(tmp_path, "restarted")
+    store.ensure_collection(384)
+    store.upsert(points(rng, 0, 10_000, now))
+    first = Vectorizer(Settings(optimize_in_child=False, max_points=9_000), pipeline=None, producer=None, store=store)
+    assert await first.retain() == {"age": 0, "cap": 1_000}
+    if first._optimizing is not None:  # the shard's state is read once
+        await first._optimizing
+    assert first.stats.index_builds == 0  # 1,000 of 10,000: no build due (20,000 by default)
+    await first.close()
+    store.close()
+
+    store = EdgeVectorStore(tmp_path, "restarted")
+    store.ensure_collection(384)
+    settings = Settings(optimize_in_child=False, optimize_after_points=2_000, max_points=8_000)
+    second = Vectorizer(settings, pipeline=None, producer=None, store=store)
+    assert second.stats_view()["retention"]["deleted_since_build"] == 1_000
+    # 1,000 more: 2,000 deleted since the last build, which calls for one.
+    assert await second.retain() == {"age": 0, "cap": 1_000}
+    assert second._optimizing is not None
+    await second._optimizing
+    assert second.stats.index_builds == 1 and second.stats_view()["retention"]["deleted_since_build"] == 0
+    await second.close()
+    third = Vectorizer(settings, pipeline=None, producer=None, store=store)
+    assert third.stats_view()["retention"]["deleted_since_build"] == 0
+    await third.close()
+    store.close()

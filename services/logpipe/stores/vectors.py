@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import multiprocessing
 import shutil
@@ -187,6 +188,14 @@ class VectorStore:
     def index_state(self) -> tuple[int, int] | None:
         """(points, indexed vectors) where this process builds the index; None where the server does."""
         return None
+
+    def load_upkeep(self) -> dict[str, Any]:
+        """What the vectorizer keeps about this store's upkeep across restarts (deletions since
+        the last build); {} where a server does its own."""
+        return {}
+
+    def save_upkeep(self, state: dict[str, Any]) -> None:
+        """Keep `state` for `load_upkeep` after a restart (nothing where a server does its own)."""
 
     def expire(self, before: datetime | None = None, keep: int | None = None,
                page: int = EXPIRE_PAGE) -> dict[str, int]:
@@ -580,6 +589,31 @@ class EdgeVectorStore(VectorStore):
         with self._use() as (shard, _):
             info = shard.info()
         return int(info.points_count), int(info.indexed_vectors_count)
+
+    @property
+    def _upkeep_path(self) -> Path:
+        # Beside the shard, not in it: a build copies the shard's directory.
+        return self.path.with_name(self.path.name + ".upkeep.json")
+
+    def load_upkeep(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self._upkeep_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s: %s", self._upkeep_path, exc)
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def save_upkeep(self, state: dict[str, Any]) -> None:
+        path = self._upkeep_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        try:
+            partial.write_text(json.dumps(state))
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
 
     def optimize(self, in_child: bool = False, index: bool = True) -> bool:
         # One build at a time. qdrant-edge-py 0.9 keeps the GIL while building, so in process

@@ -105,8 +105,9 @@ class Vectorizer:
         self._next_try_at = 0
         self._state_retry_at = 0.0
         # Points deleted by the retention since the last index build (their memory comes back
-        # with the next build: IndexSchedule.due_after_deletions).
-        self._deleted_since_build = 0
+        # with the next build: IndexSchedule.due_after_deletions). Kept beside the shard: after
+        # a restart the deleted points are still held, and the count still calls the build.
+        self._deleted_since_build = self._loaded_deletions()
         self._retention: asyncio.Task | None = None
         self._retention_ran_at: float | None = None
         # A poll returns at most a batch, so the buffer and every batch in flight hold fewer
@@ -156,6 +157,7 @@ class Vectorizer:
         if total:
             log.info("vectors past their retention deleted", extra=deleted)
             self._deleted_since_build += total
+            self._save_upkeep()
             self._changes += total
             if self._points is not None:
                 self._points = max(0, self._points - total)
@@ -284,6 +286,7 @@ class Vectorizer:
         if built:
             # Points deleted during the build are deleted in the copy too, but still held there.
             self._deleted_since_build = max(0, self._deleted_since_build - deleted)
+            self._save_upkeep()
             if index:
                 self._indexed_at = points
                 self.stats.index_builds += 1
@@ -295,6 +298,22 @@ class Vectorizer:
             self.stats.index_builds_failed += 1
             # Not at every batch from now on: after another first_after points written or deleted.
             self._next_try_at = self._changes + self.index_schedule.first_after
+
+    def _loaded_deletions(self) -> int:
+        load = getattr(self.store, "load_upkeep", None)
+        try:
+            return max(0, int((load() if load else {}).get("deleted_since_build", 0)))
+        except (TypeError, ValueError):
+            return 0
+
+    def _save_upkeep(self) -> None:
+        save = getattr(self.store, "save_upkeep", None)
+        if save is None:
+            return
+        try:
+            save({"deleted_since_build": self._deleted_since_build})
+        except OSError as exc:  # a full disk: the count is kept in memory, the next save retries
+            log.warning("cannot keep the vector store's upkeep state: %s", exc)
 
     def _compaction_due(self, points: int) -> bool:
         """More deleted points held than live ones, and the growth rule not due: the builds have
