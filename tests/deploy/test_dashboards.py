@@ -119,6 +119,11 @@ async def test_every_panel_returns_series_from_a_real_prometheus(tmp_path, kafka
         "VECTORIZER_SESSION_TIMEOUT_MS": "2000",
         "VECTORIZER_HEARTBEAT_INTERVAL_MS": "500",
         "GATEWAY_LAG_SAMPLE_S": "1",
+        # The vectors' retention within the test's minutes: a pass each second and a cap the
+        # generator's errors pass, so points expire and the index is rebuilt (docs/vectors.md).
+        "VECTORIZER_RETENTION_INTERVAL_SECONDS": "1",
+        "VECTORIZER_MAX_POINTS": "200",
+        "VECTORIZER_OPTIMIZE_AFTER_POINTS": "100",
         "ANALYZER_LLM_BACKEND": "none",
         **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
     }

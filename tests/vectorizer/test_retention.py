@@ -87,6 +87,10 @@ async def test_retention_deletes_the_expired_then_the_oldest_and_rebuilds_the_in
     assert view["expired"] == {"age": 2_000, "cap": 2_000} and view["deleted_since_build"] == 0
     assert (REGISTRY.get_sample_value("logpipe_vectorizer_expired_points_total", {"reason": "age"}) or 0) \
         - expired_before == 2_000
+    # What the vectors dashboard shows: the points, the cap, the deleted points still held.
+    assert REGISTRY.get_sample_value("logpipe_vectorizer_points") == 6_000
+    assert REGISTRY.get_sample_value("logpipe_vectorizer_points_cap") == 6_000
+    assert REGISTRY.get_sample_value("logpipe_vectorizer_deleted_points_held") == 0
 
     # Within both bounds: nothing goes and nothing is rebuilt.
     assert await vectorizer.retain() == {"age": 0, "cap": 0}
@@ -140,6 +144,9 @@ class _CappedStore:
 
     async def aexpire(self, before=None, keep=None):
         return {"age": 0, "cap": self.deleted}
+
+    async def acount(self):
+        return self.points
 
 
 async def test_builds_that_fall_behind_the_retention_give_way_to_a_compaction_and_a_failure_is_retried():
@@ -196,6 +203,7 @@ async def test_deletions_not_yet_given_back_are_remembered_across_a_restart(tmp_
     settings = Settings(optimize_in_child=False, optimize_after_points=2_000, max_points=8_000)
     second = Vectorizer(settings, pipeline=None, producer=None, store=store)
     assert second.stats_view()["retention"]["deleted_since_build"] == 1_000
+    assert REGISTRY.get_sample_value("logpipe_vectorizer_deleted_points_held") == 1_000
     # 1,000 more: 2,000 deleted since the last build, which calls for one.
     assert await second.retain() == {"age": 0, "cap": 1_000}
     assert second._optimizing is not None

@@ -45,6 +45,12 @@ INDEX_BUILDS = metrics.counter("logpipe_vectorizer_index_builds_total",
                                "HNSW index builds of the embedded Qdrant engine", ("outcome",))
 EXPIRED = metrics.counter("logpipe_vectorizer_expired_points_total",
                           "Points deleted by the vectors' retention", ("reason",))
+POINTS = metrics.gauge("logpipe_vectorizer_points", "Points in the vector collection (read at each retention pass)")
+POINTS_CAP = metrics.gauge("logpipe_vectorizer_points_cap",
+                           "The retention's cap on points (VECTORIZER_MAX_POINTS; 0: no cap)")
+DELETED_HELD = metrics.gauge("logpipe_vectorizer_deleted_points_held",
+                             "Points deleted since the last index build, whose memory the embedded engine "
+                             "gives back only with the next build or compaction")
 BATCH_SECONDS = metrics.histogram("logpipe_vectorizer_batch_seconds", "Time to process one batch",
                                   buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
@@ -108,6 +114,8 @@ class Vectorizer:
         # with the next build: IndexSchedule.due_after_deletions). Kept beside the shard: after
         # a restart the deleted points are still held, and the count still calls the build.
         self._deleted_since_build = self._loaded_deletions()
+        DELETED_HELD.set(self._deleted_since_build)
+        POINTS_CAP.set(settings.points_cap() or 0)
         self._retention: asyncio.Task | None = None
         self._retention_ran_at: float | None = None
         # A poll returns at most a batch, so the buffer and every batch in flight hold fewer
@@ -148,6 +156,7 @@ class Vectorizer:
         before = datetime.now(timezone.utc) - timedelta(days=self.settings.retention())
         deleted = await self.store.aexpire(before, self.settings.points_cap())
         self._retention_ran_at = time.time()
+        POINTS.set(await self.store.acount())
         for reason, count in deleted.items():
             if count:
                 EXPIRED.labels(reason).inc(count)
@@ -307,6 +316,7 @@ class Vectorizer:
             return 0
 
     def _save_upkeep(self) -> None:
+        DELETED_HELD.set(self._deleted_since_build)
         save = getattr(self.store, "save_upkeep", None)
         if save is None:
             return
