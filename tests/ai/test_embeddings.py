@@ -43,6 +43,24 @@ def test_onnx_export_is_reused(embedding_backend, tmp_path):
     assert path.stat().st_mtime_ns == mtime
 
 
+def test_a_model_stripped_of_its_weights_embeds_with_its_export(embedding_backend, tmp_path):
+    """What the image does (Dockerfile, builder stage): the torch weights go, the fingerprint
+    stays, and the ONNX backend finds the export made before and embeds as before."""
+    from logpipe.ai.embeddings import OnnxBackend, strip_model_weights
+
+    source = bundled_model_dir()
+    stripped = tmp_path / source.name  # the export is named after the model's directory
+    stripped.mkdir()
+    for item in source.iterdir():
+        (stripped / item.name).symlink_to(item)
+    export_dir = embedding_backend.onnx_path.parent.parent
+    assert strip_model_weights(stripped) == embedding_backend.onnx_path.parent.name.rsplit("-", 1)[1]
+    assert not (stripped / "model.safetensors").exists() and (source / "model.safetensors").exists()
+    backend = OnnxBackend(stripped, export_dir)
+    assert backend.onnx_path == embedding_backend.onnx_path
+    np.testing.assert_allclose(backend.embed(TEXTS[:2]), embedding_backend.embed(TEXTS[:2]), atol=1e-6)
+
+
 def test_batch_order_does_not_change_vectors(embedding_backend):
     one_by_one = np.stack([embedding_backend.embed([t])[0] for t in TEXTS])
     np.testing.assert_allclose(embedding_backend.embed(TEXTS), one_by_one, atol=1e-5)

@@ -91,10 +91,18 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+# Written by `strip_model_weights`: the fingerprint of the weights it removed.
+FINGERPRINT_FILE = ".logpipe-fingerprint"
+WEIGHTS_FILE = "model.safetensors"
+
+
 def _model_fingerprint(model_dir: Path) -> str:
     """Changes when the model files change, so a stale export is never reused."""
+    pinned = model_dir / FINGERPRINT_FILE
+    if pinned.is_file():
+        return pinned.read_text().strip()
     digest = hashlib.sha256()
-    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+    for name in ("config.json", "tokenizer.json", WEIGHTS_FILE):
         path = model_dir / name
         if path.exists():
             stat = path.stat()
@@ -102,6 +110,16 @@ def _model_fingerprint(model_dir: Path) -> str:
             with path.open("rb") as handle:
                 digest.update(handle.read(1 << 20))
     return digest.hexdigest()[:16]
+
+
+def strip_model_weights(model_dir: Path) -> str:
+    """For the image: keep the model's fingerprint and drop its torch weights (90 MB), which only
+    the ONNX export reads; the runtime embeds with the exported model and the tokenizer, and
+    finds the export under the same fingerprint. Returns the fingerprint."""
+    fingerprint = _model_fingerprint(model_dir)
+    (model_dir / FINGERPRINT_FILE).write_text(fingerprint + "\n")
+    (model_dir / WEIGHTS_FILE).unlink(missing_ok=True)
+    return fingerprint
 
 
 class _LocalModelFiles:
