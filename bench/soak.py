@@ -16,7 +16,11 @@ thread count, so a growth can be told apart.
 
 Memory levels off when the RSS slope over the run's second half (least squares, MB per minute)
 is at most `--max-slope-mb-per-min` (default 1.0) for every process; the first half is printed
-beside it (caches and the model warm up there).
+beside it (caches and the model warm up there). Each minute's highest RSS is printed too, with
+the slope of those peaks over the second half (`peaks_level_off` when it is within the same
+bound for every process): a process that swings, as the services' process does while the
+vector index is rebuilt and swapped in under the retention's cap, can show any slope over its
+samples depending on where the swings fall; its peaks show whether the swings grow.
 
     .venv/bin/python bench/soak.py                          # 10 minutes at 20,000 logs/s
     .venv/bin/python bench/soak.py --seconds 120 --rate 5000
@@ -67,15 +71,27 @@ async def counts(client, platform: Platform) -> dict:
 
 
 def memory_summary(series: list[tuple[float, float]]) -> dict:
-    """MB per minute over each half, and the values at start, middle, end and the highest."""
+    """MB per minute over each half, and the values at start, middle, end and the highest; and
+    the highest value of each minute with the slope of those peaks over the second half. A
+    process that swings (a vector index built and swapped in every minute or so) can show any
+    slope over its samples, depending on where the swings fall; its peaks show whether the
+    swings themselves grow."""
     start = series[0][0]
     middle = (series[-1][0] - start) / 2
     first = [((t - start) / 60, v) for t, v in series if t - start <= middle]
     second = [((t - start) / 60, v) for t, v in series if t - start >= middle]
+    peaks: dict[int, float] = {}
+    for t, v in series:
+        minute = int((t - start) // 60)
+        peaks[minute] = max(v, peaks.get(minute, v))
+    whole = [(minute, peak) for minute, peak in sorted(peaks.items()) if (minute + 1) * 60 <= series[-1][0] - start]
+    late = [(minute, peak) for minute, peak in whole if minute * 60 >= middle]
     return {"start_mb": round(series[0][1], 1), "middle_mb": round(second[0][1], 1) if second else None,
             "end_mb": round(series[-1][1], 1), "max_mb": round(max(v for _, v in series), 1),
             "slope_first_half_mb_per_min": round(slope(first), 2),
-            "slope_second_half_mb_per_min": round(slope(second), 2)}
+            "slope_second_half_mb_per_min": round(slope(second), 2),
+            "peak_each_minute_mb": [round(peak, 1) for _, peak in whole],
+            "peak_slope_second_half_mb_per_min": round(slope(late), 2) if len(late) >= 3 else None}
 
 
 async def main_async(args) -> dict:
@@ -147,6 +163,9 @@ async def main_async(args) -> dict:
                      for name, series in files.items()}
     levels_off = all(entry["slope_second_half_mb_per_min"] <= args.max_slope_mb_per_min
                      for entry in rss_summary.values())
+    peaks_level_off = all(entry["peak_slope_second_half_mb_per_min"] is not None
+                          and entry["peak_slope_second_half_mb_per_min"] <= args.max_slope_mb_per_min
+                          for entry in rss_summary.values())
     half = len(lags) // 2
     result.update({
         "measured_seconds": round(wall, 1),
@@ -160,7 +179,8 @@ async def main_async(args) -> dict:
                            "second_half_growth_per_s": round(slope([(t, v) for t, v in vector_lags[half:]]), 1)},
         "cores_by_process": cpu_used,
         "rss": rss_summary, "open_files": files_summary,
-        "memory_levels_off": levels_off, "max_slope_mb_per_min": args.max_slope_mb_per_min,
+        "memory_levels_off": levels_off, "peaks_level_off": peaks_level_off,
+        "max_slope_mb_per_min": args.max_slope_mb_per_min,
         "after_drain": dict(drained, drain_seconds=round(drain_s, 1),
                             nothing_lost=(drained["stored"] + drained["ingest_dlq"] == drained["produced"]
                                           and drained["vectorized"] + drained["vectorizer_dlq"] == drained["forwarded"])),
