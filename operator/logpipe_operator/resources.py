@@ -76,6 +76,9 @@ class Pipeline:
     llm_api_key_secret: tuple[str, str] | None
     # Where KEDA reads the operator's incoming-rate gauge (scaler: keda with the sizing rule).
     prometheus_address: str = ""
+    # The vectors' retention (docs/vectors.md#retention); None: the vectorizer's defaults.
+    vector_retention_days: int | None = None
+    max_points: int | None = None
 
     @property
     def id(self) -> str:
@@ -159,7 +162,13 @@ def parse(name: str, namespace: str, spec: dict[str, Any]) -> Pipeline:
         llm_endpoint=llm.get("endpoint") or "",
         llm_api_key_secret=_secret(llm.get("apiKeySecretRef"), "apiKey"),
         prometheus_address=consumers.get("prometheusAddress") or "",
+        vector_retention_days=_optional_int(vectors.get("retentionDays")),
+        max_points=_optional_int(vectors.get("maxPoints")),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def labels(pipeline: Pipeline, component: str) -> dict[str, str]:
@@ -207,6 +216,10 @@ def _component_env(pipeline: Pipeline, component: str) -> list[dict[str, Any]]:
         env.append({"name": "INGEST_VECTORIZE_LEVELS", "value": ",".join(pipeline.levels)})
     if component == "vectorizer":
         env.append({"name": "EMBEDDER_DIMENSION", "value": str(pipeline.dimension)})
+        if pipeline.vector_retention_days is not None:
+            env.append({"name": "VECTORIZER_RETENTION_DAYS", "value": str(pipeline.vector_retention_days)})
+        if pipeline.max_points is not None:
+            env.append({"name": "VECTORIZER_MAX_POINTS", "value": str(pipeline.max_points)})
     return env
 
 

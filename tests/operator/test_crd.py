@@ -135,6 +135,8 @@ def minimal(**spec_changes) -> dict:
     ({"storage__ttlDays": 0}, "minimum"),
     ({"consumers__scaler": "hpa"}, "hpa"),
     ({"vectors__levels": ["ERROR", "LOUD"]}, "LOUD"),
+    ({"vectors__maxPoints": -1}, "minimum"),
+    ({"vectors__retentionDays": 0}, "minimum"),
     ({"analysis__schedule": "every night"}, "does not match"),
     ({"consumers__prometheusAddress": "prometheus:9090"}, "does not match"),
 ])

@@ -54,6 +54,37 @@ def test_minimal_pipeline_defaults_and_names():
         ["Deployment", "Service", "NetworkPolicy", "Deployment", "Service", "NetworkPolicy", "CronJob"]
 
 
+def _env(obj: dict) -> dict[str, str]:
+    return {item["name"]: item.get("value") for item in obj["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_the_vectors_retention_reaches_the_vectorizer_only_where_the_spec_sets_it(monkeypatch):
+    minimal, full = cases()["minimal"], cases()["full"]
+    vectorizer = {case: next(o for o in resources.desired_objects(p) if o["kind"] == "Deployment"
+                             and o["metadata"]["name"].endswith("-vectorizer"))
+                  for case, p in (("minimal", minimal), ("full", full))}
+    # Unset: the vectorizer's defaults (storage.ttlDays through LOG_TTL_DAYS; 400,000 points
+    # with the embedded engine, no cap with a Qdrant server).
+    assert "VECTORIZER_MAX_POINTS" not in _env(vectorizer["minimal"])
+    assert "VECTORIZER_RETENTION_DAYS" not in _env(vectorizer["minimal"])
+    assert _env(vectorizer["full"])["VECTORIZER_RETENTION_DAYS"] == "14"
+    assert _env(vectorizer["full"])["VECTORIZER_MAX_POINTS"] == "2000000"
+    assert _env(vectorizer["full"])["LOG_TTL_DAYS"] == "30"
+    # 0 means no cap, and is passed as such.
+    spec = example("pipeline.yaml")["spec"]
+    spec["vectors"] = {"maxPoints": 0}
+    uncapped = resources.parse("checkout", "shop", spec)
+    deployment = resources.deployment(uncapped, "vectorizer")
+    assert _env(deployment)["VECTORIZER_MAX_POINTS"] == "0"
+    # And the vectorizer reads them from its environment as the settings it documents.
+    from logpipe.vectorizer.settings import Settings
+
+    for name in ("VECTORIZER_MAX_POINTS", "VECTORIZER_RETENTION_DAYS", "LOG_TTL_DAYS", "QDRANT_URL"):
+        monkeypatch.setenv(name, _env(vectorizer["full"])[name])
+    read = Settings()
+    assert read.points_cap() == 2_000_000 and read.retention() == 14 and read.log_ttl_days == 30
+
+
 def test_network_policy_lets_only_the_metrics_scraper_reach_a_consumer():
     pipeline = cases()["minimal"]
     rules = resources.NetworkRules({"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
