@@ -214,3 +214,29 @@ async def test_deletions_not_yet_given_back_are_remembered_across_a_restart(tmp_
     assert third.stats_view()["retention"]["deleted_since_build"] == 0
     await third.close()
     store.close()
+
+
+class _ServerStore:
+    """A Qdrant server: it indexes and frees deleted points on its own (index_state None)."""
+
+    def index_state(self):
+        return None
+
+    async def aexpire(self, before=None, keep=None):
+        return {"age": 5_000, "cap": 0}
+
+    async def acount(self):
+        return 1_000_000
+
+
+async def test_a_qdrant_server_holds_no_deleted_points_for_the_vectorizer_to_count():
+    vectorizer = Vectorizer(Settings(qdrant_url="http://qdrant:6333"), pipeline=None, producer=None,
+                            store=_ServerStore())
+    vectorizer._maybe_optimize(100)
+    await vectorizer._optimizing  # learns that the server indexes itself
+    assert await vectorizer.retain() == {"age": 5_000, "cap": 0}
+    assert vectorizer.stats_view()["retention"]["deleted_since_build"] == 0
+    assert REGISTRY.get_sample_value("logpipe_vectorizer_deleted_points_held") == 0
+    assert REGISTRY.get_sample_value("logpipe_vectorizer_points") == 1_000_000
+    assert REGISTRY.get_sample_value("logpipe_vectorizer_points_cap") == 0  # no cap with a server
+    await vectorizer.close()

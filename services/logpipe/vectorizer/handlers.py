@@ -165,8 +165,9 @@ class Vectorizer:
         total = deleted["age"] + deleted["cap"]
         if total:
             log.info("vectors past their retention deleted", extra=deleted)
-            self._deleted_since_build += total
-            self._save_upkeep()
+            if self._indexed_at != -1:  # a Qdrant server frees deleted points on its own
+                self._deleted_since_build += total
+                self._save_upkeep()
             self._changes += total
             if self._points is not None:
                 self._points = max(0, self._points - total)
@@ -272,8 +273,10 @@ class Vectorizer:
             self._state_retry_at = time.monotonic() + 60
             return
         if state is None:
-            # A Qdrant server indexes on its own.
+            # A Qdrant server indexes on its own, and frees deleted points on its own.
             self._indexed_at = -1
+            self._deleted_since_build = 0
+            DELETED_HELD.set(0)
             return
         points, indexed = state
         if self._indexed_at is None:
