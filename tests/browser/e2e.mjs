@@ -365,6 +365,10 @@ await check("Pipeline: topics, lag, rates, DLQ and the collection", async () => 
   // The vectorizer keeps adding points, so the page's count is checked as a count, not equal to a later read.
   assert.match(await page.getByTestId("collection-points").textContent(), /^[0-9,]+$/);
   assert.ok(numberOf(await page.getByTestId("collection-points").textContent()) > 0, "errors were vectorized");
+  // What a search covers, from the real vectorizer's retention: the embedded engine's default cap
+  // and LOG_TTL_DAYS.
+  assert.match(await page.getByTestId("collection-retention").textContent(),
+               /^newest 400,000 kept · 90-day retention · [0-9,]+ expired$/);
   assert.equal(await page.getByText("not reachable").count(), 0, "ingest and vectorizer rates are shown");
   await axeCheck(page, "pipeline");
 });

@@ -26,7 +26,9 @@ def vectorizer_stand_in(points: int) -> FastAPI:
 
     @app.get("/stats")
     async def stats():
-        return {"consumed": 40, "embedded": 38, "buffered": 2, "collection": "log_embeddings", "points": points}
+        return {"consumed": 40, "embedded": 38, "buffered": 2, "collection": "log_embeddings", "points": points,
+                "retention": {"days": 90, "max_points": 400_000, "interval_seconds": 60.0,
+                              "expired": {"age": 3, "cap": 4}, "deleted_since_build": 7, "last_run_at": None}}
 
     return app
 
@@ -109,7 +111,9 @@ async def test_pipeline_shows_topics_lag_rates_dlq_and_collection(pipeline_gatew
 
         assert body["rates"]["ingest"]["available"] is True and "written" in body["rates"]["ingest"]
         assert body["rates"]["vectorizer"]["available"] is True and body["rates"]["vectorizer"]["embedded"] == 38
-        assert body["collection"] == {"name": "log_embeddings", "points": 38, "available": True, "error": None}
+        # With the retention, so the page can say what a search covers.
+        assert body["collection"] == {"name": "log_embeddings", "points": 38, "available": True, "error": None,
+                                      "max_points": 400_000, "retention_days": 90, "expired": 7}
         assert body["dlq"] == {"raw-logs-dlq": 0, "vectorization-dlq": 0}
 
 

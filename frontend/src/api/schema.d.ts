@@ -516,10 +516,25 @@ export interface components {
             available: boolean;
             /** Error */
             error?: string | null;
+            /**
+             * Expired
+             * @description points the retention deleted since the vectorizer started
+             */
+            expired?: number | null;
+            /**
+             * Max Points
+             * @description the retention's cap on points, the oldest deleted first; null: no cap (or not known)
+             */
+            max_points?: number | null;
             /** Name */
             name: string;
             /** Points */
             points: number | null;
+            /**
+             * Retention Days
+             * @description days an embedded error stays searchable
+             */
+            retention_days?: number | null;
         };
         /** DeadLetter */
         DeadLetter: {

@@ -152,15 +152,27 @@ async def rates(ingest_url: str, vectorizer_url: str, timeout_s: float) -> dict[
     return {"ingest": ingest, "vectorizer": vectorizer}
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def collection_info(vectorizer: dict[str, Any], default_name: str) -> dict[str, Any]:
-    """The collection as the vectorizer (its only writer) sees it."""
+    """The collection as the vectorizer (its only writer) sees it, with its retention: a search
+    covers what the retention kept (docs/vectors.md#retention)."""
     name = str(vectorizer.get("collection") or default_name)
     if not vectorizer.get("available"):
         return {"name": name, "points": None, "available": False, "error": vectorizer.get("error")}
-    points = vectorizer.get("points")
-    if not isinstance(points, int) or isinstance(points, bool):
+    points = _count(vectorizer.get("points"))
+    if points is None:
         return {"name": name, "points": None, "available": False, "error": "the vectorizer cannot count its points"}
-    return {"name": name, "points": points, "available": True}
+    info: dict[str, Any] = {"name": name, "points": points, "available": True}
+    retention = vectorizer.get("retention")
+    if isinstance(retention, dict):
+        expired = retention.get("expired") if isinstance(retention.get("expired"), dict) else {}
+        counts = [_count(expired.get(reason)) for reason in ("age", "cap")]
+        info.update(max_points=_count(retention.get("max_points")), retention_days=_count(retention.get("days")),
+                     expired=sum(c for c in counts if c is not None) if any(c is not None for c in counts) else None)
+    return info
 
 
 def parse_dead_letter(value: bytes | None, partition: int, offset: int, timestamp_ms: int | None) -> dict[str, Any]:

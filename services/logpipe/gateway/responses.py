@@ -123,6 +123,10 @@ class Collection(BaseModel):
     points: int | None
     available: bool
     error: str | None = None
+    max_points: int | None = Field(None, description="the retention's cap on points, the oldest deleted first; "
+                                                     "null: no cap (or not known)")
+    retention_days: int | None = Field(None, description="days an embedded error stays searchable")
+    expired: int | None = Field(None, description="points the retention deleted since the vectorizer started")
 
 
 class PipelineView(BaseModel):

@@ -14,7 +14,7 @@ const down = {
   lag_history: [],
   rates: { ingest: { available: false, error: "http://127.0.0.1:8002: ConnectError" }, vectorizer: { available: true, written: 42 } },
   dlq: {},
-  collection: { name: "log_embeddings", points: 1234, available: true },
+  collection: { name: "log_embeddings", points: 1234, available: true, max_points: 400000, retention_days: 90, expired: 5678 },
 };
 
 describe("PipelinePage", () => {
@@ -31,6 +31,8 @@ describe("PipelinePage", () => {
     expect(await screen.findByText("The dead-letter topic is not available.")).toBeTruthy();
     expect(screen.queryByText("Nothing dead-lettered")).toBeNull();
     expect(screen.getByTestId("collection-points").textContent).toBe("1,234");
+    // What a search covers: the vectors' retention.
+    expect(screen.getByTestId("collection-retention").textContent).toBe("newest 400,000 kept · 90-day retention · 5,678 expired");
     expect(screen.getByText(/not reachable: http:\/\/127.0.0.1:8002/)).toBeTruthy();
     expect(document.body.textContent).not.toContain("Traceback");
   });

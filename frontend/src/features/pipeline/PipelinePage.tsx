@@ -21,6 +21,15 @@ function Unavailable({ what, error }: { what: string; error: string }) {
   );
 }
 
+/** What a semantic search covers: the retention the vectorizer applies to the collection. */
+export function retentionText(collection: PipelineState["collection"]): string {
+  const parts: string[] = [];
+  if (collection.max_points != null) parts.push(`newest ${formatCount(collection.max_points)} kept`);
+  if (collection.retention_days != null) parts.push(`${collection.retention_days}-day retention`);
+  if (collection.expired != null) parts.push(`${formatCount(collection.expired)} expired`);
+  return parts.length ? parts.join(" · ") : "no retention reported";
+}
+
 /** Consumer lag per group and topic over the gateway's sampled history. */
 export function lagSeries(history: PipelineState["lag_history"]) {
   const keys = [...new Set(history.map((point) => `${point.group} · ${point.topic}`))].sort();
@@ -177,6 +186,9 @@ export function PipelinePage() {
             <div>
               <dt>collection {state.collection.name}</dt>
               <dd data-testid="collection-points">{state.collection.available ? formatCount(state.collection.points) : "unavailable"}</dd>
+              {state.collection.available ? (
+                <dd className="figure-note muted" data-testid="collection-retention">{retentionText(state.collection)}</dd>
+              ) : null}
             </div>
             {Object.entries(state.dlq).map(([topic, count]) => (
                   <div key={topic}>
