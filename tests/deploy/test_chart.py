@@ -26,6 +26,7 @@ EVERY_OPTION = {
     "ingress": {"enabled": True, "className": "nginx", "host": "logs.example.com",
                 "tls": {"enabled": True, "secretName": "logs-example-com-tls"}},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}, "additionalLabels": {"team": "platform"}},
     "tracing": {"enabled": True, "endpoint": "http://otel-collector:4318", "samplingRatio": 0.25},
     "devBroker": {"enabled": True},
     "kafka": {"enabled": True},
@@ -43,7 +44,7 @@ EVERY_OPTION = {
 }
 
 # Kinds whose schema is not in Kubernetes' OpenAPI (CRDs of Strimzi and prometheus-operator).
-CUSTOM_KINDS = {"Kafka", "KafkaNodePool", "ServiceMonitor"}
+CUSTOM_KINDS = {"Kafka", "KafkaNodePool", "ServiceMonitor", "PrometheusRule"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 
 
