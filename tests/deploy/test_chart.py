@@ -289,6 +289,42 @@ def test_dashboards_ship_as_labelled_configmaps():
                 if "dashboard" in n]
 
 
+def _selects(monitor: dict, labels: dict[str, str]) -> bool:
+    """A ServiceMonitor's selector (matchLabels, In/NotIn expressions) against a Service's labels."""
+    selector = monitor["spec"]["selector"]
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        present = labels.get(expression["key"]) in expression["values"]
+        if present != (expression["operator"] == "In"):
+            return False
+    return True
+
+
+def test_service_monitors_scrape_the_release_and_every_pipelines_consumers_once():
+    from logpipe_operator import resources
+
+    monitors = by_kind(render({"serviceMonitor": {"enabled": True}}), "ServiceMonitor")
+    assert set(monitors) == {"logpipe", "logpipe-pipelines"}
+    # The release's own services.
+    own = by_kind(render(), "Service")
+    assert own and all(_selects(monitors["logpipe"], doc["metadata"]["labels"]) for doc in own.values())
+    assert not any(_selects(monitors["logpipe-pipelines"], doc["metadata"]["labels"]) for doc in own.values())
+    # A LogPipeline's consumers, as the operator labels them, in any namespace, even one named
+    # like the release: scraped by the second ServiceMonitor only, on their http port.
+    spec = {"kafka": {"bootstrapServers": "kafka:9092"}, "storage": {"dsnSecretRef": {"name": "clickhouse"}}}
+    pipeline = resources.parse("logpipe", "team-a", spec)
+    for component in ("ingest", "vectorizer"):
+        service = resources.service(pipeline, component)
+        labels = service["metadata"]["labels"]
+        assert _selects(monitors["logpipe-pipelines"], labels) and not _selects(monitors["logpipe"], labels)
+        assert monitors["logpipe-pipelines"]["spec"]["namespaceSelector"] == {"any": True}
+        assert [endpoint["port"] for endpoint in monitors["logpipe-pipelines"]["spec"]["endpoints"]] == \
+            [port["name"] for port in service["spec"]["ports"]]
+    assert set(by_kind(render({"serviceMonitor": {"enabled": True, "pipelines": False}}), "ServiceMonitor")) == \
+        {"logpipe"}
+
+
 def test_chart_crds_are_the_top_level_crds():
     source = ROOT / "crds"
     assert source.is_dir(), "crds/ is missing: the operator's CRDs are the chart's source (scripts/sync-crds.sh)"
