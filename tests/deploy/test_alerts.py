@@ -39,6 +39,12 @@ CASES = [
      "25m", "LogpipeVectorizerFallingBehind",
      [({"group": "shop.vectorizer", "severity": "warning"},
        "Vectorizer group shop.vectorizer is 35000 errors behind and still falling behind")]),
+    # A LogPipeline's consumers, as the operator's scaler sees them: growing fires, shrinking does not.
+    ([("logpipe_operator_consumer_lag{pipeline='shop/checkout',component='ingest'}", "80000+3000x40"),
+      ("logpipe_operator_consumer_lag{pipeline='shop/checkout',component='vectorizer'}", "400000-3000x40")],
+     "25m", "LogpipePipelineFallingBehind",
+     [({"pipeline": "shop/checkout", "component": "ingest", "severity": "warning"},
+       "The ingest of LogPipeline shop/checkout is 155000 records behind and still falling behind")]),
     # An open circuit for 8 minutes fires; one open for the last 3 does not (yet).
     ([("logpipe_circuit_open{service='ingest',dependency='clickhouse'}", "0 0 1x10"),
       ("logpipe_circuit_open{service='vectorizer',dependency='qdrant'}", "0x6 1x3")],
@@ -146,13 +152,15 @@ def declared_metrics() -> set[str]:
     names = set()
     for folder in (ROOT / "services" / "logpipe", ROOT / "operator" / "logpipe_operator"):
         for path in folder.rglob("*.py"):
-            names |= set(re.findall(r'(?:counter|gauge|histogram)\(\s*"(logpipe_[a-z0-9_]+)"', path.read_text()))
+            names |= set(re.findall(r'(?:counter|gauge|histogram)\(\s*"(logpipe_[a-z0-9_]+)"', path.read_text(),
+                                    flags=re.IGNORECASE))
     return names
 
 
 def test_every_metric_an_alert_names_is_declared():
     declared = declared_metrics()
-    assert {"logpipe_kafka_consumer_lag", "logpipe_vectorizer_points", "logpipe_circuit_open"} <= declared
+    assert {"logpipe_kafka_consumer_lag", "logpipe_vectorizer_points", "logpipe_circuit_open",
+            "logpipe_operator_consumer_lag"} <= declared
     for group in rendered_rules():
         for rule in group["rules"]:
             without_strings = re.sub(r'"[^"]*"', '""', rule["expr"])
