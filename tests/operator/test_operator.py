@@ -325,14 +325,14 @@ async def test_keda_scales_by_the_incoming_rate_through_a_real_prometheus(
             name, ns, kafka_bootstrap, f"op_{uuid.uuid4().hex[:8]}",
             consumers={"scaler": "keda", "prometheusAddress": address,
                        "ingest": {"minReplicas": 1, "maxReplicas": 4, "targetLagPerReplica": 1_000_000,
-                                  "recordsPerSecondPerReplica": 6}},
+                                  "recordsPerSecondPerReplica": 2}},
             analysis={"enabled": False}))
         await ready(api, ns, name)
         scaled = await api.get(f"/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/{name}-ingest")
         kafka_trigger, rate_trigger = scaled["spec"]["triggers"]
         assert kafka_trigger["type"] == "kafka" and rate_trigger["type"] == "prometheus"
         assert rate_trigger["metadata"]["serverAddress"] == address
-        assert rate_trigger["metadata"]["threshold"] == "6"
+        assert rate_trigger["metadata"]["threshold"] == "2"
         # maxReplicas 4, but the topic has 2 partitions: KEDA may not go past them either.
         assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 2)
         # The vectorizer has no sizing rule: lag alone.
@@ -365,7 +365,9 @@ async def test_keda_scales_by_the_incoming_rate_through_a_real_prometheus(
         status = (await api.get(f"{LP.format(ns=ns)}/{name}"))["status"]["consumers"]["ingest"]
         # The same figure the operator reports (one pass apart, so only roughly the same).
         assert status["ratePerSecond"] and 0.3 < rate / status["ratePerSecond"] < 3
-        assert wanted >= 2, rate  # ~10 records/s at 6 per replica
+        # ~10 records/s asked at 2 per replica; a CI machine under load produced 4.4/s once, which
+        # 6 per replica (as this test had) turned into one replica.
+        assert wanted >= 2, rate
         assert min(wanted, scaled["spec"]["maxReplicaCount"]) == 2
         # The operator itself leaves the replicas to KEDA.
         assert (await api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}-ingest"))["spec"]["replicas"] == 1
