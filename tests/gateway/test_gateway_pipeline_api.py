@@ -274,3 +274,18 @@ async def test_report_download(gateway):
         text = (await client.get(f"/api/reports/{failed_id}/download")).text
         assert text.startswith(f"# logpipe report {failed_id}") and "- status: failed" in text
         assert "- error: the LLM did not answer" in text
+
+
+def test_a_malformed_retention_from_the_vectorizer_reads_as_unknown_not_as_an_error():
+    from logpipe.gateway.pipeline import collection_info
+
+    base = {"available": True, "points": 10, "collection": "c"}
+    odd = collection_info({**base, "retention": {"days": "ninety", "max_points": True,
+                                                 "expired": {"age": "3", "cap": None}}}, "d")
+    assert odd == {"name": "c", "points": 10, "available": True, "max_points": None, "retention_days": None,
+                   "expired": None}
+    partly = collection_info({**base, "retention": {"days": 7, "expired": {"cap": 5}}}, "d")
+    assert (partly["retention_days"], partly["max_points"], partly["expired"]) == (7, None, 5)
+    assert collection_info({**base, "retention": ["not", "a", "dict"]}, "d") == {"name": "c", "points": 10,
+                                                                                 "available": True}
+    assert collection_info({**base, "retention": {"expired": "many"}}, "d")["expired"] is None

@@ -169,9 +169,9 @@ def collection_info(vectorizer: dict[str, Any], default_name: str) -> dict[str, 
     retention = vectorizer.get("retention")
     if isinstance(retention, dict):
         expired = retention.get("expired") if isinstance(retention.get("expired"), dict) else {}
-        counts = [_count(expired.get(reason)) for reason in ("age", "cap")]
+        known = [c for c in (_count(expired.get(reason)) for reason in ("age", "cap")) if c is not None]
         info.update(max_points=_count(retention.get("max_points")), retention_days=_count(retention.get("days")),
-                     expired=sum(c for c in counts if c is not None) if any(c is not None for c in counts) else None)
+                    expired=sum(known) if known else None)
     return info
 
 
